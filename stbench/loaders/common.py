@@ -1,0 +1,72 @@
+"""Helpers shared by the loaders: table reading with clear errors, name cleaning, source records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stbench.errors import DatasetError
+
+
+def resolve(path, base) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or base is None else Path(base) / p
+
+
+def require_file(path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(path, "file not found")
+    if path.is_dir():
+        raise DatasetError(path, "expected a file, found a directory")
+    return path
+
+
+def table_sep(path) -> str:
+    name = Path(path).name.lower().removesuffix(".gz")
+    return "," if name.endswith(".csv") else "\t"
+
+
+def read_table(path, *, index_col=0, header=0, sep=None) -> pd.DataFrame:
+    """Read a delimited text table (csv by extension, else tab), naming the file on failure."""
+    path = require_file(path)
+    try:
+        df = pd.read_csv(path, sep=sep or table_sep(path), index_col=index_col, header=header)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+        raise DatasetError(path, f"cannot be parsed as a {'CSV' if table_sep(path) == ',' else 'tab-separated'} table ({e})") from None
+    if df.shape[0] == 0 or df.shape[1] == 0:
+        raise DatasetError(path, "table is empty")
+    return df
+
+
+def clean_names(names) -> list[str]:
+    """Strip whitespace and surrounding quotes (R's write.csv of quoted names gives "'Gene'")."""
+    out = []
+    for n in map(str, names):
+        n = n.strip()
+        while len(n) >= 2 and n[0] == n[-1] and n[0] in "'\"":
+            n = n[1:-1].strip()
+        out.append(n)
+    return out
+
+
+def numeric_frame(df: pd.DataFrame, path, what: str) -> np.ndarray:
+    """Convert a table to float64, naming the first non-numeric cell."""
+    try:
+        return df.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        bad = df.apply(pd.to_numeric, errors="coerce").isna() & df.notna()
+        r, c = np.argwhere(bad.to_numpy())[0]
+        raise DatasetError(path, f"{what} has a non-numeric value {df.iat[r, c]!r} at row '{df.index[r]}', column '{df.columns[c]}'") from None
+
+
+def source_record(spec: dict, **defaults) -> dict:
+    """The uns['source'] record: the config's ``source`` block over loader defaults, all keys present."""
+    from stbench.contract import SOURCE_KEYS
+
+    rec = {k: "unknown" for k in SOURCE_KEYS}
+    rec.update({k: v for k, v in defaults.items() if v is not None})
+    rec.update({k: str(v) for k, v in (spec.get("source") or {}).items()})
+    return rec

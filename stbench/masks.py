@@ -1,0 +1,116 @@
+"""Held-out masks: which entries of the preprocessed matrix are hidden from every method.
+
+One mask per (dataset, strategy, ratio, among, seed), generated once, saved, and read by every
+method. ``held_out[i, j]`` is True where the entry is hidden (and scored).
+
+Strategies: ``random`` (entries), ``spot`` (whole spots), ``gene`` (whole genes), and
+``inductive`` (the authors' released protocol: spots split into ``n_folds`` folds, methods may
+train on the others, and ``ratio`` of each gene's entries in the test fold are held out).
+``among``: ``all`` (zeros included, default) or ``nonzero`` (only detected entries).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+STRATEGIES = ("random", "spot", "gene", "inductive")
+AMONG = ("all", "nonzero")
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    strategy: str = "random"
+    ratio: float = 0.1
+    among: str = "all"
+    n_folds: int = 5
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"mask strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.among not in AMONG:
+            raise ValueError(f"mask 'among' must be one of {AMONG}, got {self.among!r}")
+        if not 0 < self.ratio < 1:
+            raise ValueError(f"mask ratio must be in (0, 1), got {self.ratio}")
+        if self.n_folds < 2:
+            raise ValueError(f"mask n_folds must be >= 2, got {self.n_folds}")
+
+    @property
+    def id(self) -> str:
+        """A path-safe identifier, e.g. ``random-0.1-all``."""
+        base = f"{self.strategy}-{self.ratio:g}-{self.among}"
+        return base + (f"-k{self.n_folds}" if self.strategy == "inductive" else "")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MaskSpec":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown mask option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def _pick(rng, n_candidates: int, ratio: float) -> int:
+    return max(1, int(round(ratio * n_candidates)))
+
+
+def make_mask(detected: np.ndarray, spec: MaskSpec, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (held_out bool n x g, train_spots bool n).
+
+    ``detected`` (n x g, True where the raw count is > 0) gives the shape and, for
+    ``among: nonzero``, the candidate entries. Counts decide "detected", not the evaluation
+    scale, so that z-scored data (where zeros become negative) mask the same entries.
+    """
+    detected = np.asarray(detected, dtype=bool)
+    n, g = detected.shape
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), STRATEGIES.index(spec.strategy)]))
+    cand = detected if spec.among == "nonzero" else np.ones((n, g), dtype=bool)
+    held = np.zeros((n, g), dtype=bool)
+    train = np.ones(n, dtype=bool)
+    if spec.strategy == "random":
+        flat = np.flatnonzero(cand.ravel())
+        if flat.size == 0:
+            raise ValueError("no candidate entries to hold out")
+        chosen = rng.choice(flat, size=_pick(rng, flat.size, spec.ratio), replace=False)
+        held.ravel()[chosen] = True
+    elif spec.strategy == "spot":
+        spots = rng.choice(n, size=_pick(rng, n, spec.ratio), replace=False)
+        held[spots] = cand[spots]
+    elif spec.strategy == "gene":
+        genes = rng.choice(g, size=_pick(rng, g, spec.ratio), replace=False)
+        held[:, genes] = cand[:, genes]
+    else:  # inductive: last of n_folds random spot folds is the test fold
+        folds = np.array_split(rng.permutation(n), spec.n_folds)
+        test = np.sort(folds[-1])
+        train[test] = False
+        sub = cand[test]
+        keys = rng.random(sub.shape)
+        keys[~sub] = np.inf
+        ranks = np.argsort(np.argsort(keys, axis=0, kind="stable"), axis=0, kind="stable")
+        k = np.round(spec.ratio * sub.sum(axis=0)).astype(int)
+        held[test] = (ranks < k[None, :]) & sub
+    if not held.any():
+        raise ValueError(f"mask {spec.id} holds out no entry for a {n} x {g} matrix")
+    return held, train
+
+
+def save_mask(path, held: np.ndarray, train: np.ndarray, spec: MaskSpec, seed: int, dataset: str = "") -> None:
+    import json
+
+    from stbench.atomic import write_npz
+
+    meta = {"spec": asdict(spec), "seed": int(seed), "dataset": dataset, "shape": list(held.shape),
+            "n_held_out": int(held.sum())}
+    write_npz(path, held_out=held, train_spots=train, meta=np.array(json.dumps(meta)))
+
+
+def load_mask(path) -> tuple[np.ndarray, np.ndarray, dict]:
+    import json
+
+    from stbench.errors import DatasetError
+
+    try:
+        with np.load(path) as z:
+            return z["held_out"].astype(bool), z["train_spots"].astype(bool), json.loads(str(z["meta"]))
+    except (OSError, KeyError, ValueError) as e:
+        raise DatasetError(path, f"not a valid mask file ({e})") from None
