@@ -1,0 +1,10 @@
+"""Metrics of imputation accuracy, one place for all methods (importable as ``stbench.metrics``).
+
+Pure numpy. Every function scores predictions against the truth on the held-out entries only.
+"""
+
+from stbench.metrics.imputation import (
+    METRICS, HIGHER_IS_BETTER, evaluate_imputation, flat_metrics, per_gene_metrics, accuracy_score,
+)
+
+__all__ = ["METRICS", "HIGHER_IS_BETTER", "evaluate_imputation", "flat_metrics", "per_gene_metrics", "accuracy_score"]

@@ -1,0 +1,99 @@
+"""Figures: a Figure-2-style clustered heatmap of held-out entries (truth beside every method,
+one clustering order for all panels) and the Figure-3-style training-mask-ratio curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stbench.atomic import atomic_path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def heatmap_block(held: np.ndarray, max_spots: int = 60, max_genes: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Spots and genes with the most held-out entries: the block shown in the heatmap."""
+    genes = np.sort(np.argsort(-held.sum(0), kind="stable")[:max_genes])
+    spots = np.sort(np.argsort(-held[:, genes].sum(1), kind="stable")[:max_spots])
+    return spots, genes
+
+
+def clustered_heatmap(truth: np.ndarray, held: np.ndarray, panels: dict[str, np.ndarray], out_png, title: str = "",
+                      max_spots: int = 60, max_genes: int = 40) -> None:
+    """Truth and every method's imputation on one block, rows/columns in the truth's clustering order.
+
+    Observed (not held-out) cells are greyed out: only held-out entries are compared. The order
+    comes from seaborn's hierarchical clustering (clustermap) of the truth block.
+    """
+    import seaborn as sns
+
+    plt = _plt()
+    spots, genes = heatmap_block(held, max_spots, max_genes)
+    block = truth[np.ix_(spots, genes)]
+    cg = sns.clustermap(pd.DataFrame(block), method="average", metric="euclidean", cmap="viridis")
+    rows, cols = cg.dendrogram_row.reordered_ind, cg.dendrogram_col.reordered_ind
+    plt.close(cg.fig)
+    hidden = ~held[np.ix_(spots, genes)][np.ix_(rows, cols)]
+    mats = {"Truth": block[np.ix_(rows, cols)]}
+    mats.update({k: v[np.ix_(spots, genes)][np.ix_(rows, cols)] for k, v in panels.items()})
+    vals = np.concatenate([m[~hidden] for m in mats.values()]) if (~hidden).any() else block.ravel()
+    vmin, vmax = np.percentile(vals, [1, 99])
+    n = len(mats)
+    ncol = min(n, 4)
+    nrow = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.0 * nrow), squeeze=False)
+    for ax, (name, m) in zip(axes.ravel(), mats.items()):
+        sns.heatmap(np.ma.masked_array(m, hidden), ax=ax, cmap="viridis", vmin=vmin, vmax=vmax, cbar=False,
+                    xticklabels=False, yticklabels=False, mask=hidden)
+        ax.set_facecolor("#dddddd")
+        ax.set_title(name, fontsize=9)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    fig.suptitle(title + "\n(held-out entries; grey = observed; one clustering order from the truth)", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(out_png, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def ratio_curve(figure_csv, out_png, metrics=("pcc", "cosine", "rmse", "mae")) -> None:
+    """Figure 3: each metric against the training mask ratio, one line per dataset."""
+    plt = _plt()
+    df = pd.read_csv(figure_csv)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.0), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        d = df[df["metric"] == metric]
+        for ds, g in d.groupby("dataset"):
+            g = g.sort_values("x")
+            ax.errorbar(g["x"], g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=2, label=ds)
+        ax.set_xlabel("training mask ratio")
+        ax.set_title(metric.upper() if metric != "cosine" else "Cosine")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(out_png, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def heatmap_from_files(preprocessed, mask_npz, imputed: dict[str, str], out_png, title: str = "") -> None:
+    """Load the truth, the mask and each method's imputed.npz (failed runs skipped) and draw the heatmap."""
+    from stbench.loaders.h5ad import read_h5ad
+    from stbench.masks import load_mask
+
+    truth = np.asarray(read_h5ad(preprocessed).X)
+    held, _, _ = load_mask(mask_npz)
+    panels = {}
+    for label, path in imputed.items():
+        with np.load(path) as z:
+            if "imputed" in z:
+                panels[label] = z["imputed"]
+    clustered_heatmap(truth, held, panels, out_png, title=title)

@@ -1,0 +1,193 @@
+"""Tables: tidy long results, Table 1 in the paper's layout, the Table 2/3 ablations, Figure 3
+data, each with the paper's numbers beside ours where the dataset is one of the paper's.
+
+Each table names its protocol (preprocessing, gene filter, scale, mask strategy, among, ratio):
+the same method can move from PCC 0 to 0.6 on a real section with nothing but those changed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stbench.atomic import write_csv, write_text
+
+MAIN = ("pcc", "cosine", "rmse", "mae")
+NAMES = {"pcc": "PCC", "cosine": "Cosine", "rmse": "RMSE", "mae": "MAE", "pcc_gene": "PCC (gene median)",
+         "cosine_gene": "Cosine (gene median)", "rmse_gene": "RMSE (gene median)", "mae_gene": "MAE (gene median)",
+         "ssim_gene": "SSIM (gene median)", "js_gene": "JS (gene median)"}
+PAPER_DATASETS = ("MOB", "HBC", "HP", "HO", "ML", "MK")
+PAPER_ROW = {"default": "stMCDI (Ours)"}
+
+
+def collect(metric_files, variants: list[dict]) -> pd.DataFrame:
+    """One row per (run, metric): dataset, mask, seed, method, variant, label, table, status, value."""
+    info = {(v["method"], v["name"]): v for v in variants}
+    rows = []
+    for f in metric_files:
+        rec = json.loads(Path(f).read_text())
+        v = info.get((rec["method"], rec["variant"]), {})
+        mask = rec.get("mask") or {}
+        base = {"dataset": rec["dataset"], "mask_strategy": mask.get("strategy"), "ratio": mask.get("ratio"),
+                "among": mask.get("among"), "seed": rec["seed"], "method": rec["method"], "variant": rec["variant"],
+                "label": v.get("label", f"{rec['method']} ({rec['variant']})"), "table": v.get("table", "table1"),
+                "figure": v.get("figure"), "x": v.get("x"), "status": rec.get("status"), "error": rec.get("error"),
+                "wall_time_s": rec.get("wall_time_s")}
+        metrics = rec.get("metrics") or {}
+        if rec.get("status") != "ok" or not metrics:
+            rows.append({**base, "metric": "pcc", "value": np.nan})
+            continue
+        for k, val in metrics.items():
+            rows.append({**base, "metric": k, "value": np.nan if val is None else float(val)})
+    return pd.DataFrame(rows)
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds; status 'ok', 'failed: <error>' or 'partial (k/n failed)'."""
+    keys = ["dataset", "mask_strategy", "ratio", "among", "method", "variant", "label", "table", "figure", "x", "metric"]
+
+    def agg(g):
+        ok = g["status"] == "ok"
+        vals = g.loc[ok, "value"].dropna()
+        n_seeds = g["seed"].nunique()
+        n_failed = g.loc[~ok, "seed"].nunique()
+        if n_failed == n_seeds:
+            status = "failed: " + str(g.loc[~ok, "error"].iloc[0])
+        elif n_failed:
+            status = f"partial ({n_failed}/{n_seeds} seeds failed)"
+        else:
+            status = "ok"
+        return pd.Series({"mean": vals.mean() if len(vals) else np.nan,
+                          "std": vals.std(ddof=0) if len(vals) > 1 else (0.0 if len(vals) == 1 else np.nan),
+                          "n_seeds": int(len(vals)), "status": status,
+                          "wall_time_s": g["wall_time_s"].mean()})
+
+    return df.groupby(keys, dropna=False, sort=False).apply(agg, include_groups=False).reset_index()
+
+
+def _fmt(mean, std, status="ok") -> str:
+    if isinstance(status, str) and status.startswith("failed"):
+        return "failed"
+    if not np.isfinite(mean):
+        return "NaN"
+    return f"{mean:.3f}±{std:.3f}"
+
+
+def table1_wide(summary: pd.DataFrame, metrics=MAIN) -> pd.DataFrame:
+    """The paper's layout: methods x (dataset, metric), 'mean±std'; one block per mask if several."""
+    s = summary[(summary["table"] == "table1") & summary["metric"].isin(metrics)].copy()
+    s["mask"] = s["mask_strategy"].astype(str) + "-" + s["ratio"].astype(str) + "-" + s["among"].astype(str)
+    s["cell"] = [_fmt(m, d, st) for m, d, st in zip(s["mean"], s["std"], s["status"])]
+    s["col"] = s["dataset"] + " " + s["metric"].map(NAMES)
+    index = ["mask", "label"] if s["mask"].nunique() > 1 else ["label"]
+    wide = s.pivot_table(index=index, columns="col", values="cell", aggfunc="first", sort=False)
+    cols = [f"{d} {NAMES[m]}" for d in dict.fromkeys(s["dataset"]) for m in metrics if f"{d} {NAMES[m]}" in wide.columns]
+    return wide[cols]
+
+
+def ablation_wide(summary: pd.DataFrame, table: str, metrics=MAIN) -> pd.DataFrame:
+    """Table 2 or 3: the method's default row as 'stMCDI (Ours)' plus every variant reported in ``table``."""
+    abl = summary[(summary["table"] == table) & summary["metric"].isin(metrics)]
+    if abl.empty:
+        return pd.DataFrame()
+    methods = abl["method"].unique()
+    ref = summary[summary["method"].isin(methods) & (summary["variant"] == "default") & summary["metric"].isin(metrics)].copy()
+    ref["label"] = "stMCDI (Ours)"
+    s = pd.concat([ref, abl])
+    s["cell"] = [_fmt(m, d, st) for m, d, st in zip(s["mean"], s["std"], s["status"])]
+    s["col"] = s["metric"].map(NAMES) + " " + s["dataset"]
+    wide = s.pivot_table(index="label", columns="col", values="cell", aggfunc="first", sort=False)
+    cols = [f"{NAMES[m]} {d}" for m in metrics for d in dict.fromkeys(s["dataset"]) if f"{NAMES[m]} {d}" in wide.columns]
+    return wide[cols]
+
+
+def beside_paper(summary: pd.DataFrame, paper_dir, table: str) -> pd.DataFrame:
+    """Our mean beside the paper's number, for the paper's datasets (empty if none are present)."""
+    paper_dir = Path(paper_dir)
+    s = summary[summary["dataset"].isin(PAPER_DATASETS) & summary["metric"].isin(MAIN)]
+    if s.empty or not (paper_dir / f"{table}.csv").exists():
+        return pd.DataFrame()
+    paper = pd.read_csv(paper_dir / f"{table}.csv")
+    if table == "table1":
+        ours = s[s["table"] == "table1"].copy()
+        ours["row"] = ours["label"]
+        paper = paper.rename(columns={"method": "row", "mean": "paper_mean", "std": "paper_std"})
+    else:
+        ours = s[s["table"] == table].copy()
+        ours["row"] = ours["label"]
+        ref = s[s["method"].isin(ours["method"].unique()) & (s["variant"] == "default")].copy()
+        ref["row"] = "stMCDI (Ours)"
+        ours = pd.concat([ref, ours])
+        paper = paper.rename(columns={"value": "paper_mean"})
+    merged = ours.merge(paper, on=["row", "dataset", "metric"], how="left")
+    keep = ["row", "dataset", "metric", "mean", "std", "n_seeds", "status", "paper_mean"] + (["paper_std"] if "paper_std" in merged else [])
+    return merged[keep].rename(columns={"mean": "ours_mean", "std": "ours_std"})
+
+
+def protocol_text(protocol: dict) -> str:
+    p = protocol.get("preprocess", {})
+    masks = "; ".join(f"{m.get('strategy', 'random')} mask, ratio {m.get('ratio', 0.1)}, among {m.get('among', 'all')}"
+                      for m in protocol.get("masks", [{}]))
+    return (f"Protocol: log-normalised to the median spot total (paper Eq. 41), top {p.get('n_genes', 1000)} genes by CV "
+            f"among genes detected in >= {p.get('min_detection', 0.1):g} of spots, scale '{p.get('scale', 'log')}'; "
+            f"held-out entries: {masks}; seeds: {protocol.get('seeds')}. Metrics over all held-out entries flattened "
+            "(paper App. D); mean±std over seeds.")
+
+
+def accuracy_scores(summary: pd.DataFrame) -> pd.DataFrame:
+    """SpaDiT's Accuracy Score per dataset and mask over the Table 1 methods."""
+    from stbench.metrics import accuracy_score
+
+    s = summary[(summary["table"] == "table1")]
+    rows = []
+    for (ds, strat, ratio, among), g in s.groupby(["dataset", "mask_strategy", "ratio", "among"], dropna=False):
+        t = {lab: dict(zip(gg["metric"], gg["mean"])) for lab, gg in g.groupby("label", sort=False)}
+        for lab, a in accuracy_score(t).items():
+            rows.append({"dataset": ds, "mask_strategy": strat, "ratio": ratio, "among": among, "label": lab, "accuracy_score": a})
+    return pd.DataFrame(rows)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "(no rows)\n"
+    df = df.reset_index()
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    sep = "|" + "---|" * len(df.columns)
+    body = ["| " + " | ".join(map(str, r)) + " |" for r in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body]) + "\n"
+
+
+def write_tables(metric_files, variants: list[dict], protocol: dict, out_dir, paper_dir="results/paper") -> dict:
+    """Write table1_long.csv, table1.csv, table1.md (+ table2/3, figure3 data, paper comparisons)."""
+    out_dir = Path(out_dir)
+    df = collect(metric_files, variants)
+    summary = summarise(df)
+    write_csv(out_dir / "table1_long.csv", summary.drop(columns=["figure", "x"]), index=False)
+    header = protocol_text(protocol)
+    t1 = table1_wide(summary)
+    write_csv(out_dir / "table1.csv", t1)
+    written = {"table1": t1}
+    md = [f"# Table 1\n\n{header}\n\n", to_markdown(t1)]
+    failed = summary[summary["status"].str.startswith("failed")][["dataset", "label", "status"]].drop_duplicates()
+    if len(failed):
+        md.append("\nFailed runs:\n\n" + "\n".join(f"- {r.label} on {r.dataset}: {r.status}" for r in failed.itertuples()) + "\n")
+    write_text(out_dir / "table1.md", "".join(md))
+    write_csv(out_dir / "accuracy_score.csv", accuracy_scores(summary), index=False)
+    for table in ("table1", "table2", "table3"):
+        cmp_ = beside_paper(summary, paper_dir, table)
+        if not cmp_.empty:
+            write_csv(out_dir / f"{table}_vs_paper.csv", cmp_, index=False)
+    for table in ("table2", "table3"):
+        w = ablation_wide(summary, table)
+        if not w.empty:
+            write_csv(out_dir / f"{table}.csv", w)
+            write_text(out_dir / f"{table}.md", f"# {table.capitalize()}\n\n{header}\n\n" + to_markdown(w))
+            written[table] = w
+    fig = summary[summary["figure"].notna()]
+    if not fig.empty:
+        write_csv(out_dir / "figure3.csv", fig[["dataset", "mask_strategy", "ratio", "among", "method", "variant",
+                                                "figure", "x", "metric", "mean", "std", "n_seeds", "status"]], index=False)
+    return written

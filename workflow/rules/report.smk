@@ -1,0 +1,44 @@
+# tables (Table 1-3 with the paper beside them) and figures (Figure 2 heatmaps, Figure 3 curve).
+
+
+rule tables:
+    input:
+        metric_files(),
+    output:
+        table_files() + ([f"{R}/tables/figure3.csv"] if HAS_FIGURE3 else []),
+    params:
+        variants=[{"method": v.method, "name": v.name, "label": v.label, "table": v.table, "figure": v.figure, "x": v.x}
+                  for v in VARIANTS],
+        protocol=protocol(),
+        out_dir=f"{R}/tables",
+        paper_dir=str(Path(workflow.basedir) / "results" / "paper"),
+    script:
+        "../scripts/tables.py"
+
+
+def heatmap_inputs(wc):
+    seed = SEEDS[0]
+    return {v.label: f"{run_dir(wc.dataset, wc.mask, seed, v.method, v.name)}/imputed.npz"
+            for v in VARIANTS if v.table == "table1"}
+
+
+rule heatmap:
+    input:
+        data=rules.preprocess.output.h5ad,
+        mask=f"{R}/{{dataset}}/masks/{{mask}}/seed{SEEDS[0]}.npz",
+        imputed=lambda wc: list(heatmap_inputs(wc).values()),
+    output:
+        f"{R}/figures/heatmap_{{dataset}}_{{mask}}.png",
+    params:
+        labels=lambda wc: list(heatmap_inputs(wc)),
+    script:
+        "../scripts/heatmap.py"
+
+
+rule figure3:
+    input:
+        f"{R}/tables/figure3.csv",
+    output:
+        f"{R}/figures/figure3.png",
+    script:
+        "../scripts/figure3.py"

@@ -1,0 +1,5 @@
+"""Snakemake entry point: score one imputation on the held-out entries."""
+from stbench.steps import evaluate_step
+
+evaluate_step(snakemake.input.data, snakemake.input.mask, snakemake.input.imputed, snakemake.input.run,
+              snakemake.output.metrics, snakemake.output.per_gene)

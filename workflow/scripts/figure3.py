@@ -1,0 +1,4 @@
+"""Snakemake entry point: Figure 3, metrics against stMCDI's training mask ratio."""
+from stbench.figures import ratio_curve
+
+ratio_curve(snakemake.input[0], snakemake.output[0])

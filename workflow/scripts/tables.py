@@ -1,0 +1,5 @@
+"""Snakemake entry point: Table 1 (long, paper layout, Markdown), Tables 2-3, Figure 3 data."""
+from stbench.tables import write_tables
+
+write_tables(snakemake.input, snakemake.params.variants, snakemake.params.protocol, snakemake.params.out_dir,
+             snakemake.params.paper_dir)
