@@ -1,12 +1,18 @@
 # The stMCDI benchmark: download -> prepare -> preprocess -> mask -> impute -> evaluate -> tables/figures.
 # Full paper run:  snakemake --cores 8 --resources gpu=1
 # Demo:            snakemake --cores 2 --configfile workflow/demo.yaml
+import os
+
+import yaml
 from snakemake.utils import min_version, validate
 
 min_version("8.0")
 
-
-configfile: "config.yaml"
+# config.yaml (the paper run) is the default; a --configfile replaces it rather than merging
+# into it, so that the demo or a user's config never inherits the paper's six datasets.
+if not config:
+    with open(os.path.join(workflow.basedir, "config.yaml")) as fh:
+        config.update(yaml.safe_load(fh))
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

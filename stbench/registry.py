@@ -83,6 +83,10 @@ class Method:
             ns = types.ModuleType("stbench_methods")
             ns.__path__ = []
             sys.modules["stbench_methods"] = ns
+        cached = sys.modules.get(pkg)
+        if cached is not None and list(getattr(cached, "__path__", [])) != [str(self.folder)]:
+            for mod in [m for m in sys.modules if m == pkg or m.startswith(pkg + ".")]:
+                del sys.modules[mod]  # a different folder of the same name (e.g. a user's methods_dir)
         if pkg not in sys.modules:
             spec = importlib.machinery.ModuleSpec(pkg, None, is_package=True)
             mod = importlib.util.module_from_spec(spec)

@@ -41,6 +41,20 @@ def read_table(path, *, index_col=0, header=0, sep=None) -> pd.DataFrame:
     return df
 
 
+def header_names(path, sep=None) -> list[str]:
+    """The raw column names of a delimited table's first line (pandas would rename duplicates)."""
+    import csv
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", newline="") as fh:
+            return next(csv.reader(fh, delimiter=sep or table_sep(path)), [])
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(path, f"cannot read the header line ({e})") from None
+
+
 def clean_names(names) -> list[str]:
     """Strip whitespace and surrounding quotes (R's write.csv of quoted names gives "'Gene'")."""
     out = []

@@ -13,12 +13,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.errors import DatasetError
-from stbench.loaders.common import clean_names, numeric_frame, read_table, resolve, source_record
+from stbench.loaders.common import clean_names, header_names, numeric_frame, read_table, resolve, source_record
 
 
 def read_counts_table(path, transpose: bool = False):
     """Return (matrix spots x genes, spot names, gene names) from a counts table."""
     df = read_table(path)
+    raw = clean_names(header_names(path))
+    if len(raw) == df.shape[1] + 1:  # pandas renames duplicate columns ("G", "G.1"): keep the file's names
+        df.columns = raw[1:]
     if transpose:
         df = df.T
     m = numeric_frame(df, path, "counts table")

@@ -1,0 +1,53 @@
+import numpy as np
+import anndata as ad
+import pytest
+
+from stbench.preprocess import PreprocessConfig, coefficient_of_variation, normalize_log, preprocess, select_genes
+
+
+def test_normalize_log_matches_eq41_by_hand():
+    c = np.array([[1, 3, 0], [2, 2, 4]], dtype=float)  # totals 4 and 8, median 6
+    d, n = normalize_log(c)
+    assert n == 6.0
+    np.testing.assert_allclose(d[0], np.log([1 + 6 * 1 / 4, 1 + 6 * 3 / 4, 1]))
+    np.testing.assert_allclose(d[1], np.log([1 + 6 * 2 / 8, 1 + 6 * 2 / 8, 1 + 6 * 4 / 8]))
+
+
+def test_cv_and_selection_respect_detection_filter():
+    rng = np.random.default_rng(0)
+    d = rng.random((100, 5)) + 1.0          # 5 broadly expressed genes, low CV
+    rare = np.zeros((100, 1)); rare[0] = 5.0  # expressed in a single spot: huge CV
+    d = np.hstack([d, rare])
+    cv = coefficient_of_variation(d)
+    assert np.argmax(cv) == 5
+    assert 5 in select_genes(d, 1, min_detection=0.0)       # the paper's literal rule picks it
+    assert 5 not in select_genes(d, 3, min_detection=0.1)   # the default filter does not
+    assert list(select_genes(d, 10, 0.1)) == [0, 1, 2, 3, 4]  # original order kept
+
+
+def test_preprocess_selects_top_genes_and_zscores(small_dataset):
+    a = small_dataset[0]
+    pre, qc = preprocess(a, PreprocessConfig(n_genes=20, min_detection=0.1, scale="zscore"))
+    assert pre.shape == (a.n_obs, 20)
+    np.testing.assert_allclose(pre.X.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(pre.X.std(0), 1, atol=1e-4)
+    assert qc["genes_kept"] == 20 and qc["spots_kept"] == a.n_obs
+    assert 0 < qc["zero_fraction_selected"] < 1
+    assert (pre.layers["counts"] >= 0).all()
+    np.testing.assert_array_equal(pre.var_names, [g for g in a.var_names if g in set(pre.var_names)])
+
+
+def test_preprocess_config_rejects_unknown_options():
+    with pytest.raises(ValueError, match="unknown preprocess option"):
+        PreprocessConfig.from_dict({"n_gene": 10})
+    with pytest.raises(ValueError, match="scale"):
+        PreprocessConfig(scale="cpm")
+
+
+def test_too_few_detected_genes_is_a_clear_error():
+    from stbench.errors import DatasetError
+
+    x = np.zeros((30, 12)); x[:, 0] = 5; x[0, 1:] = 1
+    a = ad.AnnData(X=x)
+    with pytest.raises(DatasetError, match="detected in >= 50% of spots"):
+        preprocess(a, PreprocessConfig(min_detection=0.5), path="toy.h5ad")

@@ -1,0 +1,94 @@
+"""End to end: snakemake on a tiny config in a temp directory; tables and heatmap checked."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snakemake(workdir, *args, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=workdir)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}")
+    return res
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("wf")
+    methods = wd / "methods"
+    for m in ("mean", "knn"):
+        shutil.copytree(ROOT / "methods" / m, methods / m)
+    (methods / "boom").mkdir()
+    (methods / "boom" / "method.yaml").write_text("name: boom\ntitle: Boom\ncitation: test\nenv: envs/core.yaml\nparams: {}\n")
+    (methods / "boom" / "impute.py").write_text("def impute(task):\n    raise RuntimeError('deliberate failure')\n")
+    cfg = {
+        "run": "tiny", "seeds": [0, 1], "methods_dir": str(methods),
+        "preprocess": {"n_genes": 40, "min_detection": 0.1},
+        "masks": [{"strategy": "random", "ratio": 0.1}],
+        "datasets": {"sim": {"format": "simulate", "seed": 1, "n_rows": 10, "n_cols": 10, "n_genes": 60, "n_cells": 100}},
+        "methods": {"mean": {"variants": {"default": {}, "per_gene": {"params": {"axis": "gene"}, "label": "Mean (per gene)"}}},
+                    "knn": {"variants": {"default": {"params": {"k": 4}}}}, "boom": {}},
+    }
+    (wd / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(wd, "--configfile", "tiny.yaml", "--cores", "2")
+    return wd / "results" / "tiny"
+
+
+def test_tables_have_mean_knn_and_a_failed_row(tiny_run):
+    long = pd.read_csv(tiny_run / "tables" / "table1_long.csv")
+    assert set(long["label"]) == {"Mean", "Mean (per gene)", "KNN", "Boom"}
+    ok = long[(long["status"] == "ok") & long["metric"].isin(["pcc", "cosine", "rmse", "mae"])]
+    assert (ok["n_seeds"] == 2).all()
+    # a per-gene mean is constant within each gene: its per-gene PCC is undefined, not a number
+    undefined = long[(long["label"] == "Mean (per gene)") & (long["metric"] == "pcc_gene")]
+    assert undefined["mean"].isna().all() and (undefined["n_seeds"] == 0).all()
+    assert long.loc[long["label"] == "Boom", "status"].str.contains("deliberate failure").all()
+    pcc = ok[ok["metric"] == "pcc"].set_index("label")["mean"]
+    assert pcc["KNN"] > pcc["Mean"]
+    wide = pd.read_csv(tiny_run / "tables" / "table1.csv", index_col=0)
+    assert list(wide.columns) == ["sim PCC", "sim Cosine", "sim RMSE", "sim MAE"]
+    assert wide.loc["Boom", "sim PCC"] == "failed"
+    assert "±" in wide.loc["KNN", "sim PCC"]
+    md = (tiny_run / "tables" / "table1.md").read_text()
+    assert "Protocol:" in md and "| KNN |" in md and "deliberate failure" in md
+
+
+def test_heatmap_and_provenance(tiny_run):
+    png = tiny_run / "figures" / "heatmap_sim_random-0.1-all.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    run = json.loads((tiny_run / "sim" / "random-0.1-all" / "seed1" / "knn" / "default" / "run.json").read_text())
+    assert run["status"] == "ok" and run["params"] == {"k": 4} and run["seed"] == 1 and "numpy" in run["versions"]
+    qc = json.loads((tiny_run / "sim" / "qc.json").read_text())
+    assert qc["genes_kept"] <= 40 and qc["spots_kept"] == 100
+
+
+def test_unknown_names_give_a_clear_error(tmp_path):
+    cfg = {"datasets": {"sim": {"format": "simulate"}}, "methods": {"nosuch": {}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "--configfile", "c.yaml", "-n", check=False)
+    assert res.returncode != 0
+    assert "unknown method 'nosuch' in config; available methods:" in res.stdout + res.stderr
+    assert "knn" in res.stdout + res.stderr
+    cfg = {"datasets": {"sim": {"format": "visiumx"}}, "methods": {"knn": {}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "--configfile", "c.yaml", "-n", check=False)
+    assert res.returncode != 0 and "unknown or missing format 'visiumx'" in res.stdout + res.stderr
+
+
+def test_paper_config_dry_run_offline(tmp_path):
+    """`snakemake -n` on config.yaml lists download, prepare and preprocess jobs for all six datasets."""
+    res = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config.yaml"))
+    out = res.stdout + res.stderr
+    for job in ("download", "prepare", "preprocess", "impute", "tables"):
+        assert job in out, f"no {job} job in the dry run"
+    for ds in ("MOB", "HBC", "HP", "HO", "ML", "MK"):
+        assert f"dataset={ds}" in out or f"/{ds}/" in out, f"no job for {ds}"
