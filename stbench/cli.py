@@ -1,0 +1,68 @@
+"""Command line: inspect methods and recipes, validate a dataset, write the demo dataset.
+
+The workflow itself runs through Snakemake; this is for checking inputs before a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="stbench", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("methods", help="list the method folders and their needs")
+    sub.add_parser("recipes", help="list the paper's dataset recipes")
+    v = sub.add_parser("validate", help="check an h5ad (or counts + locations tables) against the dataset contract")
+    v.add_argument("path", help="an .h5ad, or a counts table (then give --locations)")
+    v.add_argument("--locations")
+    s = sub.add_parser("simulate", help="write the deterministic demo dataset (and its reference)")
+    s.add_argument("out", help="output .h5ad; the reference goes beside it as <name>.reference.h5ad")
+    s.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    from stbench.errors import StbenchError
+
+    try:
+        if args.cmd == "methods":
+            from stbench.registry import discover
+
+            for m in discover().values():
+                needs = [k for k in ("reference", "gpu") if (m.manifest.get("needs") or {}).get(k)]
+                print(f"{m.name:12s} {m.title:30s} needs: {', '.join(needs) or '-'}")
+        elif args.cmd == "recipes":
+            from stbench import datasets
+
+            for rid in datasets.list_recipes():
+                r = datasets.get_recipe(rid)
+                print(f"{rid:4s} {r.get('title', '')}")
+        elif args.cmd == "validate":
+            from stbench.contract import validate_dataset
+            from stbench.loaders import get_loader
+
+            if args.locations:
+                adata = get_loader("tables")({"counts": args.path, "locations": args.locations})
+            else:
+                adata = get_loader("h5ad")({"path": args.path})
+            validate_dataset(adata, args.path)
+            print(f"{args.path}: ok ({adata.n_obs} spots x {adata.n_vars} genes)")
+        elif args.cmd == "simulate":
+            from pathlib import Path
+
+            from stbench.atomic import write_h5ad
+            from stbench.simulate import simulate_demo
+
+            a, ref = simulate_demo(seed=args.seed)
+            out = Path(args.out)
+            write_h5ad(out, a)
+            write_h5ad(out.with_name(out.stem + ".reference.h5ad"), ref)
+            print(f"wrote {out} ({a.n_obs} x {a.n_vars}) and its reference ({ref.n_obs} cells)")
+    except StbenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
