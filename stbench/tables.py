@@ -38,7 +38,7 @@ def collect(metric_files, variants: list[dict]) -> pd.DataFrame:
                 "wall_time_s": rec.get("wall_time_s")}
         metrics = rec.get("metrics") or {}
         if rec.get("status") != "ok" or not metrics:
-            rows.append({**base, "metric": "pcc", "value": np.nan})
+            rows.extend({**base, "metric": k, "value": np.nan} for k in MAIN)
             continue
         for k, val in metrics.items():
             rows.append({**base, "metric": k, "value": np.nan if val is None else float(val)})

@@ -1,0 +1,66 @@
+"""Tables and figures from synthetic metrics.json files: layout, failed rows, paper comparison."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stbench.figures import ratio_curve
+from stbench.tables import write_tables
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _metrics(tmp, dataset, method, variant, seed, pcc, status="ok"):
+    f = tmp / dataset / f"seed{seed}" / method / variant / "metrics.json"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    rec = {"dataset": dataset, "method": method, "variant": variant, "seed": seed, "status": status,
+           "error": None if status == "ok" else "Boom: no GPU", "wall_time_s": 1.0,
+           "mask": {"strategy": "random", "ratio": 0.1, "among": "all"},
+           "metrics": {"pcc": pcc, "cosine": pcc / 2, "rmse": 1 - pcc, "mae": 0.5 - pcc / 4,
+                       "pcc_gene": pcc, "ssim_gene": pcc, "rmse_gene": 1 - pcc, "js_gene": 0.1} if status == "ok" else {}}
+    f.write_text(json.dumps(rec))
+    return f
+
+
+def test_tables_layout_and_paper_beside(tmp_path):
+    files, variants = [], [
+        {"method": "stmcdi", "name": "default", "label": "stMCDI", "table": "table1", "figure": None, "x": None},
+        {"method": "stmcdi", "name": "gat", "label": "w/ GAT", "table": "table3", "figure": None, "x": None},
+        {"method": "stmcdi", "name": "r2", "label": "ratio 0.2", "table": "none", "figure": "figure3", "x": 0.2},
+        {"method": "stmcdi", "name": "r6", "label": "ratio 0.6", "table": "none", "figure": "figure3", "x": 0.6},
+        {"method": "knn", "name": "default", "label": "KNN", "table": "table1", "figure": None, "x": None},
+        {"method": "gpuonly", "name": "default", "label": "GpuOnly", "table": "table1", "figure": None, "x": None},
+    ]
+    for ds in ("MOB", "HBC"):
+        for seed in (0, 1):
+            files += [_metrics(tmp_path, ds, "stmcdi", "default", seed, 0.6 + 0.01 * seed),
+                      _metrics(tmp_path, ds, "stmcdi", "gat", seed, 0.5),
+                      _metrics(tmp_path, ds, "stmcdi", "r2", seed, 0.55),
+                      _metrics(tmp_path, ds, "stmcdi", "r6", seed, 0.62),
+                      _metrics(tmp_path, ds, "knn", "default", seed, 0.3),
+                      _metrics(tmp_path, ds, "gpuonly", "default", seed, 0.0, status="failed")]
+    out = tmp_path / "tables"
+    write_tables(files, variants, {"preprocess": {"n_genes": 1000}, "masks": [{}], "seeds": [0, 1]}, out,
+                 ROOT / "results" / "paper")
+    t1 = pd.read_csv(out / "table1.csv", index_col=0)
+    assert list(t1.index) == ["stMCDI", "KNN", "GpuOnly"]
+    assert t1.loc["stMCDI", "MOB PCC"] == "0.605±0.005" and t1.loc["GpuOnly", "HBC MAE"] == "failed"
+    t3 = pd.read_csv(out / "table3.csv", index_col=0)
+    assert list(t3.index) == ["stMCDI (Ours)", "w/ GAT"] and t3.loc["w/ GAT", "PCC MOB"] == "0.500±0.000"
+    assert not (out / "table2.csv").exists()
+    cmp3 = pd.read_csv(out / "table3_vs_paper.csv")
+    row = cmp3[(cmp3["row"] == "w/ GAT") & (cmp3["dataset"] == "MOB") & (cmp3["metric"] == "pcc")].iloc[0]
+    assert row["paper_mean"] == 0.597 and row["ours_mean"] == 0.5
+    cmp1 = pd.read_csv(out / "table1_vs_paper.csv")
+    knn = cmp1[(cmp1["row"] == "KNN") & (cmp1["dataset"] == "HBC") & (cmp1["metric"] == "pcc")].iloc[0]
+    assert knn["paper_mean"] == -0.371
+    fig = pd.read_csv(out / "figure3.csv")
+    assert sorted(fig["x"].unique()) == [0.2, 0.6]
+    ratio_curve(out / "figure3.csv", tmp_path / "fig3.png")
+    assert (tmp_path / "fig3.png").read_bytes()[:4] == b"\x89PNG"
+    acc = pd.read_csv(out / "accuracy_score.csv")
+    best = acc[acc["dataset"] == "MOB"].set_index("label")["accuracy_score"]
+    assert best["stMCDI"] == best.max()
+    assert "Failed runs" in (out / "table1.md").read_text()
