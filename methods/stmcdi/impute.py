@@ -1,0 +1,152 @@
+"""stMCDI for the stbench method contract: ``impute(task, **params) -> (n_spots, n_genes) float32``.
+
+Everything is built from ``task.observed`` / ``task.observed_mask`` (held-out entries are NaN and
+never read); held-out entries are the imputation targets, observed entries the condition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from .graph import knn_edge_index
+from .model import STMCDI, parameter_breakdown
+from .train import fit
+
+_HERE = Path(__file__).resolve().parent
+with open(_HERE / "method.yaml") as _fh:
+    MANIFEST = yaml.safe_load(_fh)
+DEFAULTS = dict(MANIFEST["params"])
+# parameters that do not change the trained model (excluded from the checkpoint key)
+_SAMPLING_ONLY = {"sampler", "sample_steps", "eta", "n_samples", "aggregate", "sample_batch", "progress",
+                  "checkpoints", "threads"}
+
+
+def resolve_params(preset: str | None = None, **overrides) -> dict:
+    """Manifest defaults (the paper's), then a preset, then overrides (which must be known)."""
+    p = dict(DEFAULTS)
+    if preset:
+        p.update(MANIFEST["presets"][preset] or {})
+    unknown = set(overrides) - set(p)
+    if unknown:
+        raise ValueError(f"stmcdi: unknown parameter(s) {sorted(unknown)}")
+    p.update(overrides)
+    return p
+
+
+@contextlib.contextmanager
+def _determinism(seed: int, device: torch.device, threads):
+    """Seed torch (restoring the caller's RNG afterwards) and make CPU kernels deterministic."""
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_threads = torch.get_num_threads()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        if threads:
+            torch.set_num_threads(int(threads))
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(prev_det)
+            torch.set_num_threads(prev_threads)
+
+
+def _key(task, p: dict) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({k: v for k, v in sorted(p.items()) if k not in _SAMPLING_ONLY}, default=str).encode())
+    for a in (np.nan_to_num(np.asarray(task.observed, np.float32), nan=0.0), np.asarray(task.observed_mask),
+              np.asarray(task.coords), np.asarray(task.train_spots)):
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(str(task.seed).encode())
+    return h.hexdigest()[:16]
+
+
+def standardise(x: np.ndarray, m: np.ndarray, rows: np.ndarray):
+    """Per-gene z-score from the observed entries of ``rows`` (the released code z-scores genes)."""
+    xm = np.where(m, x, 0.0)[rows]
+    cnt = m[rows].sum(0)
+    mu = xm.sum(0) / np.maximum(cnt, 1)
+    var = (np.where(m[rows], xm - mu, 0.0) ** 2).sum(0) / np.maximum(cnt - 1, 1)
+    sd = np.sqrt(var)
+    sd = np.where(sd > 1e-8, sd, 1.0)
+    return mu.astype(np.float32), sd.astype(np.float32)
+
+
+def run(task, **params) -> dict:
+    """Fit and sample; returns imputed, spread (per-entry sample std), mean, median, history, counts."""
+    p = resolve_params(None, **params)
+    p["_seed"] = int(task.seed)
+    device = task.torch_device()
+    x = np.array(task.observed, dtype=np.float32, copy=True)
+    m = np.array(task.observed_mask, dtype=bool, copy=True)
+    n, g = x.shape
+    train = np.asarray(task.train_spots, dtype=bool)
+    if not train.any():
+        train = np.ones(n, dtype=bool)
+    if p["standardize"]:
+        mu, sd = standardise(x, m, train)
+    else:
+        mu, sd = np.zeros(g, np.float32), np.ones(g, np.float32)
+    xs = np.where(m, (np.nan_to_num(x) - mu) / sd, 0.0).astype(np.float32)  # 0 at held-out entries
+
+    with _determinism(int(task.seed), device, p["threads"]):
+        gen = torch.Generator(device=device).manual_seed(int(task.seed))
+        X = torch.as_tensor(xs, device=device)
+        O = torch.as_tensor(m, device=device)
+        edge_index = knn_edge_index(task.coords, int(p["k_neighbors"])).to(device)  # built once
+        model = STMCDI(g, p).to(device)
+        ckpt = None
+        if p["checkpoints"] and task.scratch is not None:
+            Path(task.scratch).mkdir(parents=True, exist_ok=True)
+            ckpt = Path(task.scratch) / f"stmcdi-{_key(task, p)}.pt"
+        train_idx = torch.as_tensor(np.flatnonzero(train), device=device)
+        hist = fit(model, X, O, edge_index, train_idx, p, gen, ckpt)
+
+        # ---- imputation: latent of the observed data over the full graph, then sampling -----
+        S = int(p["n_samples"])
+        amp = bool(p["amp"]) and device.type == "cuda"
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            Z = model.encode(X * O, edge_index)
+            Z = None if Z is None else Z.float()
+        clip = 1.5 * float(np.abs(xs).max()) + 1.0  # DDIM x0 bound: beyond any observed standardised value
+        chunk = p["sample_batch"] or max(1, (2 ** 22 if device.type == "cuda" else 2 ** 19) // max(1, S * g))
+        sample_rows = np.flatnonzero((~m).any(1)) if p["lr_mask"] else np.arange(n)
+        med = np.zeros((n, g), np.float32); mean = np.zeros((n, g), np.float32); spread = np.zeros((n, g), np.float32)
+        for s0 in range(0, len(sample_rows), chunk):
+            idx = torch.as_tensor(sample_rows[s0:s0 + chunk], device=device)
+            zb = None if Z is None else Z[idx]
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                smp = model.sample(X[idx], O[idx], zb, S, p["sampler"], int(p["sample_steps"]), float(p["eta"]), gen,
+                                   clip=clip)
+            smp = smp.float()
+            rows = sample_rows[s0:s0 + chunk]
+            med[rows] = smp.median(0).values.cpu().numpy()
+            mean[rows] = smp.mean(0).cpu().numpy()
+            spread[rows] = smp.std(0, unbiased=False).cpu().numpy()
+    est = med if p["aggregate"] == "median" else mean
+    if p["aggregate"] not in ("median", "mean"):
+        raise ValueError(f"aggregate must be 'median' or 'mean', got {p['aggregate']!r}")
+    back = lambda a: a * sd + mu  # noqa: E731
+    imputed = np.where(m, x, back(est))
+    imputed = np.nan_to_num(imputed, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    spread = np.where(m, 0.0, spread * sd).astype(np.float32)  # observed entries are given, not sampled
+    return {"imputed": imputed, "median": back(med), "mean": back(mean), "spread": spread,
+            "history": hist, "n_parameters": parameter_breakdown(model), "params": p}
+
+
+def impute(task, **params) -> np.ndarray:
+    return run(task, **params)["imputed"]
+
+
+def impute_with_spread(task, **params):
+    """(imputation, per-entry standard deviation of the samples on the evaluation scale)."""
+    r = run(task, **params)
+    return r["imputed"], r["spread"]

@@ -1,0 +1,126 @@
+"""Training loop: AdamW with the paper's step decay, EMA of the parameters, gradient clipping,
+bf16 autocast on CUDA, neighbour-subgraph mini-batches of spots, resumable checkpoints."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .graph import subgraph_for
+
+
+def lr_factor(step: int, total: int, milestones, factors) -> float:
+    """Piecewise-constant multiplier: ``factors[j]`` from ``milestones[j] * total`` steps on."""
+    f = 1.0
+    for m, v in zip(milestones or [], factors or []):
+        if step >= int(m * total):
+            f = float(v)
+    return f
+
+
+class EMA:
+    """Exponential moving average of the parameters (rate = weight of the old average)."""
+
+    def __init__(self, model: torch.nn.Module, rate: float):
+        self.rate = float(rate)
+        self.shadow = [p.detach().clone() for p in model.parameters()]
+
+    @torch.no_grad()
+    def update(self, model):
+        for s, p in zip(self.shadow, model.parameters()):
+            s.lerp_(p.detach(), 1.0 - self.rate)
+
+    @torch.no_grad()
+    def copy_to(self, model):
+        for s, p in zip(self.shadow, model.parameters()):
+            p.copy_(s)
+
+
+def total_steps(n_train: int, p: dict) -> tuple[int, int]:
+    per_epoch = max(1, math.ceil(n_train / int(p["batch_size"])))
+    total = int(p["epochs"]) * per_epoch
+    if p.get("max_steps"):
+        total = min(total, int(p["max_steps"]))
+    return total, per_epoch
+
+
+def fit(model, X: torch.Tensor, O: torch.Tensor, edge_index: torch.Tensor, train_idx: torch.Tensor, p: dict,
+        gen: torch.Generator, ckpt: Path | None = None, log=None) -> dict:
+    """Train ``model`` in place; return {'loss': per-epoch mean loss, 'steps', 'seconds', 'resumed_from'}."""
+    dev = X.device
+    n = X.shape[0]
+    opt_cls = torch.optim.AdamW if p["optimizer"] == "adamw" else torch.optim.Adam
+    opt = opt_cls(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
+    total, per_epoch = total_steps(int(train_idx.numel()), p)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, total, p["lr_milestones"], p["lr_factors"]))
+    ema = EMA(model, p["ema"]) if p["ema"] else None
+    amp = bool(p["amp"]) and dev.type == "cuda"
+    history, step, resumed = [], 0, 0
+    if ckpt is not None and ckpt.exists():
+        st = torch.load(ckpt, map_location=dev, weights_only=False)
+        model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
+        if ema is not None and st.get("ema") is not None:
+            ema.shadow = [s.to(dev) for s in st["ema"]]
+        step, history, resumed = st["step"], st["history"], st["step"]
+        gen.set_state(st["gen"])
+        torch.set_rng_state(st["cpu_rng"])
+    every = max(1, total // max(1, int(p["checkpoints"]))) if p["checkpoints"] else 0
+
+    def save():
+        if ckpt is None or not p["checkpoints"]:
+            return
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "ema": ema.shadow if ema is not None else None, "step": step, "history": history,
+                    "gen": gen.get_state(), "cpu_rng": torch.get_rng_state()}, tmp)
+        tmp.replace(ckpt)
+
+    show = p["progress"] and sys.stderr.isatty()
+    bar = None
+    if show and step < total:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total, initial=step, desc="stMCDI train", unit="step", leave=False)
+    t0 = time.perf_counter()
+    model.train()
+    ep_loss, ep_n = 0.0, 0
+    perm = None
+    while step < total:
+        k = step % per_epoch
+        if k == 0 or perm is None:
+            # the epoch's order is a function of (seed, epoch) only, so resuming mid-epoch is exact
+            g_ep = torch.Generator().manual_seed(int(p["_seed"]) * 100003 + step // per_epoch)
+            perm = train_idx[torch.randperm(train_idx.numel(), generator=g_ep).to(train_idx.device)]
+        batch = perm[k * int(p["batch_size"]):(k + 1) * int(p["batch_size"])]
+        nodes, sub_ei, pos = subgraph_for(batch, edge_index, n, model.hops)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            loss, mse, rec = model.training_loss(X[nodes], O[nodes], sub_ei, pos, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if p["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), float(p["grad_clip"]))
+        opt.step()
+        sched.step()
+        if ema is not None:
+            ema.update(model)
+        step += 1
+        ep_loss += float(mse); ep_n += 1
+        if k == per_epoch - 1 or step == total:
+            history.append(ep_loss / ep_n)
+            ep_loss, ep_n = 0.0, 0
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(mse):.4f}", refresh=False)
+        if every and (step % every == 0 or step == total):
+            save()
+    if bar is not None:
+        bar.close()
+    if ema is not None:
+        ema.copy_to(model)
+    model.eval()
+    return {"loss": history, "steps": step, "seconds": time.perf_counter() - t0, "resumed_from": resumed}
