@@ -103,6 +103,7 @@ def variants(config: dict, methods_dir=None) -> list[Variant]:
         method = available[mname]
         block = dict(block or {})
         preset = block.get("preset")
+        resources = {**method.resources, **(block.get("resources") or {})}  # config may override method.yaml
         vblock = block.get("variants") or {"default": {}}
         for vname, v in vblock.items():
             v = dict(v or {})
@@ -112,7 +113,7 @@ def variants(config: dict, methods_dir=None) -> list[Variant]:
             params = method.params(v.get("preset", preset), v.get("params"))
             out.append(Variant(mname, str(vname), params, table=v.get("table", "table1"),
                                label=v.get("label") or (method.title if vname == "default" else f"{method.title} ({vname})"),
-                               figure=v.get("figure"), x=v.get("x"), resources=method.resources))
+                               figure=v.get("figure"), x=v.get("x"), resources=resources))
     if not out:
         raise ConfigError(f"config selects no method; available methods: {', '.join(available)}")
     return out
