@@ -20,7 +20,7 @@ demo: install
 	@echo "Tables: results/demo/tables/  Figures: results/demo/figures/"
 
 test:
-	$(BIN)/python -m pytest -q -n $(CORES) tests
+	$(BIN)/python -m pytest -q -n 2 tests
 
 paper:
 	$(BIN)/snakemake --cores 8 --resources gpu=1

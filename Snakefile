@@ -1,10 +1,10 @@
-# The stMCDI benchmark: download -> prepare -> preprocess -> mask -> impute -> evaluate -> tables/figures.
+# The stMCDI benchmark: download -> prepare -> preprocess -> mask -> task -> impute -> evaluate -> tables/figures.
 # Full paper run:  snakemake --cores 8 --resources gpu=1
 # Demo:            snakemake --cores 2 --configfile workflow/demo.yaml
 import os
 
 import yaml
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("8.0")
 
@@ -13,9 +13,6 @@ min_version("8.0")
 if not config:
     with open(os.path.join(workflow.basedir, "config.yaml")) as fh:
         config.update(yaml.safe_load(fh))
-
-
-validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"

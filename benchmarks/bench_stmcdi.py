@@ -15,33 +15,26 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
-import importlib.machinery
-import importlib.util
 import platform
 import resource
-import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from stbench.registry import get_method
+from stbench.task import ImputationTask
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+METHOD = get_method("stmcdi")
+
+
 def load_stmcdi():
-    """Import methods/stmcdi as the package ``stbench_methods.stmcdi`` (as stbench.registry does)."""
-    if "stbench_methods" not in sys.modules:
-        ns = types.ModuleType("stbench_methods"); ns.__path__ = []
-        sys.modules["stbench_methods"] = ns
-    pkg = "stbench_methods.stmcdi"
-    if pkg not in sys.modules:
-        spec = importlib.machinery.ModuleSpec(pkg, None, is_package=True)
-        mod = importlib.util.module_from_spec(spec); mod.__path__ = [str(ROOT / "methods" / "stmcdi")]
-        sys.modules[pkg] = mod
-    return {name: importlib.import_module(f"{pkg}.{name}") for name in ("impute", "model", "train", "graph")}
+    """The stMCDI modules, imported through the registry (as the workflow's child process does)."""
+    return {name: METHOD.load_module(name) for name in ("impute", "model", "train", "graph")}
 
 
 def synthetic(n: int, g: int, seed: int = 0, held: float = 0.1):
@@ -54,13 +47,13 @@ def synthetic(n: int, g: int, seed: int = 0, held: float = 0.1):
     return x, xy, rng.random(x.shape) >= held
 
 
-class Task:  # the attributes of stbench.task.ImputationTask that stmcdi reads
-    def __init__(self, x, m, xy, device, scratch):
-        self.observed = np.where(m, x, np.nan).astype(np.float32); self.observed_mask = m; self.coords = xy
-        self.train_spots = np.ones(x.shape[0], bool); self.seed = 0; self.device = device; self.scratch = scratch
-
-    def torch_device(self):
-        return torch.device(self.device if (self.device == "cpu" or torch.cuda.is_available()) else "cpu")
+def Task(x, m, xy, device, scratch):  # noqa: N802  (a task built from a matrix already on the evaluation scale)
+    n, g = x.shape
+    obs = np.where(m, x, np.nan).astype(np.float32)
+    return ImputationTask(observed=obs, observed_mask=m, coords=xy, genes=tuple(map(str, range(g))),
+                          spots=tuple(map(str, range(n))), observed_counts=obs, train_spots=np.ones(n, bool),
+                          library_size=np.ones(n), median_library_size=1.0, gene_mean=np.zeros(g, np.float32),
+                          gene_sd=np.ones(g, np.float32), seed=0, device=device, scratch=Path(scratch))
 
 
 def peak_mb(dev) -> float:
@@ -75,8 +68,7 @@ def sync(dev):
 
 
 def bench_size(mods, n, g, args, dev):
-    p = mods["impute"].resolve_params(args.preset)
-    p.update({"checkpoints": 0, "progress": False, "_seed": 0})
+    p = METHOD.params(args.preset, {"checkpoints": 0, "progress": False})
     x, xy, m = synthetic(n, g)
     mu = np.where(m, x, 0).sum(0) / m.sum(0)
     xs = np.where(m, x - mu, 0).astype(np.float32)
@@ -158,7 +150,7 @@ def main(argv=None):
         x, xy, m = synthetic(n, args.genes)
         t0 = time.perf_counter()
         res = mods["impute"].run(Task(x, m, xy, args.device, tempfile.mkdtemp()), **{
-            **mods["impute"].resolve_params(args.preset), "max_steps": args.e2e_steps or args.steps, "sampler": "ddim",
+            **METHOD.params(args.preset), "max_steps": args.e2e_steps or args.steps, "sampler": "ddim",
             "n_samples": args.e2e_samples, "checkpoints": 0, "progress": False})
         held = ~m
         rmse = float(np.sqrt(((res["imputed"][held] - x[held]) ** 2).mean()))

@@ -1,19 +1,22 @@
 """The workflow configuration: which datasets, masks, seeds, methods and variants run.
 
-The Snakefile validates the config against ``workflow/schemas/config.schema.yaml`` and then
-expands it here; unknown dataset formats, recipes, methods or parameters give a ConfigError
-that lists what exists.
+``validate`` checks the config against ``workflow/schemas/config.schema.yaml`` completed with the
+protocol options declared in ``PreprocessConfig`` and ``MaskSpec`` (their one home), then every
+name and every method parameter value, so a bad config fails before any job runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from stbench.errors import ConfigError
 from stbench.masks import MaskSpec
+from stbench.options import json_schema
 from stbench.preprocess import PreprocessConfig
 
-DATASET_FORMATS = ("simulate", "h5ad", "tables")  # plus every loader in stbench.loaders.LOADERS, and `recipe:`
+SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+VARIANT_KEYS = ("params", "table", "label", "figure", "x", "preset", "use_defaults")
 
 
 @dataclass(frozen=True)
@@ -27,16 +30,40 @@ class Variant:
     figure: str | None = None
     x: float | None = None
     resources: dict = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return f"{self.method}/{self.name}"
+    env: str = ""
+    container: str | None = None
 
 
-def known_formats() -> list[str]:
-    from stbench.loaders import LOADERS
+def schema() -> dict:
+    """The config's JSON Schema: the YAML file plus the preprocess and mask options from their dataclasses."""
+    import yaml
 
-    return sorted(set(DATASET_FORMATS) | set(LOADERS))
+    with open(SCHEMA) as fh:
+        s = yaml.safe_load(fh)
+    s["properties"]["preprocess"] = {**json_schema(PreprocessConfig), "default": {}}
+    s["properties"]["masks"]["items"] = json_schema(MaskSpec)
+    s["properties"]["masks"]["default"] = [{}]
+    ds = s["properties"]["datasets"]["additionalProperties"]["properties"]
+    ds["preprocess"] = {**json_schema(PreprocessConfig), "description": "per-dataset overrides of `preprocess`"}
+    for p in ds["preprocess"]["properties"].values():
+        p.pop("default", None)
+    return s
+
+
+def validate(config: dict, methods_dir=None) -> None:
+    """Raise ConfigError with the offending path and value, for the schema and every name and parameter."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(config, schema())
+    except jsonschema.ValidationError as e:
+        where = "/".join(map(str, e.absolute_path)) or "<top level>"
+        raise ConfigError(f"config: {where}: {e.message}") from None
+    check_datasets(config)
+    for d in config["datasets"]:
+        preprocess_config(config, d)
+    masks(config)
+    variants(config, methods_dir)
 
 
 def dataset_spec(config: dict, name: str) -> dict:
@@ -47,28 +74,10 @@ def dataset_spec(config: dict, name: str) -> dict:
 
 
 def check_datasets(config: dict) -> None:
+    from stbench.loaders import check_spec
+
     for name, spec in (config.get("datasets") or {}).items():
-        spec = spec or {}
-        if "recipe" in spec:
-            from stbench import datasets as recipes
-
-            known = recipes.list_recipes()
-            if spec["recipe"] not in known:
-                raise ConfigError(f"dataset '{name}': unknown recipe '{spec['recipe']}'; known recipes: {', '.join(known)}")
-            continue
-        fmt = spec.get("format")
-        if fmt not in known_formats():
-            raise ConfigError(f"dataset '{name}': unknown or missing format {fmt!r}; "
-                              f"use 'recipe: <{'|'.join(_recipes())}>' or format one of {', '.join(known_formats())}")
-
-
-def _recipes() -> list[str]:
-    try:
-        from stbench import datasets as recipes
-
-        return recipes.list_recipes()
-    except ImportError:
-        return []
+        check_spec(name, spec or {})
 
 
 def masks(config: dict) -> dict[str, MaskSpec]:
@@ -83,6 +92,7 @@ def masks(config: dict) -> dict[str, MaskSpec]:
 
 
 def preprocess_config(config: dict, dataset: str) -> PreprocessConfig:
+    """The dataset's resolved preprocessing: the global block, then the dataset's own overrides."""
     block = dict(config.get("preprocess") or {})
     block.update(dataset_spec(config, dataset).get("preprocess") or {})
     try:
@@ -91,8 +101,19 @@ def preprocess_config(config: dict, dataset: str) -> PreprocessConfig:
         raise ConfigError(f"dataset '{dataset}': {e}") from None
 
 
+def protocols(config: dict) -> dict:
+    """Per dataset: its resolved preprocess options, the masks and the seeds (what every table names)."""
+    ms = [asdict(m) for m in masks(config).values()]
+    return {d: {"preprocess": asdict(preprocess_config(config, d)), "masks": ms, "seeds": seeds(config)}
+            for d in config["datasets"]}
+
+
 def variants(config: dict, methods_dir=None) -> list[Variant]:
-    """Every (method, variant) the config asks for, with parameters resolved against method.yaml."""
+    """Every (method, variant) the config asks for, parameters resolved once by the registry.
+
+    A method block's ``variant_defaults`` (params, preset, ...) applies to each of its variants
+    that does not say ``use_defaults: false``; the variant's own keys win.
+    """
     from stbench.registry import discover
 
     available = discover(methods_dir or config.get("methods_dir"))
@@ -102,18 +123,23 @@ def variants(config: dict, methods_dir=None) -> list[Variant]:
             raise ConfigError(f"unknown method '{mname}' in config; available methods: {', '.join(available)}")
         method = available[mname]
         block = dict(block or {})
-        preset = block.get("preset")
         resources = {**method.resources, **(block.get("resources") or {})}  # config may override method.yaml
-        vblock = block.get("variants") or {"default": {}}
-        for vname, v in vblock.items():
+        shared = dict(block.get("variant_defaults") or {})
+        for vname, v in (block.get("variants") or {"default": {}}).items():
             v = dict(v or {})
-            unknown = set(v) - {"params", "table", "label", "figure", "x", "preset"}
+            unknown = set(v) - set(VARIANT_KEYS)
             if unknown:
                 raise ConfigError(f"method '{mname}' variant '{vname}': unknown key(s) {', '.join(sorted(unknown))}")
-            params = method.params(v.get("preset", preset), v.get("params"))
+            if v.pop("use_defaults", True):
+                v = {**shared, **v, "params": {**(shared.get("params") or {}), **(v.get("params") or {})}}
+            try:
+                params = method.params(v.get("preset", block.get("preset")), v.get("params"))
+            except ConfigError as e:
+                raise ConfigError(f"variant '{vname}': {e}") from None
             out.append(Variant(mname, str(vname), params, table=v.get("table", "table1"),
                                label=v.get("label") or (method.title if vname == "default" else f"{method.title} ({vname})"),
-                               figure=v.get("figure"), x=v.get("x"), resources=resources))
+                               figure=v.get("figure"), x=v.get("x"), resources=resources, env=str(method.env),
+                               container=method.container))
     if not out:
         raise ConfigError(f"config selects no method; available methods: {', '.join(available)}")
     return out
@@ -122,3 +148,12 @@ def variants(config: dict, methods_dir=None) -> list[Variant]:
 def seeds(config: dict) -> list[int]:
     s = config.get("seeds", [0])
     return [int(x) for x in (s if isinstance(s, list) else range(int(s)))]
+
+
+def with_defaults(config: dict) -> dict:
+    """The config with the schema's top-level defaults filled in (run, cache_dir, device, isolation, seeds)."""
+    out = dict(config)
+    for key, prop in schema()["properties"].items():
+        if "default" in prop and key not in out and key not in ("preprocess", "masks"):
+            out[key] = prop["default"]
+    return out

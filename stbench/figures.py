@@ -84,12 +84,13 @@ def ratio_curve(figure_csv, out_png, metrics=("pcc", "cosine", "rmse", "mae")) -
     plt.close(fig)
 
 
-def heatmap_from_files(preprocessed, mask_npz, imputed: dict[str, str], out_png, title: str = "") -> None:
-    """Load the truth, the mask and each method's imputed.npz (failed runs skipped) and draw the heatmap."""
+def heatmap_from_files(preprocessed, mask_npz, task_file, imputed: dict[str, str], out_png, title: str = "") -> None:
+    """Load the truth (on the task's scale), the mask and each method's imputed.npz (failed runs skipped); draw."""
     from stbench.loaders.h5ad import read_h5ad
     from stbench.masks import load_mask
+    from stbench.task import load_task, truth_on_scale
 
-    truth = np.asarray(read_h5ad(preprocessed).X)
+    truth = truth_on_scale(read_h5ad(preprocessed), load_task(task_file))
     held, _, _ = load_mask(mask_npz)
     panels = {}
     for label, path in imputed.items():

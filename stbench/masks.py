@@ -15,26 +15,22 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from stbench.options import check, from_dict, option
+
 STRATEGIES = ("random", "spot", "gene", "inductive")
 AMONG = ("all", "nonzero")
 
 
 @dataclass(frozen=True)
 class MaskSpec:
-    strategy: str = "random"
-    ratio: float = 0.1
-    among: str = "all"
-    n_folds: int = 5
+    """One held-out protocol; the defaults here are the only ones (the config schema is generated from them)."""
+    strategy: str = option("random", enum=STRATEGIES, doc="random entries, whole spots, whole genes, or inductive spot folds")
+    ratio: float = option(0.1, exclusive_minimum=0, exclusive_maximum=1, doc="fraction held out (paper: 10%)")
+    among: str = option("all", enum=AMONG, doc="all entries (zeros included) or only detected (nonzero) ones")
+    n_folds: int = option(5, minimum=2, doc="spot folds of the inductive strategy")
 
     def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"mask strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.among not in AMONG:
-            raise ValueError(f"mask 'among' must be one of {AMONG}, got {self.among!r}")
-        if not 0 < self.ratio < 1:
-            raise ValueError(f"mask ratio must be in (0, 1), got {self.ratio}")
-        if self.n_folds < 2:
-            raise ValueError(f"mask n_folds must be >= 2, got {self.n_folds}")
+        check(self, "mask")
 
     @property
     def id(self) -> str:
@@ -43,14 +39,11 @@ class MaskSpec:
         return base + (f"-k{self.n_folds}" if self.strategy == "inductive" else "")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MaskSpec":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown mask option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
+    def from_dict(cls, d: dict | None) -> "MaskSpec":
+        return from_dict(cls, d, "mask")
 
 
-def _pick(rng, n_candidates: int, ratio: float) -> int:
+def _pick(n_candidates: int, ratio: float) -> int:
     return max(1, int(round(ratio * n_candidates)))
 
 
@@ -71,13 +64,13 @@ def make_mask(detected: np.ndarray, spec: MaskSpec, seed: int) -> tuple[np.ndarr
         flat = np.flatnonzero(cand.ravel())
         if flat.size == 0:
             raise ValueError("no candidate entries to hold out")
-        chosen = rng.choice(flat, size=_pick(rng, flat.size, spec.ratio), replace=False)
+        chosen = rng.choice(flat, size=_pick(flat.size, spec.ratio), replace=False)
         held.ravel()[chosen] = True
     elif spec.strategy == "spot":
-        spots = rng.choice(n, size=_pick(rng, n, spec.ratio), replace=False)
+        spots = rng.choice(n, size=_pick(n, spec.ratio), replace=False)
         held[spots] = cand[spots]
     elif spec.strategy == "gene":
-        genes = rng.choice(g, size=_pick(rng, g, spec.ratio), replace=False)
+        genes = rng.choice(g, size=_pick(g, spec.ratio), replace=False)
         held[:, genes] = cand[:, genes]
     else:  # inductive: last of n_folds random spot folds is the test fold
         folds = np.array_split(rng.permutation(n), spec.n_folds)

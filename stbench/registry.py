@@ -20,8 +20,9 @@ import yaml
 from stbench.errors import ConfigError, MethodError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-MANIFEST_KEYS = {"name", "title", "citation", "needs", "resources", "env", "params", "quick_params",
+MANIFEST_KEYS = {"name", "title", "citation", "needs", "resources", "env", "container", "params", "param_schema",
                  "presets", "fidelity", "implementation", "url"}
+DEFAULT_RESOURCES = {"gpu": 0, "mem_mb": 2000, "threads": 1}
 
 
 def default_methods_dir() -> Path:
@@ -44,40 +45,57 @@ class Method:
         return bool((self.manifest.get("needs") or {}).get("reference", False))
 
     @property
-    def needs_gpu(self) -> bool:
-        return bool((self.manifest.get("needs") or {}).get("gpu", False))
+    def resources(self) -> dict:
+        return {**DEFAULT_RESOURCES, **(self.manifest.get("resources") or {})}
 
     @property
-    def resources(self) -> dict:
-        r = {"gpu": 0, "mem_mb": 2000, "threads": 1}
-        r.update(self.manifest.get("resources") or {})
-        return r
+    def env(self) -> Path:
+        """The method's conda environment file (``env:`` in method.yaml, relative to the project root)."""
+        return (Path(__file__).resolve().parent.parent / self.manifest["env"]).resolve()
+
+    @property
+    def container(self) -> str | None:
+        return self.manifest.get("container")
+
+    @property
+    def presets(self) -> dict:
+        """Named parameter overrides; ``paper`` (the defaults) always exists."""
+        return {"paper": {}, **{k: dict(v or {}) for k, v in (self.manifest.get("presets") or {}).items()}}
 
     def params(self, preset: str | None = None, overrides: dict | None = None) -> dict:
-        """Parameters: manifest defaults (the paper's), then a preset, then per-variant overrides."""
+        """The one parameter resolver: manifest defaults (the paper's), then a preset, then overrides;
+        unknown names and values outside ``param_schema`` raise ConfigError."""
         p = dict(self.manifest.get("params") or {})
         if preset:
-            presets = dict(self.manifest.get("presets") or {})
-            if "quick_params" in self.manifest:
-                presets.setdefault("quick", self.manifest["quick_params"])
-            if preset not in presets:
-                if preset == "quick":
-                    presets["quick"] = {}
-                elif preset == "paper":
-                    presets["paper"] = {}
-                else:
-                    raise ConfigError(f"method '{self.name}' has no preset '{preset}'; presets: {', '.join(sorted(presets)) or 'none'}")
-            p.update(presets[preset] or {})
-        if overrides:
-            unknown = set(overrides) - set(p)
+            if preset not in self.presets:
+                raise ConfigError(f"method '{self.name}' has no preset '{preset}'; presets: {', '.join(sorted(self.presets))}")
+            p.update(self.presets[preset])
+        for label, block in (("preset " + repr(preset), self.presets.get(preset or "paper", {})), ("config", overrides or {})):
+            unknown = set(block) - set(self.manifest.get("params") or {})
             if unknown:
-                raise ConfigError(f"method '{self.name}': unknown parameter(s) {', '.join(sorted(unknown))}; "
-                                  f"known: {', '.join(sorted(p)) or 'none'}")
-            p.update(overrides)
+                raise ConfigError(f"method '{self.name}' ({label}): unknown parameter(s) {', '.join(sorted(unknown))}; "
+                                  f"known: {', '.join(sorted(self.manifest.get('params') or {})) or 'none'}")
+        p.update(overrides or {})
+        self.check_params(p)
         return p
 
-    def load_impute(self):
-        """Import the method's ``impute`` function."""
+    def check_params(self, p: dict) -> None:
+        """Validate values against ``param_schema`` (JSON Schema per parameter)."""
+        import jsonschema
+
+        for name, schema in (self.manifest.get("param_schema") or {}).items():
+            if name not in p:
+                continue
+            try:
+                jsonschema.validate(p[name], schema)
+            except jsonschema.ValidationError as e:
+                allowed = ", ".join(f"{k}: {v}" for k, v in schema.items() if k != "description")
+                raise ConfigError(f"method '{self.name}': parameter {name}={p[name]!r} is invalid ({e.message}); "
+                                  f"allowed: {allowed}") from None
+
+    def load_module(self, module: str = "impute"):
+        """Import one module of the method folder (as ``stbench_methods.<name>.<module>``), in this process:
+        for unit tests and benchmarks. Workflow runs go through the sandbox (stbench.sandbox)."""
         pkg = f"stbench_methods.{self.name}"
         if "stbench_methods" not in sys.modules:
             ns = types.ModuleType("stbench_methods")
@@ -93,10 +111,13 @@ class Method:
             mod.__path__ = [str(self.folder)]
             sys.modules[pkg] = mod
         try:
-            module = importlib.import_module(f"{pkg}.impute")
+            return importlib.import_module(f"{pkg}.{module}")
         except ImportError as e:
-            raise MethodError(self.name, f"cannot import {self.folder / 'impute.py'}: {e}") from e
-        fn = getattr(module, "impute", None)
+            raise MethodError(self.name, f"cannot import {self.folder / (module + '.py')}: {e}") from e
+
+    def load_impute(self):
+        """The method's ``impute`` function, imported in this process (see :meth:`load_module`)."""
+        fn = getattr(self.load_module("impute"), "impute", None)
         if not callable(fn):
             raise MethodError(self.name, f"{self.folder / 'impute.py'} defines no function impute(task, **params)")
         return fn
@@ -118,9 +139,12 @@ def validate_manifest(manifest, folder: Path) -> dict:
         raise MethodError(folder.name, f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
     if not isinstance(manifest.get("params") or {}, dict):
         raise MethodError(folder.name, f"{path}: 'params' must be a mapping")
-    for k in ("needs", "resources", "presets", "quick_params"):
+    for k in ("needs", "resources", "presets", "param_schema"):
         if k in manifest and not isinstance(manifest[k] or {}, dict):
             raise MethodError(folder.name, f"{path}: '{k}' must be a mapping")
+    schema_unknown = set(manifest.get("param_schema") or {}) - set(manifest.get("params") or {})
+    if schema_unknown:
+        raise MethodError(folder.name, f"{path}: param_schema names unknown parameter(s) {', '.join(sorted(schema_unknown))}")
     if not (folder / "impute.py").exists():
         raise MethodError(folder.name, f"{folder}: no impute.py")
     return manifest

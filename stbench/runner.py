@@ -1,37 +1,20 @@
-"""One runner for every method: run ``impute``, validate its output, record provenance.
+"""One runner for every method: run ``impute`` in the sandbox, validate its output, record provenance.
 
-The runner writes ``imputed.npz`` and ``run.json`` atomically. A method that raises or returns
-an invalid matrix does not stop the workflow: its run.json says ``failed`` with the error, and
-the tables show a failed row.
+The runner writes ``imputed.npz`` and ``run.json`` atomically, and is the only place that writes a
+failure record. A method that raises, returns an invalid matrix, needs a reference the dataset
+lacks, or dies does not stop the workflow: its run.json says ``failed`` with the error, and the
+tables show a failed row.
 """
 
 from __future__ import annotations
 
 import platform
-import resource
-import sys
-import time
-import traceback
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from stbench.atomic import write_json, write_npz
 from stbench.errors import MethodError
-
-PACKAGES = ("numpy", "scipy", "pandas", "anndata", "scanpy", "torch", "torch_geometric", "scvi-tools",
-            "tangram-sc", "stbench")
-
-
-def package_versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def check_output(result, task, method: str) -> np.ndarray:
@@ -56,47 +39,41 @@ def check_output(result, task, method: str) -> np.ndarray:
     return arr
 
 
-def _peak_rss_mb() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / 1024.0 if sys.platform != "darwin" else r / 1024.0**2
+def run_method(method, params: dict, task_file, out_dir, *, reference_file=None, device: str = "auto",
+               threads: int = 1, hide=(), isolation: str = "auto", variant: str = "default", timeout=None,
+               log_file=None) -> dict:
+    """Run ``method`` (a registry.Method) on a task file; write imputed.npz and run.json to ``out_dir``."""
+    from stbench.sandbox import run_in_sandbox
+    from stbench.task import load_task
 
-
-def _cuda_info():
-    torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available():
-        return None
-    return {"peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20, "cuda_device": torch.cuda.get_device_name()}
-
-
-def run_method(method, params: dict, task, out_dir, *, variant: str = "default", extra: dict | None = None) -> dict:
-    """Run ``method`` (a registry.Method) on ``task``; write imputed.npz and run.json to ``out_dir``."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    task = load_task(task_file)  # truth-free: names, shape and provenance for the record
     record = {"method": method.name, "variant": variant, "params": params, "seed": task.seed,
-              "device_requested": task.device, "dataset": task.dataset, "host": platform.node(),
-              "versions": package_versions(), **(extra or {})}
-    t0 = time.perf_counter()
-    try:
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        impute = method.load_impute()
-        result = impute(task, **params)
-        arr = check_output(result, task, method.name)
-        record.update(status="ok", error=None)
-    except Exception as e:  # a failing method becomes a failed row, never a crashed workflow
-        arr = None
-        record.update(status="failed", error=f"{type(e).__name__}: {e}",
-                      traceback="".join(traceback.format_exc(limit=20))[-5000:])
-    record["wall_time_s"] = time.perf_counter() - t0
-    record["peak_rss_mb"] = _peak_rss_mb()
-    cuda = _cuda_info()
-    record["device"] = cuda["cuda_device"] if cuda else "cpu"
-    if cuda:
-        record["peak_cuda_mb"] = cuda["peak_cuda_mb"]
+              "dataset": task.dataset, "device_requested": device, "host": platform.node(),
+              "mask": {"spec": task.protocol.get("mask")}, "protocol": task.protocol}
+    has_reference = reference_file is not None and Path(reference_file).exists()
+    arr = None
+    if method.needs_reference and not has_reference:
+        record.update(status="failed", error=f"method '{method.name}' needs a paired scRNA-seq reference "
+                                             f"and dataset '{task.dataset}' has none")
+    else:
+        res = run_in_sandbox(method, params, task_file, reference_file=reference_file if has_reference else None,
+                             device=device, threads=threads, hide=hide, isolation=isolation, timeout=timeout,
+                             log_file=log_file)
+        record.update(res["record"])
+        if record.get("status") == "ok":
+            try:
+                arr = check_output(res["imputed"], task, method.name)
+            except MethodError as e:
+                record.update(status="failed", error=str(e))
     if arr is not None:
         write_npz(out_dir / "imputed.npz", imputed=arr)
     else:
-        write_npz(out_dir / "imputed.npz", failed=np.array(record["error"]))
+        record.setdefault("error", "unknown error")
+        write_npz(out_dir / "imputed.npz", failed=np.array(str(record["error"])))
     write_json(out_dir / "run.json", record)
+    if log_file is not None and not Path(log_file).exists():
+        from stbench.atomic import write_text
+
+        write_text(log_file, "")
     return record

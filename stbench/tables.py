@@ -20,7 +20,6 @@ NAMES = {"pcc": "PCC", "cosine": "Cosine", "rmse": "RMSE", "mae": "MAE", "pcc_ge
          "cosine_gene": "Cosine (gene median)", "rmse_gene": "RMSE (gene median)", "mae_gene": "MAE (gene median)",
          "ssim_gene": "SSIM (gene median)", "js_gene": "JS (gene median)"}
 PAPER_DATASETS = ("MOB", "HBC", "HP", "HO", "ML", "MK")
-PAPER_ROW = {"default": "stMCDI (Ours)"}
 
 
 def collect(metric_files, variants: list[dict]) -> pd.DataFrame:
@@ -46,7 +45,7 @@ def collect(metric_files, variants: list[dict]) -> pd.DataFrame:
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds; status 'ok', 'failed: <error>' or 'partial (k/n failed)'."""
+    """Mean and std over seeds; status 'ok', 'failed: <error>', 'partial (k/n failed)' or 'suspect: ...'."""
     keys = ["dataset", "mask_strategy", "ratio", "among", "method", "variant", "label", "table", "figure", "x", "metric"]
 
     def agg(g):
@@ -54,7 +53,11 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         vals = g.loc[ok, "value"].dropna()
         n_seeds = g["seed"].nunique()
         n_failed = g.loc[~ok, "seed"].nunique()
-        if n_failed == n_seeds:
+        suspect = g["status"].astype(str).str.startswith("suspect")
+        if suspect.any():  # one near-perfect seed makes the whole row suspect: it never wins a column
+            status = str(g.loc[suspect, "status"].iloc[0])
+            vals = vals.iloc[:0]
+        elif n_failed == n_seeds:
             status = "failed: " + str(g.loc[~ok, "error"].iloc[0])
         elif n_failed:
             status = f"partial ({n_failed}/{n_seeds} seeds failed)"
@@ -69,8 +72,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fmt(mean, std, status="ok") -> str:
-    if isinstance(status, str) and status.startswith("failed"):
-        return "failed"
+    if isinstance(status, str) and status.startswith(("failed", "suspect")):
+        return status.split(":")[0]
     if not np.isfinite(mean):
         return "NaN"
     return f"{mean:.3f}±{std:.3f}"
@@ -127,14 +130,24 @@ def beside_paper(summary: pd.DataFrame, paper_dir, table: str) -> pd.DataFrame:
     return merged[keep].rename(columns={"mean": "ours_mean", "std": "ours_std"})
 
 
-def protocol_text(protocol: dict) -> str:
-    p = protocol.get("preprocess", {})
-    masks = "; ".join(f"{m.get('strategy', 'random')} mask, ratio {m.get('ratio', 0.1)}, among {m.get('among', 'all')}"
-                      for m in protocol.get("masks", [{}]))
-    return (f"Protocol: log-normalised to the median spot total (paper Eq. 41), top {p.get('n_genes', 1000)} genes by CV "
-            f"among genes detected in >= {p.get('min_detection', 0.1):g} of spots, scale '{p.get('scale', 'log')}'; "
-            f"held-out entries: {masks}; seeds: {protocol.get('seeds')}. Metrics over all held-out entries flattened "
-            "(paper App. D); mean±std over seeds.")
+def protocol_text(protocols: dict) -> str:
+    """The protocol of each dataset (resolved per dataset), grouped where datasets share one."""
+    from stbench.masks import MaskSpec
+    from stbench.preprocess import PreprocessConfig
+
+    groups: dict[str, list[str]] = {}
+    for dataset, p in protocols.items():
+        pre = PreprocessConfig.from_dict(p["preprocess"])
+        masks = "; ".join(f"{m.strategy} mask, ratio {m.ratio:g}, among {m.among}"
+                          for m in (MaskSpec.from_dict(x) for x in p["masks"]))
+        text = (f"log-normalised to the median spot total (paper Eq. 41) with library sizes from "
+                f"{'observed entries only' if pre.library_size == 'observed' else 'all entries (the paper; includes held-out counts)'}, "
+                f"top {pre.n_genes} genes by CV among genes detected in >= {pre.min_detection:g} of spots, "
+                f"scale '{pre.scale}'{' (statistics from observed entries)' if pre.scale == 'zscore' else ''}; "
+                f"held-out entries: {masks}; seeds: {p['seeds']}")
+        groups.setdefault(text, []).append(dataset)
+    lines = [f"Protocol ({', '.join(ds)}): {text}." for text, ds in groups.items()]
+    return "\n".join(lines) + "\nMetrics over all held-out entries flattened (paper App. D); mean±std over seeds."
 
 
 def accuracy_scores(summary: pd.DataFrame) -> pd.DataFrame:
@@ -160,20 +173,20 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join([head, sep, *body]) + "\n"
 
 
-def write_tables(metric_files, variants: list[dict], protocol: dict, out_dir, paper_dir="results/paper") -> dict:
+def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, paper_dir="results/paper") -> dict:
     """Write table1_long.csv, table1.csv, table1.md (+ table2/3, figure3 data, paper comparisons)."""
     out_dir = Path(out_dir)
     df = collect(metric_files, variants)
     summary = summarise(df)
     write_csv(out_dir / "table1_long.csv", summary.drop(columns=["figure", "x"]), index=False)
-    header = protocol_text(protocol)
+    header = protocol_text(protocols)
     t1 = table1_wide(summary)
     write_csv(out_dir / "table1.csv", t1)
     written = {"table1": t1}
     md = [f"# Table 1\n\n{header}\n\n", to_markdown(t1)]
-    failed = summary[summary["status"].str.startswith("failed")][["dataset", "label", "status"]].drop_duplicates()
+    failed = summary[summary["status"] != "ok"][["dataset", "label", "status"]].drop_duplicates()
     if len(failed):
-        md.append("\nFailed runs:\n\n" + "\n".join(f"- {r.label} on {r.dataset}: {r.status}" for r in failed.itertuples()) + "\n")
+        md.append("\nFailed, partial or suspect runs:\n\n" + "\n".join(f"- {r.label} on {r.dataset}: {r.status}" for r in failed.itertuples()) + "\n")
     write_text(out_dir / "table1.md", "".join(md))
     write_csv(out_dir / "accuracy_score.csv", accuracy_scores(summary), index=False)
     for table in ("table1", "table2", "table3"):

@@ -1,16 +1,25 @@
 """The task a method receives: everything it may see, and nothing of the held-out truth.
 
-``observed`` holds NaN at held-out entries; ``observed_counts`` likewise. No attribute, layer
-or file reachable from the task carries the held-out values: only ``stbench.evaluate`` reads them.
-Arrays are read-only so that a method cannot corrupt what the next method receives; copy first.
+A task is built once per (dataset, mask, seed) from the preprocessed counts and the held-out mask,
+and saved as a truth-free file (``task.npz``). The evaluation scale is made here, from observed
+entries only: library sizes (``library_size: observed``, the default) and the per-gene z-score
+statistics (``scale: zscore``). ``observed`` and ``observed_counts`` hold NaN at held-out entries.
+Changing only the held-out values leaves the task file bit-identical (tests/test_task.py), except
+that ``library_size: all`` (the paper's protocol) carries each spot's total count over all entries.
+Arrays are read-only so that a method cannot corrupt what it was given; copy first.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+TASK_FORMAT = "stbench-task/1"
+_ARRAYS = ("observed", "observed_mask", "observed_counts", "coords", "train_spots", "library_size", "gene_mean",
+           "gene_sd")
 
 
 @dataclass(frozen=True)
@@ -22,12 +31,17 @@ class ImputationTask:
     spots: tuple                  # spot names (length n_spots)
     observed_counts: np.ndarray   # (n_spots, n_genes) float32 raw counts of the kept genes, NaN where held out
     train_spots: np.ndarray       # (n_spots,) bool; spots a method may fit on (all True except under `inductive`)
+    library_size: np.ndarray      # (n_spots,) float64 size factor L of each spot (see module docstring)
+    median_library_size: float    # N of Eq. 41: values are log1p(N * C / L)
+    gene_mean: np.ndarray         # (n_genes,) float32 z-score mean (observed entries); zeros unless scale=zscore
+    gene_sd: np.ndarray           # (n_genes,) float32 z-score sd (observed entries); ones unless scale=zscore
+    scale: str = "log"            # "log" or "zscore": what the values of `observed` are
     reference: object = None      # optional AnnData scRNA-seq reference (raw counts, cells x genes)
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"           # "cpu", "cuda" or "auto" (cuda when available): use torch_device()
     scratch: Path = field(default_factory=lambda: Path("."))
     dataset: str = ""
-    scale: str = "log"            # "log" or "zscore": what the values of `observed` are
+    protocol: dict = field(default_factory=dict)  # preprocess options and mask spec (for provenance)
 
     @property
     def n_spots(self) -> int:
@@ -37,13 +51,27 @@ class ImputationTask:
     def n_genes(self) -> int:
         return self.observed.shape[1]
 
+    def counts_to_scale(self, counts) -> np.ndarray:
+        """Map a (n_spots, n_genes) raw-count matrix to the task's scale (the values of ``observed``)."""
+        return counts_to_scale(counts, self.library_size, self.median_library_size, self.gene_mean, self.gene_sd)
+
     def torch_device(self):
-        """The torch device to use: the requested one if available, else CPU."""
+        """The torch device to use: the requested one if available, else CPU ("auto": cuda when available)."""
         import torch
 
-        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
+        if str(self.device) in ("auto", "cuda") or str(self.device).startswith("cuda:"):
+            if torch.cuda.is_available():
+                return torch.device("cuda" if self.device == "auto" else self.device)
             return torch.device("cpu")
         return torch.device(self.device)
+
+
+def counts_to_scale(counts, library_size, median_library_size, gene_mean, gene_sd) -> np.ndarray:
+    """log1p(N * C / L), then (v - mean) / sd per gene: the one definition of the evaluation scale."""
+    c = np.asarray(counts, dtype=np.float64)
+    lib = np.asarray(library_size, dtype=np.float64)[:, None]
+    v = np.log1p(c / lib * float(median_library_size))
+    return ((v - np.asarray(gene_mean, np.float64)) / np.asarray(gene_sd, np.float64)).astype(np.float32)
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -52,22 +80,84 @@ def _ro(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def scale_parameters(pre, held_out: np.ndarray, preprocess: dict) -> dict:
+    """Library sizes, N and z-score statistics of the task, computed without any held-out value
+    (except ``library_size: all``, the paper's spot totals)."""
+    counts = np.asarray(pre.layers["counts"], dtype=np.float64)
+    observed = ~held_out
+    if preprocess.get("library_size") == "all":
+        lib = np.asarray(pre.obs["total_counts"], dtype=np.float64)
+    else:  # observed entries of the kept genes + every count of the other genes (never held out)
+        lib = np.asarray(pre.obs["other_counts"], dtype=np.float64) + np.where(observed, counts, 0.0).sum(axis=1)
+    lib = np.where(lib > 0, lib, 1.0)
+    n_med = float(np.median(lib))
+    g = counts.shape[1]
+    mean, sd = np.zeros(g, np.float32), np.ones(g, np.float32)
+    if preprocess.get("scale") == "zscore":
+        logv = counts_to_scale(np.where(observed, counts, np.nan), lib, n_med, mean, sd).astype(np.float64)
+        n_obs = observed.sum(axis=0)
+        mu = np.where(n_obs > 0, np.nansum(logv, axis=0) / np.maximum(n_obs, 1), 0.0)
+        var = np.where(n_obs > 0, np.nansum((logv - mu) ** 2, axis=0) / np.maximum(n_obs, 1), 0.0)
+        mean, sd = mu.astype(np.float32), np.where(var > 0, np.sqrt(var), 1.0).astype(np.float32)
+    return {"library_size": lib, "median_library_size": n_med, "gene_mean": mean, "gene_sd": sd}
+
+
 def build_task(pre, held_out: np.ndarray, train_spots: np.ndarray | None = None, *, reference=None,
-               seed: int = 0, device: str = "cpu", scratch=".", dataset: str = "") -> ImputationTask:
+               seed: int = 0, device: str = "cpu", scratch=".", dataset: str = "", mask_spec: dict | None = None
+               ) -> ImputationTask:
     """Build the task from a preprocessed AnnData and a held-out mask, hiding the held-out entries."""
-    x = np.asarray(pre.X, dtype=np.float32)
+    counts = np.asarray(pre.layers["counts"], dtype=np.float32)
     held_out = np.asarray(held_out, dtype=bool)
-    if held_out.shape != x.shape:
-        raise ValueError(f"mask shape {held_out.shape} does not match the data {x.shape}")
-    obs = x.copy()
-    obs[held_out] = np.nan
-    counts = np.asarray(pre.layers["counts"], dtype=np.float32).copy()
-    counts[held_out] = np.nan
-    train = np.ones(x.shape[0], dtype=bool) if train_spots is None else np.asarray(train_spots, dtype=bool)
-    scale = (pre.uns.get("protocol", {}).get("preprocess", {}) or {}).get("scale", "log")
+    if held_out.shape != counts.shape:
+        raise ValueError(f"mask shape {held_out.shape} does not match the data {counts.shape}")
+    prep = dict((pre.uns.get("protocol", {}) or {}).get("preprocess", {}) or {})
+    from stbench.preprocess import PreprocessConfig
+
+    prep = {**PreprocessConfig.from_dict({k: v for k, v in prep.items()
+                                          if k in PreprocessConfig.__dataclass_fields__}).__dict__}
+    sp = scale_parameters(pre, held_out, prep)
+    obs_counts = np.where(held_out, np.nan, counts).astype(np.float32)
+    obs = counts_to_scale(obs_counts, sp["library_size"], sp["median_library_size"], sp["gene_mean"], sp["gene_sd"])
+    train = np.ones(counts.shape[0], dtype=bool) if train_spots is None else np.asarray(train_spots, dtype=bool)
     return ImputationTask(
         observed=_ro(obs), observed_mask=_ro(~held_out), coords=_ro(np.asarray(pre.obsm["spatial"], dtype=np.float64)),
-        genes=tuple(map(str, pre.var_names)), spots=tuple(map(str, pre.obs_names)), observed_counts=_ro(counts),
-        train_spots=_ro(train), reference=reference, seed=int(seed), device=device, scratch=Path(scratch),
-        dataset=dataset, scale=str(scale),
+        genes=tuple(map(str, pre.var_names)), spots=tuple(map(str, pre.obs_names)), observed_counts=_ro(obs_counts),
+        train_spots=_ro(train), library_size=_ro(sp["library_size"]), median_library_size=sp["median_library_size"],
+        gene_mean=_ro(sp["gene_mean"]), gene_sd=_ro(sp["gene_sd"]), scale=str(prep["scale"]), reference=reference,
+        seed=int(seed), device=device, scratch=Path(scratch), dataset=dataset,
+        protocol={"preprocess": prep, "mask": dict(mask_spec or {})},
     )
+
+
+def save_task(path, task: ImputationTask) -> None:
+    """Write the truth-free task file (arrays + names + protocol; no reference, device or scratch)."""
+    from stbench.atomic import write_npz
+
+    meta = {"format": TASK_FORMAT, "genes": list(task.genes), "spots": list(task.spots), "scale": task.scale,
+            "median_library_size": task.median_library_size, "seed": task.seed, "dataset": task.dataset,
+            "protocol": task.protocol}
+    write_npz(path, meta=np.array(json.dumps(meta, sort_keys=True)),
+              **{k: np.asarray(getattr(task, k)) for k in _ARRAYS})
+
+
+def load_task(path, *, reference=None, device: str = "cpu", scratch=".") -> ImputationTask:
+    """Read a task file written by :func:`save_task`; ``reference`` is an AnnData or None."""
+    from stbench.errors import DatasetError
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            arrays = {k: _ro(z[k]) for k in _ARRAYS}
+    except (OSError, KeyError, ValueError) as e:
+        raise DatasetError(path, f"not a valid task file ({e})") from None
+    if meta.get("format") != TASK_FORMAT:
+        raise DatasetError(path, f"task file format {meta.get('format')!r}, expected {TASK_FORMAT!r}")
+    return ImputationTask(**arrays, genes=tuple(meta["genes"]), spots=tuple(meta["spots"]), scale=meta["scale"],
+                          median_library_size=float(meta["median_library_size"]), reference=reference,
+                          seed=int(meta["seed"]), device=device, scratch=Path(scratch), dataset=meta["dataset"],
+                          protocol=meta["protocol"])
+
+
+def truth_on_scale(pre, task: ImputationTask) -> np.ndarray:
+    """The full matrix on the task's scale, held-out truth included: for evaluation only, never for methods."""
+    return task.counts_to_scale(np.asarray(pre.layers["counts"], dtype=np.float64))

@@ -1,92 +1,65 @@
-"""Every method folder gets these tests for free: manifest, output contract, and no leakage.
+"""Every method folder gets these tests for free: manifest, environment, output contract, no leakage.
 
-Methods run with their ``test`` preset if they define one (tiny settings), else ``quick``.
+Methods run with their ``test`` preset (tiny settings) through the workflow's own code path: the
+task rule writes the truth-free task file and the impute rule runs the method in its sandboxed
+child process (stbench.sandbox). The leakage test runs each method on two datasets that differ
+only in the held-out truth: the task files must be bit-identical and the outputs equal.
 """
 
 import hashlib
 
 import numpy as np
 import pytest
+import yaml
 
 from stbench.registry import discover
 from stbench.task import build_task
+from tests.workflow_path import run, with_other_truth, write_inputs
 
 METHODS = discover()
 
 
-def _params(method):
-    presets = method.manifest.get("presets") or {}
-    return method.params("test" if "test" in presets else "quick")
-
-
-def _fingerprint(task) -> str:
-    """A hash of everything the task exposes to a method (arrays, names, reference)."""
-    h = hashlib.sha256()
-    for name in task.__dataclass_fields__:
-        v = getattr(task, name)
-        if name == "scratch":
-            continue
-        if isinstance(v, np.ndarray):
-            h.update(name.encode()); h.update(np.ascontiguousarray(v).tobytes())
-        elif hasattr(v, "X"):  # AnnData reference
-            x = v.X.toarray() if hasattr(v.X, "toarray") else np.asarray(v.X)
-            h.update(x.tobytes())
-        else:
-            h.update(repr(v).encode())
-    return h.hexdigest()
-
-
-def _task(pre, held, train, reference, tmp_path, seed=0):
-    return build_task(pre, held, train, reference=reference, seed=seed, device="cpu", scratch=tmp_path, dataset="small")
-
-
 def test_methods_are_discovered():
-    assert {"mean", "knn"} <= set(METHODS)
+    assert {"mean", "knn", "stmcdi"} <= set(METHODS)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_manifest_is_complete(name):
+def test_manifest_env_and_presets(name):
     m = METHODS[name]
-    for key in ("title", "citation", "params", "env"):
+    for key in ("title", "citation", "params", "env", "implementation"):
         assert m.manifest.get(key), f"{name}: method.yaml lacks {key}"
     assert set(m.resources) >= {"gpu", "mem_mb", "threads"}
-    assert (m.folder.parent.parent / m.manifest["env"]).exists(), f"{name}: env file {m.manifest['env']} missing"
-    m.params("quick")  # presets resolve
+    assert m.env.exists(), f"{name}: env file {m.manifest['env']} missing"
+    env = yaml.safe_load(m.env.read_text())
+    assert isinstance(env, dict) and env.get("dependencies"), f"{name}: {m.env} is not a conda environment file"
+    assert {"quick", "test"} <= set(m.presets), f"{name}: needs 'quick' (demo) and 'test' presets"
+    for preset in m.presets:
+        m.params(preset)  # every preset resolves and passes param_schema
+    assert "quick_params" not in m.manifest
+    assert not (m.folder / "impute.py").read_text().count("method.yaml"), f"{name}: a method must not read its manifest"
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_output_contract_on_demo(name, small_dataset, small_pre, small_mask, tmp_path):
+def test_contract_and_no_leakage_through_the_workflow_path(name, small_pre, small_mask, tmp_path):
+    """Output contract, and: changing only the held-out truth changes neither the task file nor the output."""
     m = METHODS[name]
     held, train = small_mask
-    task = _task(small_pre, held, train, small_dataset[1], tmp_path)
-    out = m.load_impute()(task, **_params(m))
-    out = np.asarray(out)
-    assert out.shape == (task.n_spots, task.n_genes)
-    assert np.isfinite(out).all()
-
-
-@pytest.mark.parametrize("name", sorted(METHODS))
-def test_no_leakage_of_held_out_truth(name, small_dataset, small_pre, small_mask, tmp_path):
-    """Changing the truth of the held-out entries changes neither the task nor the method's output."""
-    m = METHODS[name]
-    held, train = small_mask
-    task_a = _task(small_pre, held, train, small_dataset[1], tmp_path / "a")
-    other = small_pre.copy()
-    rng = np.random.default_rng(123)
-    x = np.asarray(other.X).copy()
-    x[held] = rng.normal(5.0, 3.0, size=held.sum())
-    other.X = x
-    counts = np.asarray(other.layers["counts"]).copy()
-    counts[held] = rng.integers(0, 1000, size=held.sum())
-    other.layers["counts"] = counts
-    task_b = _task(other, held, train, small_dataset[1], tmp_path / "b")
-    assert _fingerprint(task_a) == _fingerprint(task_b), "the task exposes held-out truth"
-    for t in (task_a, task_b):
-        assert np.isnan(t.observed[held]).all() and np.isnan(t.observed_counts[held]).all()
-    fn = m.load_impute()
-    out_a = np.asarray(fn(task_a, **_params(m)))
-    out_b = np.asarray(fn(task_b, **_params(m)))
-    np.testing.assert_array_equal(out_a, out_b)
+    other = with_other_truth(small_pre, held)
+    assert not np.array_equal(other.layers["counts"][held], small_pre.layers["counts"][held])
+    da = write_inputs(tmp_path / "a", small_pre, held, train)
+    db = write_inputs(tmp_path / "b", other, held, train)
+    ta, tb = (d / "tasks" / "m" / "seed0.npz" for d in (da, db))
+    assert hashlib.sha256(ta.read_bytes()).digest() == hashlib.sha256(tb.read_bytes()).digest(), \
+        "the task file carries held-out truth"
+    params = m.params("test")
+    out_a, rec_a = run(tmp_path / "a", name, params, evaluate=False)
+    assert rec_a["status"] == "ok", rec_a.get("error")
+    task = build_task(small_pre, held, train)
+    assert out_a.shape == (task.n_spots, task.n_genes) and out_a.dtype == np.float32
+    assert np.isfinite(out_a).all()
+    out_b, rec_b = run(tmp_path / "b", name, params, evaluate=False)
+    assert rec_b["status"] == "ok", rec_b.get("error")
+    np.testing.assert_array_equal(out_a, out_b, err_msg=f"{name}: output depends on the held-out truth")
 
 
 def test_task_arrays_are_read_only(small_pre, small_mask):

@@ -2,12 +2,12 @@ import numpy as np
 import anndata as ad
 import pytest
 
-from stbench.preprocess import PreprocessConfig, coefficient_of_variation, normalize_log, preprocess, select_genes
+from stbench.preprocess import PreprocessConfig, coefficient_of_variation, log_normalise, preprocess, select_genes
 
 
-def test_normalize_log_matches_eq41_by_hand():
+def test_log_normalise_matches_eq41_by_hand():
     c = np.array([[1, 3, 0], [2, 2, 4]], dtype=float)  # totals 4 and 8, median 6
-    d, n = normalize_log(c)
+    d, n = log_normalise(c)
     assert n == 6.0
     np.testing.assert_allclose(d[0], np.log([1 + 6 * 1 / 4, 1 + 6 * 3 / 4, 1]))
     np.testing.assert_allclose(d[1], np.log([1 + 6 * 2 / 8, 1 + 6 * 2 / 8, 1 + 6 * 4 / 8]))
@@ -25,23 +25,29 @@ def test_cv_and_selection_respect_detection_filter():
     assert list(select_genes(d, 10, 0.1)) == [0, 1, 2, 3, 4]  # original order kept
 
 
-def test_preprocess_selects_top_genes_and_zscores(small_dataset):
+def test_preprocess_selects_top_genes_and_keeps_spot_totals(small_dataset):
     a = small_dataset[0]
     pre, qc = preprocess(a, PreprocessConfig(n_genes=20, min_detection=0.1, scale="zscore"))
     assert pre.shape == (a.n_obs, 20)
-    np.testing.assert_allclose(pre.X.mean(0), 0, atol=1e-5)
-    np.testing.assert_allclose(pre.X.std(0), 1, atol=1e-4)
     assert qc["genes_kept"] == 20 and qc["spots_kept"] == a.n_obs
     assert 0 < qc["zero_fraction_selected"] < 1
     assert (pre.layers["counts"] >= 0).all()
     np.testing.assert_array_equal(pre.var_names, [g for g in a.var_names if g in set(pre.var_names)])
+    total = np.asarray(a.layers["counts"].sum(1)).ravel()
+    np.testing.assert_allclose(pre.obs["total_counts"], total)
+    np.testing.assert_allclose(pre.obs["other_counts"] + pre.layers["counts"].sum(1), total)
+    assert pre.uns["protocol"]["preprocess"]["scale"] == "zscore"  # applied per task (stbench.task), not here
 
 
 def test_preprocess_config_rejects_unknown_options():
     with pytest.raises(ValueError, match="unknown preprocess option"):
         PreprocessConfig.from_dict({"n_gene": 10})
-    with pytest.raises(ValueError, match="scale"):
+    with pytest.raises(ValueError, match=r"preprocess.scale must be one of \['log', 'zscore'\], got 'cpm'"):
         PreprocessConfig(scale="cpm")
+    with pytest.raises(ValueError, match="preprocess.library_size"):
+        PreprocessConfig(library_size="median")
+    with pytest.raises(ValueError, match="preprocess.n_genes must be of type integer"):
+        PreprocessConfig(n_genes="many")
 
 
 def test_too_few_detected_genes_is_a_clear_error():

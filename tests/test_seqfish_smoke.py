@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not (DATA / "counts.csv").exists(), reason="../s
 def test_seqfish_through_prepare_preprocess_mask_impute_evaluate(tmp_path):
     from stbench.masks import MaskSpec
     from stbench.preprocess import PreprocessConfig
-    from stbench.steps import evaluate_step, impute_step, mask_step, prepare, preprocess_step
+    from stbench.steps import evaluate_step, impute_step, mask_step, prepare, preprocess_step, task_step
 
     spec = {"format": "tables", "counts": str(DATA / "counts.csv"), "locations": str(DATA / "locations.csv"),
             "source": {"platform": "seqFISH", "species": "mouse", "tissue": "hippocampus"}}
@@ -28,12 +28,13 @@ def test_seqfish_through_prepare_preprocess_mask_impute_evaluate(tmp_path):
     qc = preprocess_step(tmp_path / "prepared.h5ad", PreprocessConfig(n_genes=200), tmp_path / "pre.h5ad", tmp_path / "qc.json")
     assert qc["genes_kept"] == 200
     mask_step(tmp_path / "pre.h5ad", MaskSpec("random", 0.1), 0, tmp_path / "mask.npz")
+    task_step(tmp_path / "pre.h5ad", tmp_path / "mask.npz", tmp_path / "task.npz", dataset="seqfish")
     results = {}
     for m in ("mean", "knn"):
         out = tmp_path / m
-        impute_step(tmp_path / "pre.h5ad", tmp_path / "mask.npz", m, "default", {}, out, seed=0, device="cpu")
-        res = evaluate_step(tmp_path / "pre.h5ad", tmp_path / "mask.npz", out / "imputed.npz", out / "run.json",
-                            out / "metrics.json")
+        impute_step(tmp_path / "task.npz", m, "default", {}, out, device="cpu", hide=[tmp_path, DATA])
+        res = evaluate_step(tmp_path / "pre.h5ad", tmp_path / "mask.npz", tmp_path / "task.npz", out / "imputed.npz",
+                            out / "run.json", out / "metrics.json")
         assert res["status"] == "ok"
         results[m] = res["metrics"]
     assert np.isfinite(results["knn"]["pcc"]) and np.isfinite(results["mean"]["rmse"])

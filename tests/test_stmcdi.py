@@ -35,8 +35,9 @@ def make_task(x, xy, held, tmp_path, train=None, seed=0):
     n, g = x.shape
     return ImputationTask(observed=obs, observed_mask=~held, coords=xy, genes=tuple(f"g{i}" for i in range(g)),
                           spots=tuple(f"s{i}" for i in range(n)), observed_counts=obs.copy(),
-                          train_spots=np.ones(n, bool) if train is None else train, seed=seed, device="cpu",
-                          scratch=tmp_path)
+                          train_spots=np.ones(n, bool) if train is None else train, library_size=np.ones(n),
+                          median_library_size=1.0, gene_mean=np.zeros(g, np.float32), gene_sd=np.ones(g, np.float32),
+                          seed=seed, device="cpu", scratch=tmp_path)
 
 
 @pytest.fixture(scope="module")

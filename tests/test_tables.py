@@ -42,8 +42,8 @@ def test_tables_layout_and_paper_beside(tmp_path):
                       _metrics(tmp_path, ds, "knn", "default", seed, 0.3),
                       _metrics(tmp_path, ds, "gpuonly", "default", seed, 0.0, status="failed")]
     out = tmp_path / "tables"
-    write_tables(files, variants, {"preprocess": {"n_genes": 1000}, "masks": [{}], "seeds": [0, 1]}, out,
-                 ROOT / "results" / "paper")
+    protocols = {ds: {"preprocess": {"n_genes": 1000}, "masks": [{}], "seeds": [0, 1]} for ds in ("MOB", "HBC")}
+    write_tables(files, variants, protocols, out, ROOT / "results" / "paper")
     t1 = pd.read_csv(out / "table1.csv", index_col=0)
     assert list(t1.index) == ["stMCDI", "KNN", "GpuOnly"]
     assert t1.loc["stMCDI", "MOB PCC"] == "0.605±0.005" and t1.loc["GpuOnly", "HBC MAE"] == "failed"
@@ -63,4 +63,18 @@ def test_tables_layout_and_paper_beside(tmp_path):
     acc = pd.read_csv(out / "accuracy_score.csv")
     best = acc[acc["dataset"] == "MOB"].set_index("label")["accuracy_score"]
     assert best["stMCDI"] == best.max()
-    assert "Failed runs" in (out / "table1.md").read_text()
+    assert "Failed, partial or suspect runs" in (out / "table1.md").read_text()
+
+
+def test_a_dataset_that_overrides_scale_gets_its_own_header():
+    from stbench import config as cfg
+    from stbench.tables import protocol_text
+
+    config = {"preprocess": {"n_genes": 500}, "masks": [{"ratio": 0.2}], "seeds": [0],
+              "datasets": {"A": {"format": "simulate"}, "B": {"format": "simulate", "preprocess": {"scale": "zscore"}}},
+              "methods": {"mean": {}}}
+    text = protocol_text(cfg.protocols(config))
+    a = next(line for line in text.splitlines() if line.startswith("Protocol (A)"))
+    b = next(line for line in text.splitlines() if line.startswith("Protocol (B)"))
+    assert "scale 'log'" in a and "scale 'zscore'" in b and "top 500 genes" in a and "top 500 genes" in b
+    assert "ratio 0.2" in a and "library sizes from observed entries" in b

@@ -59,7 +59,7 @@ def test_tables_have_mean_knn_and_a_failed_row(tiny_run):
     assert wide.loc["Boom", "sim PCC"] == "failed"
     assert "±" in wide.loc["KNN", "sim PCC"]
     md = (tiny_run / "tables" / "table1.md").read_text()
-    assert "Protocol:" in md and "| KNN |" in md and "deliberate failure" in md
+    assert "Protocol (" in md and "| KNN |" in md and "deliberate failure" in md
 
 
 def test_heatmap_and_provenance(tiny_run):
@@ -92,3 +92,61 @@ def test_paper_config_dry_run_offline(tmp_path):
         assert job in out, f"no {job} job in the dry run"
     for ds in ("MOB", "HBC", "HP", "HO", "ML", "MK"):
         assert f"dataset={ds}" in out or f"/{ds}/" in out, f"no job for {ds}"
+
+
+FAKE_CONDA = """#!/bin/sh
+# stands in for conda in a dry run (no environment is created): answers the checks snakemake makes
+case "$*" in
+  *info*) echo '{"conda_version": "24.7.1", "platform": "linux-64", "root_prefix": "/nonexistent", "envs_dirs": [], "pkgs_dirs": [], "channels": [], "conda_prefix": "/nonexistent", "active_prefix": null, "default_prefix": "/nonexistent"}' ;;
+  *--version*) echo "conda 24.7.1" ;;
+  *config*) echo '{"get": {"channel_priority": "strict"}}' ;;
+  *) echo "{}" ;;
+esac
+"""
+
+
+def _dry(tmp_path, cfg: dict, *extra, env=None):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "-n",
+           "--configfile", "c.yaml", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+
+
+def test_dry_run_of_a_visium_dataset_declares_its_files_and_each_method_env(tmp_path):
+    import os
+
+    for f in ("matrix.h5", "tissue_positions.csv"):
+        (tmp_path / f).write_text("")
+    cfg = {"run": "v", "datasets": {"vis": {"format": "visium", "matrix": str(tmp_path / "matrix.h5"),
+                                            "positions": str(tmp_path / "tissue_positions.csv")}},
+           "methods": {"mean": {}, "stmcdi": {"preset": "quick"}}}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "conda").write_text(FAKE_CONDA)
+    (bin_dir / "conda").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    res = _dry(tmp_path, cfg, "--use-conda", env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    assert f"input: {tmp_path / 'matrix.h5'}, {tmp_path / 'tissue_positions.csv'}" in out
+    assert "envs/core.yaml" in out and "envs/torch.yaml" in out  # mean's and stMCDI's own environments
+
+
+@pytest.mark.parametrize("params,expected", [
+    ({"k": "banana"}, "parameter k='banana' is invalid"),
+    ({"k": 0}, "allowed: type: integer, minimum: 1"),
+])
+def test_dry_run_rejects_an_invalid_parameter_value_fast(tmp_path, params, expected):
+    import time
+
+    cfg = {"run": "bad", "datasets": {"sim": {"format": "simulate"}}, "methods": {"knn": {"variants": {"default": {"params": params}}}}}
+    t0 = time.perf_counter()
+    res = _dry(tmp_path, cfg)
+    assert res.returncode != 0 and expected in res.stdout + res.stderr
+    assert time.perf_counter() - t0 < 60
+
+
+def test_dry_run_rejects_a_bad_protocol_value_naming_it(tmp_path):
+    cfg = {"run": "bad", "preprocess": {"scale": "cpm"}, "datasets": {"sim": {"format": "simulate"}}, "methods": {"mean": {}}}
+    res = _dry(tmp_path, cfg)
+    assert res.returncode != 0 and "preprocess/scale" in res.stdout + res.stderr and "'cpm'" in res.stdout + res.stderr

@@ -9,25 +9,9 @@ PyG's ``knn_graph`` needs the optional ``torch-cluster`` extension, which is oft
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
-
-def knn_edge_index(coords: np.ndarray, k: int = 5) -> torch.Tensor:
-    """Undirected k-NN graph over spots as a (2, E) long tensor (no self-loops, no duplicates)."""
-    coords = np.asarray(coords, dtype=np.float64)
-    n = coords.shape[0]
-    k = int(min(k, max(n - 1, 0)))
-    if k == 0:
-        return torch.empty(2, 0, dtype=torch.long)
-    _, idx = cKDTree(coords).query(coords, k=k + 1)
-    src = np.repeat(np.arange(n), k)
-    dst = idx[:, 1:].reshape(-1)
-    keep = src != dst  # duplicate coordinates can put a spot among its own neighbours
-    src, dst = src[keep], dst[keep]
-    pairs = np.unique(np.concatenate([np.stack([src, dst], 1), np.stack([dst, src], 1)]), axis=0)
-    return torch.as_tensor(pairs.T.copy(), dtype=torch.long)
+from stbench.methodkit import knn_edge_index  # noqa: F401  (the one spatial k-NN graph, shared by methods)
 
 
 def subgraph_for(batch: torch.Tensor, edge_index: torch.Tensor, n_nodes: int, hops: int):

@@ -13,43 +13,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from .graph import knn_edge_index
 from .model import STMCDI, parameter_breakdown
 from .train import fit
 
-_HERE = Path(__file__).resolve().parent
-with open(_HERE / "method.yaml") as _fh:
-    MANIFEST = yaml.safe_load(_fh)
-DEFAULTS = dict(MANIFEST["params"])
 # parameters that do not change the trained model (excluded from the checkpoint key)
 _SAMPLING_ONLY = {"sampler", "sample_steps", "eta", "n_samples", "aggregate", "sample_batch", "progress",
                   "checkpoints", "threads"}
-
-
-def resolve_params(preset: str | None = None, **overrides) -> dict:
-    """Manifest defaults (the paper's), then a preset, then overrides (which must be known)."""
-    p = dict(DEFAULTS)
-    if preset:
-        p.update(MANIFEST["presets"][preset] or {})
-    unknown = set(overrides) - set(p)
-    if unknown:
-        raise ValueError(f"stmcdi: unknown parameter(s) {sorted(unknown)}")
-    p.update(overrides)
-    return p
+SAMPLERS = ("ddpm", "ddim")
+AGGREGATES = ("median", "mean")
 
 
 @contextlib.contextmanager
 def _determinism(seed: int, device: torch.device, threads):
-    """Seed torch (restoring the caller's RNG afterwards) and make CPU kernels deterministic."""
+    """Seed torch (restoring the caller's RNG afterwards) and ask for deterministic kernels (CPU and CUDA)."""
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_threads = torch.get_num_threads()
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        if device.type == "cpu":
-            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.use_deterministic_algorithms(True, warn_only=True)  # CUDA: with CUBLAS_WORKSPACE_CONFIG (sandbox env)
         if threads:
             torch.set_num_threads(int(threads))
         try:
@@ -80,10 +64,11 @@ def standardise(x: np.ndarray, m: np.ndarray, rows: np.ndarray):
     return mu.astype(np.float32), sd.astype(np.float32)
 
 
-def run(task, **params) -> dict:
-    """Fit and sample; returns imputed, spread (per-entry sample std), mean, median, history, counts."""
-    p = resolve_params(None, **params)
-    p["_seed"] = int(task.seed)
+def run(task, **p) -> dict:
+    """Fit and sample with the resolved parameters ``p`` (the registry's); returns imputed, spread
+    (per-entry sample std), mean, median, history, parameter counts."""
+    if p["sampler"] not in SAMPLERS or p["aggregate"] not in AGGREGATES:
+        raise ValueError(f"sampler must be one of {SAMPLERS} and aggregate one of {AGGREGATES}")
     device = task.torch_device()
     x = np.array(task.observed, dtype=np.float32, copy=True)
     m = np.array(task.observed_mask, dtype=bool, copy=True)
@@ -91,7 +76,7 @@ def run(task, **params) -> dict:
     train = np.asarray(task.train_spots, dtype=bool)
     if not train.any():
         train = np.ones(n, dtype=bool)
-    if p["standardize"]:
+    if p["standardise"]:
         mu, sd = standardise(x, m, train)
     else:
         mu, sd = np.zeros(g, np.float32), np.ones(g, np.float32)
@@ -108,7 +93,7 @@ def run(task, **params) -> dict:
             Path(task.scratch).mkdir(parents=True, exist_ok=True)
             ckpt = Path(task.scratch) / f"stmcdi-{_key(task, p)}.pt"
         train_idx = torch.as_tensor(np.flatnonzero(train), device=device)
-        hist = fit(model, X, O, edge_index, train_idx, p, gen, ckpt)
+        hist = fit(model, X, O, edge_index, train_idx, p, gen, ckpt, seed=int(task.seed))
 
         # ---- imputation: latent of the observed data over the full graph, then sampling -----
         S = int(p["n_samples"])
@@ -132,11 +117,9 @@ def run(task, **params) -> dict:
             mean[rows] = smp.mean(0).cpu().numpy()
             spread[rows] = smp.std(0, unbiased=False).cpu().numpy()
     est = med if p["aggregate"] == "median" else mean
-    if p["aggregate"] not in ("median", "mean"):
-        raise ValueError(f"aggregate must be 'median' or 'mean', got {p['aggregate']!r}")
     back = lambda a: a * sd + mu  # noqa: E731
     imputed = np.where(m, x, back(est))
-    imputed = np.nan_to_num(imputed, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    imputed = imputed.astype(np.float32)  # a diverged model gives NaN/inf here: the runner records a failure
     spread = np.where(m, 0.0, spread * sd).astype(np.float32)  # observed entries are given, not sampled
     return {"imputed": imputed, "median": back(med), "mean": back(mean), "spread": spread,
             "history": hist, "n_parameters": parameter_breakdown(model), "params": p}
@@ -144,9 +127,3 @@ def run(task, **params) -> dict:
 
 def impute(task, **params) -> np.ndarray:
     return run(task, **params)["imputed"]
-
-
-def impute_with_spread(task, **params):
-    """(imputation, per-entry standard deviation of the samples on the evaluation scale)."""
-    r = run(task, **params)
-    return r["imputed"], r["spread"]

@@ -50,11 +50,11 @@ def total_steps(n_train: int, p: dict) -> tuple[int, int]:
 
 
 def fit(model, X: torch.Tensor, O: torch.Tensor, edge_index: torch.Tensor, train_idx: torch.Tensor, p: dict,
-        gen: torch.Generator, ckpt: Path | None = None, log=None) -> dict:
+        gen: torch.Generator, ckpt: Path | None = None, *, seed: int = 0) -> dict:
     """Train ``model`` in place; return {'loss': per-epoch mean loss, 'steps', 'seconds', 'resumed_from'}."""
     dev = X.device
     n = X.shape[0]
-    opt_cls = torch.optim.AdamW if p["optimizer"] == "adamw" else torch.optim.Adam
+    opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[p["optimizer"]]
     opt = opt_cls(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
     total, per_epoch = total_steps(int(train_idx.numel()), p)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -63,7 +63,7 @@ def fit(model, X: torch.Tensor, O: torch.Tensor, edge_index: torch.Tensor, train
     amp = bool(p["amp"]) and dev.type == "cuda"
     history, step, resumed = [], 0, 0
     if ckpt is not None and ckpt.exists():
-        st = torch.load(ckpt, map_location=dev, weights_only=False)
+        st = torch.load(ckpt, map_location="cpu", weights_only=False)  # RNG states must stay CPU byte tensors
         model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
         if ema is not None and st.get("ema") is not None:
             ema.shadow = [s.to(dev) for s in st["ema"]]
@@ -94,7 +94,7 @@ def fit(model, X: torch.Tensor, O: torch.Tensor, edge_index: torch.Tensor, train
         k = step % per_epoch
         if k == 0 or perm is None:
             # the epoch's order is a function of (seed, epoch) only, so resuming mid-epoch is exact
-            g_ep = torch.Generator().manual_seed(int(p["_seed"]) * 100003 + step // per_epoch)
+            g_ep = torch.Generator().manual_seed(int(seed) * 100003 + step // per_epoch)
             perm = train_idx[torch.randperm(train_idx.numel(), generator=g_ep).to(train_idx.device)]
         batch = perm[k * int(p["batch_size"]):(k + 1) * int(p["batch_size"])]
         nodes, sub_ei, pos = subgraph_for(batch, edge_index, n, model.hops)

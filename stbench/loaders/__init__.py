@@ -1,17 +1,24 @@
-"""One loader per on-disk format; each returns an AnnData that follows the dataset contract.
+"""Dataset entry, in one place: every format a dataset block may name, its input files, its loader.
 
-A loader is ``load(spec: dict, base: Path) -> AnnData`` where ``spec`` is the dataset's config
-block (paths are relative to ``base``). ``LOADERS`` maps the config's ``format`` to the loader.
+A dataset block is either ``{recipe: ID, source: authors|geo}`` (one of the paper's datasets, read
+from the download cache) or ``{format: F, ...}`` with F one of ``FORMATS``. A loader is
+``load(spec: dict, base: Path) -> AnnData`` (paths relative to ``base``). ``load_dataset`` returns
+the spatial AnnData and the optional scRNA-seq reference (a ``reference:`` block or path).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from stbench.errors import ConfigError
 from stbench.loaders.h5ad import load_h5ad
 from stbench.loaders.scrna import load_scrna
 from stbench.loaders.spatialbenchmarking import load_spatialbenchmarking
 from stbench.loaders.st import load_st
 from stbench.loaders.tables import load_tables
 from stbench.loaders.visium import load_visium
+
+DEFAULT_CACHE_DIR = "resources/downloads"  # the download cache (config key `cache_dir`)
 
 LOADERS = {
     "h5ad": load_h5ad,
@@ -21,12 +28,84 @@ LOADERS = {
     "spatialbenchmarking": load_spatialbenchmarking,  # Insitu_count.txt + Locations.txt
     "scrna": load_scrna,  # scRNA-seq reference matrices (no coordinates; for `reference:` blocks)
 }
+# the config keys of each format that name input files (declared as Snakemake inputs)
+INPUT_KEYS = {"h5ad": ("path",), "tables": ("counts", "locations"), "visium": ("matrix", "positions"),
+              "st": ("counts",), "spatialbenchmarking": ("counts", "locations"), "scrna": ("path", "genes", "barcodes"),
+              "simulate": (), "recipe": ()}
+FORMATS = tuple(sorted(INPUT_KEYS))
 
 
 def get_loader(fmt: str):
-    from stbench.errors import ConfigError
-
     try:
         return LOADERS[fmt]
     except KeyError:
-        raise ConfigError(f"unknown dataset format '{fmt}'; known formats: {', '.join(sorted(LOADERS))}") from None
+        raise ConfigError(f"unknown dataset format '{fmt}'; known formats: {', '.join(FORMATS)}") from None
+
+
+def format_of(spec: dict) -> str:
+    """The block's format: ``recipe`` for the ``{recipe: ID}`` shorthand, else its ``format`` key."""
+    return "recipe" if "recipe" in (spec or {}) else (spec or {}).get("format")
+
+
+def reference_spec(spec: dict) -> dict | None:
+    """The ``reference:`` block as a scrna spec (a bare path is shorthand for ``{path: ...}``)."""
+    ref = (spec or {}).get("reference")
+    if not ref:
+        return None
+    return dict(ref) if isinstance(ref, dict) else {"path": ref}
+
+
+def check_spec(name: str, spec: dict) -> None:
+    """A ConfigError naming the dataset for an unknown format or recipe, or a missing input key."""
+    fmt = format_of(spec)
+    if fmt == "recipe":
+        from stbench.datasets import list_recipes
+
+        if spec["recipe"] not in list_recipes():
+            raise ConfigError(f"dataset '{name}': unknown recipe '{spec['recipe']}'; known recipes: {', '.join(list_recipes())}")
+        return
+    if fmt not in INPUT_KEYS:
+        raise ConfigError(f"dataset '{name}': unknown or missing format {fmt!r}; use 'recipe: <ID>' or format one of "
+                          f"{', '.join(f for f in FORMATS if f != 'recipe')}")
+
+
+def dataset_inputs(spec: dict, cache_dir: str = DEFAULT_CACHE_DIR) -> list[str]:
+    """Every input file of a dataset block (a recipe's download manifest, or the block's paths and its reference's)."""
+    fmt = format_of(spec)
+    if fmt == "recipe":
+        from stbench.datasets.download import manifest_path
+
+        return [str(manifest_path(cache_dir, spec["recipe"], spec.get("source", "authors")))]
+    files = [str(spec[k]) for k in INPUT_KEYS.get(fmt, ()) if spec.get(k)]
+    ref = reference_spec(spec)
+    if ref:
+        files += [str(ref[k]) for k in INPUT_KEYS["scrna"] if ref.get(k)]
+    return files
+
+
+def load_dataset(name: str, spec: dict, *, base=None, cache_dir: str = DEFAULT_CACHE_DIR):
+    """(spatial AnnData, reference AnnData or None, a description for messages) of a dataset block."""
+    spec = dict(spec)
+    check_spec(name, spec)
+    fmt = format_of(spec)
+    if fmt == "recipe":
+        from stbench.datasets import load_recipe
+
+        source = spec.get("source", "authors")
+        adata, ref = load_recipe(spec["recipe"], source, cache_dir)
+        return adata, ref, f"recipe {spec['recipe']} ({source})"
+    if fmt == "simulate":
+        from stbench.simulate import simulate_demo
+
+        adata, ref = simulate_demo(**{k: v for k, v in spec.items() if k not in ("format", "preprocess", "source")})
+        return adata, ref, f"simulated dataset '{name}'"
+    adata = get_loader(fmt)(spec, base)
+    rspec = reference_spec(spec)
+    ref = get_loader(rspec.get("format", "scrna"))(rspec, base) if rspec else None
+    where = next((spec[k] for k in INPUT_KEYS[fmt] if spec.get(k)), name)
+    return adata, ref, str(where)
+
+
+def input_folders(spec: dict, cache_dir: str = DEFAULT_CACHE_DIR) -> list[str]:
+    """The folders holding a dataset's raw inputs (hidden from method processes: they carry the truth)."""
+    return sorted({str(Path(f).resolve().parent) for f in dataset_inputs(spec, cache_dir)})

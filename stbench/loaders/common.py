@@ -76,6 +76,36 @@ def numeric_frame(df: pd.DataFrame, path, what: str) -> np.ndarray:
         raise DatasetError(path, f"{what} has a non-numeric value {df.iat[r, c]!r} at row '{df.index[r]}', column '{df.columns[c]}'") from None
 
 
+def read_counts_frame(path) -> pd.DataFrame:
+    """A counts table keeping the file's own column names (pandas renames duplicates "G", "G.1";
+    the contract check must see the duplicates)."""
+    df = read_table(path)
+    raw = clean_names(header_names(path))
+    if len(raw) == df.shape[1] + 1:
+        df.columns = raw[1:]
+    return df
+
+
+def require_keys(spec: dict, keys, fmt: str) -> None:
+    """The config block of format ``fmt`` names every path in ``keys``."""
+    missing = [k for k in keys if k not in spec]
+    if missing:
+        where = next((spec[k] for k in keys if k in spec), "<config>")
+        raise DatasetError(where, f"format '{fmt}' needs {', '.join(repr(k) for k in missing)}")
+
+
+def spatial_anndata(m, spots, genes, xy):
+    """The contract AnnData from a dense spots x genes count matrix, names and coordinates."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    adata = ad.AnnData(X=sp.csr_matrix(np.asarray(m, dtype=np.float32)))
+    adata.obs_names, adata.var_names = list(spots), list(genes)
+    adata.layers["counts"] = adata.X.copy()
+    adata.obsm["spatial"] = np.asarray(xy, dtype=np.float64)
+    return adata
+
+
 def source_record(spec: dict, **defaults) -> dict:
     """The uns['source'] record: the config's ``source`` block over loader defaults, all keys present."""
     from stbench.contract import SOURCE_KEYS

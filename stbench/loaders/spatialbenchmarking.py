@@ -15,7 +15,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.errors import DatasetError
-from stbench.loaders.common import clean_names, header_names, numeric_frame, require_file, resolve, source_record
+from stbench.loaders.common import (clean_names, header_names, numeric_frame, require_file, require_keys, resolve,
+                                    source_record, spatial_anndata)
 from stbench.loaders.scrna import harmonise_genes
 
 
@@ -63,18 +64,11 @@ def read_locations(path, n_spots: int) -> np.ndarray:
 
 def load_spatialbenchmarking(spec: dict, base=None):
     """``spec``: ``counts`` (Insitu_count.txt) and ``locations`` (Locations.txt) paths, optional ``source``."""
-    import anndata as ad
-
-    for key in ("counts", "locations"):
-        if key not in spec:
-            raise DatasetError(spec.get("counts", "<config>"), f"format 'spatialbenchmarking' needs '{key}'")
+    require_keys(spec, ("counts", "locations"), "spatialbenchmarking")
     cpath, lpath = resolve(spec["counts"], base), resolve(spec["locations"], base)
     m, spots, genes = read_insitu(cpath)
     xy = read_locations(lpath, len(spots))
-    adata = ad.AnnData(X=sp.csr_matrix(m.astype(np.float32)))
-    adata.obs_names, adata.var_names = spots, genes
-    adata.layers["counts"] = adata.X.copy()
-    adata.obsm["spatial"] = xy
+    adata = spatial_anndata(m, spots, genes, xy)
     adata = harmonise_genes(adata, cpath)
     adata.uns["source"] = source_record(spec, url=str(cpath))
     return adata

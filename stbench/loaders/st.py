@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from stbench.errors import DatasetError
-from stbench.loaders.common import clean_names, header_names, numeric_frame, read_table, resolve, source_record
+from stbench.loaders.common import clean_names, numeric_frame, read_counts_frame, require_keys, resolve, source_record, spatial_anndata
 from stbench.loaders.scrna import harmonise_genes
 
 SPOT_NAME = r"^[A-Za-z_]*?(-?\d+(?:\.\d+)?)x(-?\d+(?:\.\d+)?)$"
@@ -27,15 +26,9 @@ def parse_spot_names(names) -> np.ndarray:
 
 def load_st(spec: dict, base=None):
     """Spots x genes counts with coordinates parsed from the spot names (see the module docstring)."""
-    import anndata as ad
-
-    if "counts" not in spec:
-        raise DatasetError("<config>", "format 'st' needs a 'counts' path")
+    require_keys(spec, ("counts",), "st")
     path = resolve(spec["counts"], base)
-    df = read_table(path)
-    raw = clean_names(header_names(path))
-    if len(raw) == df.shape[1] + 1:
-        df.columns = raw[1:]
+    df = read_counts_frame(path)
     orient = spec.get("orientation", "auto")
     if orient == "auto":
         rows_ok = np.isfinite(parse_spot_names(clean_names(df.index))).all(axis=1).mean()
@@ -54,10 +47,7 @@ def load_st(spec: dict, base=None):
         first = spots[int(np.flatnonzero(bad)[0])]
         raise DatasetError(path, f"{int(bad.sum())} spot name(s) are not 'XxY' coordinates, e.g. {first!r}")
     m = numeric_frame(df, path, "counts table")
-    adata = ad.AnnData(X=sp.csr_matrix(m.astype(np.float32)))
-    adata.obs_names, adata.var_names = spots, clean_names(df.columns)
-    adata.layers["counts"] = adata.X.copy()
-    adata.obsm["spatial"] = xy
+    adata = spatial_anndata(m, spots, clean_names(df.columns), xy)
     adata = harmonise_genes(adata, path)
     adata.uns["source"] = source_record(spec, url=str(path), platform="Spatial Transcriptomics (ST)")
     return adata

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from stbench.errors import DatasetError
-from stbench.loaders.common import clean_names, header_names, numeric_frame, read_table, resolve, source_record
+from stbench.loaders.common import (clean_names, numeric_frame, read_counts_frame, read_table, require_keys,
+                                    resolve, source_record, spatial_anndata)
 
 
 def read_counts_table(path, transpose: bool = False):
     """Return (matrix spots x genes, spot names, gene names) from a counts table."""
-    df = read_table(path)
-    raw = clean_names(header_names(path))
-    if len(raw) == df.shape[1] + 1:  # pandas renames duplicate columns ("G", "G.1"): keep the file's names
-        df.columns = raw[1:]
+    df = read_counts_frame(path)
     if transpose:
         df = df.T
     m = numeric_frame(df, path, "counts table")
@@ -56,17 +53,10 @@ def read_locations_table(path, spots, *, has_index: bool = True, x: str = "x", y
 
 def load_tables(spec: dict, base=None):
     """``spec``: ``counts``, ``locations`` (paths), optional ``transpose``, ``locations_index``, ``source``."""
-    import anndata as ad
-
-    if "counts" not in spec or "locations" not in spec:
-        raise DatasetError(spec.get("counts", "<config>"), "format 'tables' needs both 'counts' and 'locations' paths")
+    require_keys(spec, ("counts", "locations"), "tables")
     cpath, lpath = resolve(spec["counts"], base), resolve(spec["locations"], base)
     m, spots, genes = read_counts_table(cpath, bool(spec.get("transpose", False)))
     xy = read_locations_table(lpath, spots, has_index=bool(spec.get("locations_index", True)))
-    adata = ad.AnnData(X=sp.csr_matrix(m.astype(np.float32)))
-    adata.obs_names = spots
-    adata.var_names = genes
-    adata.layers["counts"] = adata.X.copy()
-    adata.obsm["spatial"] = xy.astype(np.float64)
+    adata = spatial_anndata(m, spots, genes, xy)
     adata.uns["source"] = source_record(spec, url=str(cpath), accession="user")
     return adata

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from stbench.errors import DatasetError
-from stbench.loaders.common import require_file, resolve, source_record
+from stbench.loaders.common import require_file, require_keys, resolve, source_record
 from stbench.loaders.scrna import harmonise_genes, read_reference
 
 POSITION_COLUMNS = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
@@ -43,9 +43,7 @@ def read_positions(path) -> pd.DataFrame:
 
 def load_visium(spec: dict, base=None):
     """Counts of the in-tissue spots with their pixel coordinates (see the module docstring)."""
-    for key in ("matrix", "positions"):
-        if key not in spec:
-            raise DatasetError(spec.get("matrix", "<config>"), f"format 'visium' needs '{key}'")
+    require_keys(spec, ("matrix", "positions"), "visium")
     mpath, ppath = resolve(spec["matrix"], base), resolve(spec["positions"], base)
     adata = read_reference(mpath, spec)
     pos = read_positions(ppath)

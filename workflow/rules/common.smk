@@ -1,22 +1,21 @@
-# Expands the config into targets; all names are checked here so that a typo fails at parse time.
-import json
+# Validates and expands the config (stbench.config); a bad name or parameter value fails here, before any job.
 from pathlib import Path
 
 from stbench import config as cfg
-from stbench.registry import discover
+from stbench.loaders import dataset_inputs, input_folders
 
-RUN = config.get("run", "default")
+config.update(cfg.with_defaults(config))
+cfg.validate(config)
+RUN = config["run"]
 R = f"results/{RUN}"
-CACHE = config.get("cache_dir", "resources/downloads")
-DEVICE = config.get("device", "auto")
-cfg.check_datasets(config)
+LOGS = f"{R}/logs"
+CACHE = config["cache_dir"]
 DATASETS = list(config["datasets"])
 MASKS = cfg.masks(config)
 SEEDS = cfg.seeds(config)
 VARIANTS = cfg.variants(config)
 VMAP = {(v.method, v.name): v for v in VARIANTS}
-METHODS = discover(config.get("methods_dir"))
-TABLES = sorted({v.table for v in VARIANTS} - {"table1"})
+TABLES = sorted({v.table for v in VARIANTS} - {"table1", "none"})
 HAS_FIGURE3 = any(v.figure for v in VARIANTS)
 
 
@@ -43,7 +42,7 @@ def heatmap_files():
 
 def table_files():
     out = [f"{R}/tables/{n}" for n in ("table1_long.csv", "table1.csv", "table1.md")]
-    out += [f"{R}/tables/{t}.csv" for t in TABLES if t in ("table2", "table3")]
+    out += [f"{R}/tables/{t}.csv" for t in TABLES]
     return out
 
 
@@ -61,5 +60,6 @@ def variant_of(wc):
     return VMAP[key]
 
 
-def protocol():
-    return {"preprocess": config.get("preprocess", {}), "masks": config.get("masks", [{}]), "seeds": SEEDS}
+def truth_folders(wc):
+    """Folders a method's process must not see: every results run, the download cache, the dataset's raw inputs."""
+    return ["results", CACHE, *input_folders(cfg.dataset_spec(config, wc.dataset), CACHE)]

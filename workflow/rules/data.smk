@@ -1,20 +1,10 @@
-# prepare (raw -> contract AnnData), preprocess (paper App. E), mask (one per dataset/mask/seed).
-
-
-def prepare_inputs(wc):
-    spec = cfg.dataset_spec(config, wc.dataset)
-    if "recipe" in spec:
-        return [f"{CACHE}/{spec['recipe']}/{spec.get('source', 'authors')}/manifest.json"]
-    files = [spec[k] for k in ("path", "counts", "locations") if k in spec]
-    ref = spec.get("reference")
-    if ref:
-        files.append(ref["path"] if isinstance(ref, dict) else ref)
-    return files
+# prepare (raw -> contract AnnData), preprocess (paper App. E), mask (one per dataset/mask/seed),
+# task (the truth-free file every method run reads; the only link between the truth and the methods).
 
 
 rule prepare:
     input:
-        prepare_inputs,
+        lambda wc: dataset_inputs(cfg.dataset_spec(config, wc.dataset), CACHE),
     output:
         h5ad=f"{R}/{{dataset}}/prepared.h5ad",
         report=f"{R}/{{dataset}}/prepare.json",
@@ -23,6 +13,8 @@ rule prepare:
         cache=CACHE,
     resources:
         mem_mb=8000,
+    log:
+        f"{LOGS}/prepare/{{dataset}}.log",
     script:
         "../scripts/prepare.py"
 
@@ -34,9 +26,11 @@ rule preprocess:
         h5ad=f"{R}/{{dataset}}/preprocessed.h5ad",
         qc=f"{R}/{{dataset}}/qc.json",
     params:
-        cfg=lambda wc: cfg.preprocess_config(config, wc.dataset),
+        options=lambda wc: cfg.preprocess_config(config, wc.dataset),
     resources:
         mem_mb=8000,
+    log:
+        f"{LOGS}/preprocess/{{dataset}}.log",
     script:
         "../scripts/preprocess.py"
 
@@ -48,5 +42,19 @@ rule mask:
         f"{R}/{{dataset}}/masks/{{mask}}/seed{{seed}}.npz",
     params:
         spec=lambda wc: MASKS[wc.mask],
+    log:
+        f"{LOGS}/mask/{{dataset}}_{{mask}}_seed{{seed}}.log",
     script:
         "../scripts/mask.py"
+
+
+rule task:
+    input:
+        data=rules.preprocess.output.h5ad,
+        mask=rules.mask.output[0],
+    output:
+        f"{R}/{{dataset}}/tasks/{{mask}}/seed{{seed}}.npz",
+    log:
+        f"{LOGS}/task/{{dataset}}_{{mask}}_seed{{seed}}.log",
+    script:
+        "../scripts/task.py"

@@ -3,22 +3,20 @@
 # A dataset block `{recipe: MOB, source: authors}` needs {cache_dir}/MOB/authors/manifest.json.
 from stbench.datasets.recipes import RECIPE_DIR
 
-DOWNLOAD_CACHE = config.get("cache_dir", "resources/downloads")
-
 
 rule download:
     input:
         recipe=str(RECIPE_DIR / "{recipe}.yaml"),  # a recipe edit re-runs the (cached, verified) fetch
     output:
-        f"{DOWNLOAD_CACHE}/{{recipe}}/{{source}}/manifest.json",
+        f"{CACHE}/{{recipe}}/{{source}}/manifest.json",
     params:
-        cache=DOWNLOAD_CACHE,
+        cache=CACHE,
     wildcard_constraints:
         recipe=r"[A-Za-z0-9_]+",
         source=r"[A-Za-z0-9_]+",
     localrule: True
     retries: 2
     log:
-        f"{DOWNLOAD_CACHE}/logs/{{recipe}}_{{source}}.log",
+        f"{CACHE}/logs/{{recipe}}_{{source}}.log",
     script:
         "../scripts/download.py"

@@ -1,23 +1,31 @@
-# impute: one job per (dataset, mask, seed, method, variant); resources come from method.yaml.
+# impute: one job per (dataset, mask, seed, method, variant), in the method's own environment
+# (`env:` / `container:` of method.yaml with --use-conda / --use-apptainer) and its own sandboxed
+# process (stbench/sandbox.py). Its only data input is the truth-free task file.
 
 
 rule impute:
     input:
-        data=rules.preprocess.output.h5ad,
-        mask=rules.mask.output[0],
+        task=rules.task.output[0],
     output:
         imputed=f"{R}/{{dataset}}/{{mask}}/seed{{seed}}/{{method}}/{{variant}}/imputed.npz",
         run=f"{R}/{{dataset}}/{{mask}}/seed{{seed}}/{{method}}/{{variant}}/run.json",
     params:
         params=lambda wc: variant_of(wc).params,
-        device=DEVICE,
+        reference=lambda wc: f"{R}/{wc.dataset}/reference.h5ad",
+        hide=truth_folders,
+        device=config["device"],
+        isolation=config["isolation"],
         methods_dir=config.get("methods_dir"),
-    threads: lambda wc: int(variant_of(wc).resources.get("threads", 1))
+    threads: lambda wc: int(variant_of(wc).resources["threads"])
     resources:
-        gpu=lambda wc: int(variant_of(wc).resources.get("gpu", 0)),
-        mem_mb=lambda wc: int(variant_of(wc).resources.get("mem_mb", 2000)),
+        gpu=lambda wc: int(variant_of(wc).resources["gpu"]),
+        mem_mb=lambda wc: int(variant_of(wc).resources["mem_mb"]),
+    log:
+        f"{LOGS}/impute/{{dataset}}_{{mask}}_seed{{seed}}_{{method}}_{{variant}}.log",
     conda:
-        "../../envs/core.yaml"
+        lambda wc: variant_of(wc).env
+    container:
+        lambda wc: variant_of(wc).container
     script:
         "../scripts/impute.py"
 
@@ -26,10 +34,13 @@ rule evaluate:
     input:
         data=rules.preprocess.output.h5ad,
         mask=rules.mask.output[0],
+        task=rules.task.output[0],
         imputed=rules.impute.output.imputed,
         run=rules.impute.output.run,
     output:
         metrics=f"{R}/{{dataset}}/{{mask}}/seed{{seed}}/{{method}}/{{variant}}/metrics.json",
         per_gene=f"{R}/{{dataset}}/{{mask}}/seed{{seed}}/{{method}}/{{variant}}/per_gene.csv",
+    log:
+        f"{LOGS}/evaluate/{{dataset}}_{{mask}}_seed{{seed}}_{{method}}_{{variant}}.log",
     script:
         "../scripts/evaluate.py"

@@ -9,9 +9,11 @@ rule tables:
     params:
         variants=[{"method": v.method, "name": v.name, "label": v.label, "table": v.table, "figure": v.figure, "x": v.x}
                   for v in VARIANTS],
-        protocol=protocol(),
+        protocols=cfg.protocols(config),
         out_dir=f"{R}/tables",
         paper_dir=str(Path(workflow.basedir) / "results" / "paper"),
+    log:
+        f"{LOGS}/tables.log",
     script:
         "../scripts/tables.py"
 
@@ -26,11 +28,14 @@ rule heatmap:
     input:
         data=rules.preprocess.output.h5ad,
         mask=f"{R}/{{dataset}}/masks/{{mask}}/seed{SEEDS[0]}.npz",
+        task=f"{R}/{{dataset}}/tasks/{{mask}}/seed{SEEDS[0]}.npz",
         imputed=lambda wc: list(heatmap_inputs(wc).values()),
     output:
         f"{R}/figures/heatmap_{{dataset}}_{{mask}}.png",
     params:
         labels=lambda wc: list(heatmap_inputs(wc)),
+    log:
+        f"{LOGS}/heatmap/{{dataset}}_{{mask}}.log",
     script:
         "../scripts/heatmap.py"
 
@@ -40,5 +45,7 @@ rule figure3:
         f"{R}/tables/figure3.csv",
     output:
         f"{R}/figures/figure3.png",
+    log:
+        f"{LOGS}/figure3.log",
     script:
         "../scripts/figure3.py"

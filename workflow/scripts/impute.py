@@ -1,10 +1,17 @@
-"""Snakemake entry point: run one method variant on one masked dataset (truth hidden)."""
-import torch  # noqa: F401  (imported first so the runner can record CUDA memory)
+"""Snakemake entry point: run one method variant on a truth-free task file, in its sandboxed process.
+
+Nothing of this process (the `snakemake` object, paths, environment) reaches the method: it runs in
+a child process started by stbench.sandbox with a copy of the task file.
+"""
+from pathlib import Path
 
 from stbench.steps import impute_step
+from stbench.workflow_log import logged
 
-torch.set_num_threads(max(1, int(snakemake.threads)))
-impute_step(snakemake.input.data, snakemake.input.mask, snakemake.wildcards.method, snakemake.wildcards.variant,
-            snakemake.params.params, snakemake.output.run.rsplit("/", 1)[0], seed=int(snakemake.wildcards.seed),
-            device=snakemake.params.device, dataset=snakemake.wildcards.dataset,
-            methods_dir=snakemake.params.methods_dir)
+with logged(snakemake.log[0]):
+    ref = Path(snakemake.params.reference)
+    impute_step(snakemake.input.task, snakemake.wildcards.method, snakemake.wildcards.variant, snakemake.params.params,
+                Path(snakemake.output.run).parent, reference=ref if ref.exists() else None,
+                device=snakemake.params.device, threads=int(snakemake.threads), hide=snakemake.params.hide,
+                isolation=snakemake.params.isolation, methods_dir=snakemake.params.methods_dir,
+                log_file=snakemake.log[0])

@@ -1,4 +1,6 @@
 """Snakemake entry point: preprocess one prepared dataset (paper App. E) and write its QC report."""
 from stbench.steps import preprocess_step
+from stbench.workflow_log import logged
 
-preprocess_step(snakemake.input[0], snakemake.params.cfg, snakemake.output.h5ad, snakemake.output.qc)
+with logged(snakemake.log[0]):
+    preprocess_step(snakemake.input[0], snakemake.params.options, snakemake.output.h5ad, snakemake.output.qc)

@@ -1,5 +1,7 @@
 """Snakemake entry point: Table 1 (long, paper layout, Markdown), Tables 2-3, Figure 3 data."""
 from stbench.tables import write_tables
+from stbench.workflow_log import logged
 
-write_tables(snakemake.input, snakemake.params.variants, snakemake.params.protocol, snakemake.params.out_dir,
-             snakemake.params.paper_dir)
+with logged(snakemake.log[0]):
+    write_tables(snakemake.input, snakemake.params.variants, snakemake.params.protocols, snakemake.params.out_dir,
+                 snakemake.params.paper_dir)

@@ -1,4 +1,4 @@
-"""Metrics of imputation accuracy, one place for all methods (importable as ``stbench.metrics``).
+"""Metrics of imputation accuracy, one place for all methods (the top-level metrics/README.md points here).
 
 Pure numpy. Every function scores predictions against the truth on the held-out entries only.
 """

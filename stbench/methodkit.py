@@ -1,0 +1,93 @@
+"""Helpers for method authors: truth-free fills, masked losses, seeding, the spatial spot graph.
+
+Every method folder may import these (``from stbench.methodkit import ...``): the child process
+that runs a method has a copy of the ``stbench`` package beside it. Nothing here reads files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+
+def gene_means(task) -> np.ndarray:
+    """Per-gene mean of the observed entries (float32, length n_genes); the overall mean where a gene has none."""
+    m = task.observed_mask
+    x0 = np.where(m, task.observed, 0.0)
+    count = m.sum(0)
+    overall = float(x0.sum() / max(int(m.sum()), 1))
+    return np.where(count > 0, x0.sum(0) / np.maximum(count, 1), overall).astype(np.float32)
+
+
+def observed_fill(task, how: str = "gene_mean") -> np.ndarray:
+    """A complete (n_spots, n_genes) float32 matrix: observed values, held-out entries filled truth-free.
+
+    ``how``: ``gene_mean`` (the gene's observed mean) or ``zero``. Methods that need a complete input
+    start from this and mask their losses to ``task.observed_mask``.
+    """
+    if how == "gene_mean":
+        fill = gene_means(task)[None, :]
+    elif how == "zero":
+        fill = np.float32(0.0)
+    else:
+        raise ValueError(f"observed_fill: how must be 'gene_mean' or 'zero', got {how!r}")
+    return np.where(task.observed_mask, np.nan_to_num(task.observed), fill).astype(np.float32)
+
+
+def masked_mse(pred, target, mask):
+    """Mean squared error over the entries where ``mask`` is True (torch tensors); 0 if none."""
+    m = mask.to(pred.dtype)
+    return ((pred - target) ** 2 * m).sum() / m.sum().clamp_min(1.0)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device=None):
+    """Seed torch's RNGs inside the block and restore the caller's RNG state afterwards."""
+    import torch
+
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    devices = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        np_state = np.random.get_state()
+        np.random.seed(int(seed) % 2**32)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+
+
+def knn_edge_index(coords: np.ndarray, k: int = 5):
+    """Undirected spatial k-NN graph over spots as a (2, E) torch long tensor (no self-loops, no duplicates).
+
+    PyG's ``knn_graph`` needs the optional ``torch-cluster`` extension, often absent; scipy's cKDTree
+    gives the same edges. The graph is symmetric (the paper's adjacency, stMCDI Eq. 2).
+    """
+    import torch
+    from scipy.spatial import cKDTree
+
+    coords = np.asarray(coords, dtype=np.float64)
+    n = coords.shape[0]
+    k = int(min(k, max(n - 1, 0)))
+    if k == 0:
+        return torch.empty(2, 0, dtype=torch.long)
+    _, idx = cKDTree(coords).query(coords, k=k + 1)
+    src = np.repeat(np.arange(n), k)
+    dst = idx[:, 1:].reshape(-1)
+    keep = src != dst  # duplicate coordinates can put a spot among its own neighbours
+    src, dst = src[keep], dst[keep]
+    pairs = np.unique(np.concatenate([np.stack([src, dst], 1), np.stack([dst, src], 1)]), axis=0)
+    return torch.as_tensor(pairs.T.copy(), dtype=torch.long)
+
+
+def radius_edge_index(coords: np.ndarray, radius: float):
+    """Undirected spatial radius graph (all spot pairs closer than ``radius``) as a (2, E) long tensor."""
+    import torch
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(np.asarray(coords, dtype=np.float64)).query_pairs(float(radius), output_type="ndarray")
+    if pairs.size == 0:
+        return torch.empty(2, 0, dtype=torch.long)
+    both = np.concatenate([pairs, pairs[:, ::-1]])
+    return torch.as_tensor(both.T.copy(), dtype=torch.long)

@@ -1,0 +1,1 @@
+../filesystem_cheater/impute.py

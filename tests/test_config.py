@@ -1,0 +1,83 @@
+"""The config: one home for protocol defaults, variant resolution, validation before any job."""
+
+from dataclasses import asdict, fields
+
+import pytest
+import yaml
+
+from stbench import config as cfg
+from stbench.errors import ConfigError
+from stbench.masks import AMONG, STRATEGIES, MaskSpec
+from stbench.preprocess import LIBRARY_SIZES, SCALES, PreprocessConfig
+
+
+def _config(**kw):
+    return {"datasets": {"sim": {"format": "simulate"}}, "methods": {"mean": {}}, **kw}
+
+
+def test_schema_defaults_and_choices_are_the_dataclasses():
+    s = cfg.schema()
+    pre = s["properties"]["preprocess"]["properties"]
+    assert {k: v["default"] for k, v in pre.items()} == asdict(PreprocessConfig())
+    assert pre["scale"]["enum"] == list(SCALES) and pre["library_size"]["enum"] == list(LIBRARY_SIZES)
+    mask = s["properties"]["masks"]["items"]["properties"]
+    assert {k: v["default"] for k, v in mask.items()} == asdict(MaskSpec())
+    assert mask["strategy"]["enum"] == list(STRATEGIES) and mask["among"]["enum"] == list(AMONG)
+    raw = yaml.safe_load(cfg.SCHEMA.read_text())  # the YAML file itself does not repeat them
+    assert "properties" not in raw["properties"]["preprocess"] and "items" not in raw["properties"]["masks"]
+    assert {f.name for f in fields(PreprocessConfig)} == set(pre)
+
+
+def test_with_defaults_fills_the_top_level_from_the_schema():
+    c = cfg.with_defaults(_config())
+    assert (c["run"], c["device"], c["isolation"], c["seeds"]) == ("default", "auto", "auto", [0])
+    from stbench.loaders import DEFAULT_CACHE_DIR
+
+    assert c["cache_dir"] == DEFAULT_CACHE_DIR
+
+
+@pytest.mark.parametrize("bad,msg", [
+    ({"preprocess": {"scale": "cpm"}}, "preprocess/scale: 'cpm' is not one of"),
+    ({"preprocess": {"library_size": "median"}}, "preprocess/library_size"),
+    ({"masks": [{"ratio": 1.5}]}, "masks/0/ratio"),
+    ({"masks": [{"strategy": "blocks"}]}, "masks/0/strategy"),
+    ({"isolation": "none"}, "isolation"),
+    ({"methods": {"knn": {"variants": {"default": {"params": {"k": "banana"}}}}}}, "parameter k='banana' is invalid"),
+    ({"methods": {"knn": {"variants": {"default": {"params": {"kk": 3}}}}}}, "unknown parameter(s) kk"),
+    ({"methods": {"nosuch": {}}}, "unknown method 'nosuch'"),
+    ({"datasets": {"x": {"format": "xlsx"}}}, "dataset 'x': unknown or missing format 'xlsx'"),
+    ({"datasets": {"x": {"recipe": "NOPE"}}}, "dataset 'x': unknown recipe 'NOPE'"),
+])
+def test_validate_names_the_bad_value(bad, msg):
+    with pytest.raises(ConfigError) as e:
+        cfg.validate(cfg.with_defaults(_config(**bad)))
+    assert msg in str(e.value)
+
+
+def test_dataset_override_wins_for_that_dataset_only():
+    c = _config(preprocess={"n_genes": 300}, datasets={"a": {"format": "simulate"},
+                                                        "b": {"format": "simulate", "preprocess": {"scale": "zscore"}}})
+    assert cfg.preprocess_config(c, "a") == PreprocessConfig(n_genes=300)
+    assert cfg.preprocess_config(c, "b") == PreprocessConfig(n_genes=300, scale="zscore")
+    p = cfg.protocols(c)
+    assert p["b"]["preprocess"]["scale"] == "zscore" and p["a"]["preprocess"]["scale"] == "log"
+
+
+def test_variant_defaults_apply_once_and_can_be_refused():
+    c = _config(methods={"stmcdi": {"preset": "test", "variant_defaults": {"params": {"epochs": 1}, "table": "table3"},
+                                    "variants": {"default": {"use_defaults": False},
+                                                 "gat": {"params": {"encoder": "gat"}},
+                                                 "mlp": {"params": {"encoder": "mlp", "epochs": 2}, "table": "table2"}}}})
+    v = {x.name: x for x in cfg.variants(c)}
+    assert v["default"].params["epochs"] == 3 and v["default"].table == "table1"  # the test preset's value
+    assert v["gat"].params["epochs"] == 1 and v["gat"].params["encoder"] == "gat" and v["gat"].table == "table3"
+    assert v["mlp"].params["epochs"] == 2 and v["mlp"].table == "table2"
+    assert v["gat"].env.endswith("envs/torch.yaml")
+
+
+def test_the_shipped_configs_validate():
+    from stbench.registry import default_methods_dir
+
+    root = default_methods_dir().parent
+    for name in ("config.yaml", "workflow/demo.yaml"):
+        cfg.validate(cfg.with_defaults(yaml.safe_load((root / name).read_text())))

@@ -1,0 +1,49 @@
+"""Run a method the way the workflow's rules do (task rule, impute rule, evaluate rule), on files."""
+
+from pathlib import Path
+
+import numpy as np
+
+from stbench.atomic import write_h5ad
+from stbench.masks import MaskSpec, save_mask
+from stbench.steps import evaluate_step, impute_step, task_step
+
+CHEATERS = Path(__file__).resolve().parent / "cheaters"
+
+
+def write_inputs(root: Path, pre, held, train, dataset="ds"):
+    """results/<run>/<dataset>/{preprocessed.h5ad, masks/..., tasks/...} under ``root`` (as the rules lay them out)."""
+    d = root / "results" / "run" / dataset
+    write_h5ad(d / "preprocessed.h5ad", pre)
+    save_mask(d / "masks" / "m" / "seed0.npz", held, train, MaskSpec(), 0, dataset)
+    task_step(d / "preprocessed.h5ad", d / "masks" / "m" / "seed0.npz", d / "tasks" / "m" / "seed0.npz", dataset=dataset)
+    return d
+
+
+def run(root: Path, method: str, params: dict, *, methods_dir=None, isolation="auto", evaluate=True):
+    """Impute (sandboxed child process) and evaluate; returns (imputed array or None, metrics record)."""
+    d = root / "results" / "run" / "ds"
+    out = d / "m" / "seed0" / method / "default"
+    rec = impute_step(d / "tasks" / "m" / "seed0.npz", method, "default", params, out, hide=[root / "results"],
+                      isolation=isolation, methods_dir=methods_dir, log_file=out / "impute.log")
+    arr = None
+    if rec["status"] == "ok":
+        with np.load(out / "imputed.npz") as z:
+            arr = z["imputed"]
+    if not evaluate:
+        return arr, rec
+    ev = evaluate_step(d / "preprocessed.h5ad", d / "masks" / "m" / "seed0.npz", d / "tasks" / "m" / "seed0.npz",
+                       out / "imputed.npz", out / "run.json", out / "metrics.json")
+    return arr, ev
+
+
+def with_other_truth(pre, held, seed=123):
+    """The same preprocessed dataset with every held-out count replaced (spot totals follow)."""
+    other = pre.copy()
+    rng = np.random.default_rng(seed)
+    c = np.asarray(other.layers["counts"]).copy()
+    c[held] = rng.integers(0, 300, size=int(held.sum()))
+    other.layers["counts"] = c
+    other.obs["total_counts"] = other.obs["other_counts"] + c.sum(1)
+    other.X = np.log1p(c).astype(np.float32)
+    return other
