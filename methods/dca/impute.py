@@ -1,0 +1,92 @@
+"""DCA for the stbench method contract: ``impute(task, **params) -> (n_spots, n_genes) float32``.
+
+A deep count autoencoder (Eraslan et al. 2019) is fitted to the observed raw counts
+(``task.observed_counts``) with the (ZI)NB likelihood summed over observed entries only; the
+imputation of a held-out entry is the fitted NB mean count (size factor x ``mean`` head, the
+upstream denoised output), mapped to the task's scale by ``task.counts_to_scale``. Observed
+entries are returned unchanged. Upstream (TensorFlow < 2.5, Keras < 2.6) does not install here,
+so this is a PyTorch reimplementation; see README.md for every deviation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from stbench.methodkit import seeded
+
+from .model import ACTIVATIONS, AE_TYPES, DCA
+from .train import fit, prepare_inputs, split_rows
+
+OUTPUTS = ("nb_mean", "zinb_mean")
+
+
+@contextlib.contextmanager
+def _threads(n):
+    prev = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _check(p: dict) -> None:
+    if p["ae_type"] not in AE_TYPES:
+        raise ValueError(f"dca: ae_type must be one of {AE_TYPES}, got {p['ae_type']!r}")
+    if p["activation"] not in ACTIVATIONS:
+        raise ValueError(f"dca: activation must be one of {ACTIVATIONS}, got {p['activation']!r}")
+    if p["output"] not in OUTPUTS:
+        raise ValueError(f"dca: output must be one of {OUTPUTS}, got {p['output']!r}")
+    if p["output"] == "zinb_mean" and not p["ae_type"].startswith("zinb"):
+        raise ValueError("dca: output 'zinb_mean' needs a zero-inflated ae_type (zinb-conddisp or zinb)")
+    if int(p["epochs"]) < 0 or int(p["batch_size"]) < 1:
+        raise ValueError("dca: epochs must be >= 0 and batch_size >= 1")
+    if not 0 <= float(p["validation_split"]) < 1:
+        raise ValueError(f"dca: validation_split must be in [0, 1), got {p['validation_split']}")
+    if not float(p["learning_rate"]) > 0:
+        raise ValueError(f"dca: learning_rate must be > 0, got {p['learning_rate']}")
+
+
+def run(task, *, ae_type="zinb-conddisp", hidden_size=(64, 32, 64), hidden_dropout=0.0, input_dropout=0.0, batchnorm=True,
+        activation="relu", ridge=0.0, size_factors=True, log1p=True, scale_input=True, epochs=300,
+        batch_size=32, optimizer="rmsprop", learning_rate=0.001, clip_grad=5.0, reduce_lr=10, early_stop=15,
+        validation_split=0.1, restore_best=False, output="nb_mean", threads=None) -> dict:
+    """Fit DCA and return a dict: ``imputed`` (task scale), ``counts`` (predicted counts), ``mean``,
+    ``theta``, ``pi`` (None for NB), ``size_factors``, ``history``, ``train_rows``, ``val_rows``."""
+    p = dict(locals())
+    p.pop("task")
+    _check(p)
+    device = task.torch_device()
+    data = prepare_inputs(task, size_factors=bool(size_factors), log1p=bool(log1p), scale_input=bool(scale_input))
+    train_rows, val_rows = split_rows(data["fit_rows"], float(validation_split), task.seed)
+    with _threads(threads), seeded(task.seed, device):
+        net = DCA(task.n_genes, hidden_size=hidden_size, ae_type=ae_type, batchnorm=bool(batchnorm),
+                  activation=activation, hidden_dropout=hidden_dropout, input_dropout=float(input_dropout)).to(device)
+        hist = fit(net, data, train_rows, val_rows, epochs=int(epochs), batch_size=int(batch_size),
+                   optimizer=optimizer, learning_rate=float(learning_rate), clip_grad=clip_grad,
+                   reduce_lr=int(reduce_lr or 0), early_stop=int(early_stop or 0), ridge=float(ridge),
+                   restore_best=bool(restore_best), seed=task.seed, device=device)
+        net.eval()
+        with torch.no_grad():
+            mean, theta, pi = net(torch.as_tensor(data["x"], device=device))
+            mu = mean * torch.as_tensor(data["size_factors"], device=device)[:, None]
+            counts = mu * (1.0 - pi) if output == "zinb_mean" else mu
+    counts = counts.double().cpu().numpy()
+    pred = np.asarray(task.counts_to_scale(counts), dtype=np.float32)
+    obs = np.asarray(task.observed, dtype=np.float32)
+    imputed = np.where(task.observed_mask, obs, pred).astype(np.float32)
+    return {"imputed": imputed, "prediction": pred, "counts": counts.astype(np.float32),
+            "mean": mean.cpu().numpy(), "theta": theta.cpu().numpy(),
+            "pi": None if pi is None else pi.cpu().numpy(), "size_factors": data["size_factors"],
+            "history": hist, "train_rows": train_rows, "val_rows": val_rows}
+
+
+def impute(task, **params) -> np.ndarray:
+    out = run(task, **params)["imputed"]
+    if not np.isfinite(out).all():
+        raise FloatingPointError("dca: non-finite imputation")
+    return out
