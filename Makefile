@@ -1,11 +1,15 @@
 # make demo: create .venv, install the project, run the demo workflow end to end (CPU, ~minutes)
-# make test: run the test suite
+# make sweep: install
+	$(BIN)/snakemake --cores $(CORES) --configfile workflow/sweep.yaml
+	@echo "Rank stability: results/sweep/figures/  Tables: results/sweep/tables/"
+
+test: run the test suite
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: demo test install paper dry-run clean-demo
+.PHONY: demo test install paper dry-run clean-demo sweep
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -18,6 +22,10 @@ install: $(BIN)/activate
 demo: install
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/demo.yaml
 	@echo "Tables: results/demo/tables/  Figures: results/demo/figures/"
+
+sweep: install
+	$(BIN)/snakemake --cores $(CORES) --configfile workflow/sweep.yaml
+	@echo "Rank stability: results/sweep/figures/  Tables: results/sweep/tables/"
 
 test:
 	$(BIN)/python -m pytest -q -n 2 tests

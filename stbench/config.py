@@ -150,6 +150,30 @@ def seeds(config: dict) -> list[int]:
     return [int(x) for x in (s if isinstance(s, list) else range(int(s)))]
 
 
+def expand_sweep(config: dict) -> dict:
+    """``protocol_sweep: {option: [values]}`` -> one dataset per protocol, ``<dataset>__<v1>_<v2>``, each with
+    those preprocess options and ``sweep_of: <dataset>`` (the rank-stability figure groups by it)."""
+    import itertools
+
+    sweep = dict(config.get("protocol_sweep") or {})
+    if not sweep:
+        return config
+    keys = list(sweep)
+    out = {}
+    for name, spec in (config.get("datasets") or {}).items():
+        spec = dict(spec or {})
+        for combo in itertools.product(*(list(sweep[k]) for k in keys)):
+            over = dict(zip(keys, combo))
+            out[f"{name}__{'_'.join(map(str, combo))}"] = {**spec, "preprocess": {**(spec.get("preprocess") or {}), **over},
+                                                          "sweep_of": name}
+    return {**config, "datasets": out}
+
+
+def sweep_groups(config: dict) -> dict:
+    """{dataset: the dataset it was expanded from} for the datasets of a protocol sweep."""
+    return {d: s["sweep_of"] for d, s in (config.get("datasets") or {}).items() if (s or {}).get("sweep_of")}
+
+
 def with_defaults(config: dict) -> dict:
     """The config with the schema's top-level defaults filled in (run, cache_dir, device, isolation, seeds)."""
     out = dict(config)

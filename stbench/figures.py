@@ -98,3 +98,35 @@ def heatmap_from_files(preprocessed, mask_npz, task_file, imputed: dict[str, str
             if "imputed" in z:
                 panels[label] = z["imputed"]
     clustered_heatmap(truth, held, panels, out_png, title=title)
+
+
+def rank_stability_figure(csv_path, sweep_of: str, out_png) -> None:
+    """Each method's rank (1 = best) under each protocol of the sweep, flattened and per-gene PCC side by side;
+    a method whose rank changes is starred."""
+    import pandas as pd
+
+    from stbench.atomic import atomic_path
+
+    plt = _plt()
+    df = pd.read_csv(csv_path)
+    df = df[df["sweep_of"] == sweep_of]
+    metrics = [m for m in ("pcc", "pcc_gene") if m in set(df["metric"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 0.45 * df["label"].nunique() + 2.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        d = df[df["metric"] == metric]
+        wide = d.pivot_table(index="label", columns="protocol", values="rank", aggfunc="first")
+        changes = d.groupby("label")["rank_changes"].any()
+        wide.index = [f"{lab} *" if changes.get(lab, False) else lab for lab in wide.index]
+        im = ax.imshow(wide.values, cmap="viridis_r", aspect="auto")
+        ax.set_xticks(range(wide.shape[1]), wide.columns, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(wide.shape[0]), wide.index, fontsize=8)
+        for (i, j), v in np.ndenumerate(wide.values):
+            if np.isfinite(v):
+                ax.text(j, i, f"{int(v)}", ha="center", va="center", color="w", fontsize=8)
+        ax.set_title({"pcc": "rank by flattened PCC", "pcc_gene": "rank by per-gene PCC"}[metric], fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.6)
+    fig.suptitle(f"{sweep_of}: rank of each method under each protocol (* = rank changes)", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(out_png, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)

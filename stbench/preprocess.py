@@ -1,11 +1,13 @@
 """Preprocessing (paper App. E): size-factor normalisation to the median spot total, log1p,
-then the top genes by coefficient of variation.
+then the gene selection (the paper's: top genes by coefficient of variation).
 
 The evaluation scale (log, or log then per-gene z-score) is applied per task by
 ``stbench.task``, with statistics from the task's observed entries.
-The CV rule is applied only among genes detected in at least ``min_detection`` of spots
-(default 0.1; 0 gives the paper's literal rule, which on sparse sequencing-based data picks
-genes seen in a single spot).
+Genes are chosen only among those detected in at least ``min_detection`` of spots (default 0.1;
+0 with ``cv`` gives the paper's literal rule, which on sparse sequencing-based data picks genes
+seen in a single spot). ``gene_selection``: ``cv`` (the paper), ``hvg`` (scanpy's
+``highly_variable_genes``), ``mean`` (top mean expression), ``all`` (every eligible gene) or
+``list`` (the genes named in ``gene_list``, one per line).
 """
 
 from __future__ import annotations
@@ -21,14 +23,21 @@ from stbench.options import check, from_dict, option
 
 SCALES = ("log", "zscore")
 LIBRARY_SIZES = ("observed", "all")
+GENE_SELECTIONS = ("cv", "hvg", "mean", "all", "list")
+HVG_FLAVORS = ("seurat", "cell_ranger", "seurat_v3")
 
 
 @dataclass(frozen=True)
 class PreprocessConfig:
     """The preprocessing protocol; the defaults here are the only ones (the config schema is generated from them)."""
-    n_genes: int = option(1000, minimum=1, doc="top genes by coefficient of variation (paper App. E)")
+    gene_selection: str = option("cv", enum=GENE_SELECTIONS,
+                                 doc="cv: top CV (paper App. E); hvg: scanpy highly_variable_genes; mean: top mean; all; list")
+    n_genes: int = option(1000, minimum=1, doc="how many genes cv, hvg and mean keep")
     min_detection: float = option(0.1, minimum=0, exclusive_maximum=1,
-                                  doc="CV rule only among genes detected in >= this fraction of spots; 0 = the paper's literal rule")
+                                  doc="only genes detected in >= this fraction of spots are eligible; 0 = the paper's literal rule")
+    hvg_flavor: str = option("seurat", enum=HVG_FLAVORS,
+                             doc="scanpy flavour for hvg (seurat_v3 ranks raw counts and needs scikit-misc)")
+    gene_list: str = option("", doc="for gene_selection: list, a text file with one gene name per line")
     scale: str = option("log", enum=SCALES,
                         doc="log: paper Eq. 41; zscore: log, then per-gene z-score from observed entries (the released code)")
     library_size: str = option("observed", enum=LIBRARY_SIZES,
@@ -61,14 +70,60 @@ def coefficient_of_variation(d: np.ndarray) -> np.ndarray:
 
 def select_genes(d: np.ndarray, n_genes: int, min_detection: float) -> np.ndarray:
     """Indices (in original order) of the top ``n_genes`` by CV among sufficiently detected genes."""
+    eligible = eligible_genes(d, min_detection)
+    return _top(coefficient_of_variation(d), eligible, n_genes)
+
+
+def eligible_genes(d: np.ndarray, min_detection: float) -> np.ndarray:
     detection = (d > 0).mean(axis=0)
-    cv = coefficient_of_variation(d)
-    eligible = np.isfinite(cv) & (detection >= min_detection) & (detection > 0)
-    idx = np.flatnonzero(eligible)
-    if idx.size > n_genes:
-        order = np.argsort(-cv[idx], kind="stable")[:n_genes]
-        idx = np.sort(idx[order])
+    return (detection >= min_detection) & (detection > 0)
+
+
+def _top(score: np.ndarray, eligible: np.ndarray, n: int) -> np.ndarray:
+    idx = np.flatnonzero(eligible & np.isfinite(score))
+    if idx.size > n:
+        idx = np.sort(idx[np.argsort(-score[idx], kind="stable")[:n]])
     return idx
+
+
+def choose_genes(d: np.ndarray, counts: np.ndarray, names, options: "PreprocessConfig", path) -> np.ndarray:
+    """The indices (original order) of the genes ``options.gene_selection`` keeps."""
+    eligible = eligible_genes(d, options.min_detection)
+    how = options.gene_selection
+    if how == "cv":
+        return _top(coefficient_of_variation(d), eligible, options.n_genes)
+    if how == "mean":
+        return _top(d.mean(axis=0), eligible, options.n_genes)
+    if how == "all":
+        return np.flatnonzero(eligible)
+    if how == "list":
+        from pathlib import Path
+
+        f = Path(options.gene_list)
+        if not options.gene_list or not f.is_file():
+            raise DatasetError(options.gene_list or "<config>", "gene_selection 'list' needs gene_list: a file of gene names")
+        wanted = {line.strip() for line in f.read_text().splitlines() if line.strip() and not line.startswith("#")}
+        return np.flatnonzero(np.isin(np.asarray(names, dtype=str), list(wanted)) & eligible)
+    return _hvg(d, counts, eligible, options, path)
+
+
+def _hvg(d, counts, eligible, options, path) -> np.ndarray:
+    """scanpy's highly_variable_genes among the eligible genes (log data; raw counts for seurat_v3)."""
+    import anndata as ad
+    import scanpy as sc
+
+    idx = np.flatnonzero(eligible)
+    a = ad.AnnData(X=d[:, idx].astype(np.float32))
+    a.layers["counts"] = counts[:, idx].astype(np.float32)
+    n = min(options.n_genes, idx.size)
+    try:
+        if options.hvg_flavor == "seurat_v3":
+            sc.pp.highly_variable_genes(a, n_top_genes=n, flavor="seurat_v3", layer="counts")
+        else:
+            sc.pp.highly_variable_genes(a, n_top_genes=n, flavor=options.hvg_flavor)
+    except ImportError as e:
+        raise DatasetError(path, f"gene_selection hvg with flavor {options.hvg_flavor}: {e}") from None
+    return idx[np.asarray(a.var["highly_variable"], dtype=bool)]
 
 
 def preprocess(adata, options: PreprocessConfig, path="<dataset>"):
@@ -83,11 +138,11 @@ def preprocess(adata, options: PreprocessConfig, path="<dataset>"):
 
     counts = counts_matrix(adata)
     d, n_median = log_normalise(counts)
-    keep = select_genes(d, options.n_genes, options.min_detection)
-    if keep.size < 2:
-        raise DatasetError(path, f"only {keep.size} gene(s) detected in >= {options.min_detection:.0%} of spots; "
-                                 "lower preprocess.min_detection")
     c = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
+    keep = choose_genes(d, c, adata.var_names, options, path)
+    if keep.size < 2:
+        raise DatasetError(path, f"only {keep.size} gene(s) kept by gene_selection '{options.gene_selection}' among genes "
+                                 f"detected in >= {options.min_detection:.0%} of spots; lower preprocess.min_detection")
     kept = c[:, keep].astype(np.float32)
     totals = c.sum(axis=1, dtype=np.float64)
     out = ad.AnnData(X=d[:, keep].astype(np.float32))

@@ -92,6 +92,8 @@ def _namespace_script(hide: list[Path], keep: list[Path]) -> str:
         lines.append(f"mkdir -p {shlex.quote(str(k))}")
         lines.append(f"mount --no-canonicalize --rbind /proc/self/fd/{3 + i} {shlex.quote(str(k))}")
         lines.append(f"exec {3 + i}<&-")
+    lines.append(': > "$STBENCH_NS_READY"')  # the namespace is set up: what fails from here on is the method's
+    lines.append("unset STBENCH_NS_READY")
     lines.append('exec "$@"')
     return "\n".join(lines)
 
@@ -123,6 +125,17 @@ def _place(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copyfile(src, dst)
+
+
+def _run_child(cmd, box: Path, env: dict, timeout):
+    """Run the child with its output in the sandbox's log (never an inherited file of the project)."""
+    env = {**env, "STBENCH_NS_READY": str(box / ".ns-ready")}
+    with open(box / "child.log", "ab") as log:
+        try:
+            return subprocess.run(cmd, cwd=box, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                  timeout=timeout, close_fds=True).returncode
+        except subprocess.TimeoutExpired:
+            return "timeout"
 
 
 def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, device: str = "auto", threads: int = 1,
@@ -157,19 +170,19 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
                                                   "threads": int(threads)}, default=str))
         boot = ("import sys; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[:1]; "
                 "from stbench.child import main; sys.exit(main())")
-        cmd = [sys.executable, "-I", "-c", boot, str(lib)]
+        cmd = plain = [sys.executable, "-I", "-c", boot, str(lib)]
         if use_ns:
             keep = [box, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent]
             temp = [Path(t) for t in {*TEMP_DIRS, tempfile.gettempdir()} if Path(t).is_dir()]
             script = _namespace_script(hidden_roots([*hide_roots, *temp]), keep)
             cmd = [shutil.which("unshare"), "-r", "-m", "--", "/bin/sh", "-c", script, "stbench-child", *cmd]
-        with open(box / "child.log", "wb") as log:
-            try:
-                proc = subprocess.run(cmd, cwd=box, env=_child_env(box, int(threads), hide_roots), stdin=subprocess.DEVNULL,
-                                      stdout=log, stderr=subprocess.STDOUT, timeout=timeout, close_fds=True)
-                rc = proc.returncode
-            except subprocess.TimeoutExpired:
-                rc = "timeout"
+        rc = _run_child(cmd, box, _child_env(box, int(threads), hide_roots), timeout)
+        if use_ns and isolation == "auto" and not (box / ".ns-ready").exists():
+            # the kernel let us probe a namespace but not set this one up: fall back, and say so in the log
+            with open(box / "child.log", "a") as fh:
+                fh.write("stbench: namespace setup failed; running with process isolation\n")
+            use_ns = False
+            rc = _run_child(plain, box, _child_env(box, int(threads), hide_roots), timeout)
         rec_path = box / "out" / "child.json"
         record = json.loads(rec_path.read_text()) if rec_path.exists() else {
             "status": "failed", "error": f"the method's process ended without a result (exit code {rc}); see its log"}

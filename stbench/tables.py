@@ -15,7 +15,8 @@ import pandas as pd
 
 from stbench.atomic import write_csv, write_text
 
-MAIN = ("pcc", "cosine", "rmse", "mae")
+MAIN = ("pcc", "cosine", "rmse", "mae")  # the paper's metrics (App. D), flattened over held-out entries
+TABLE1 = ("pcc", "pcc_gene", "cosine", "rmse", "mae")  # + the per-gene PCC, which gene levels alone do not earn
 NAMES = {"pcc": "PCC", "cosine": "Cosine", "rmse": "RMSE", "mae": "MAE", "pcc_gene": "PCC (gene median)",
          "cosine_gene": "Cosine (gene median)", "rmse_gene": "RMSE (gene median)", "mae_gene": "MAE (gene median)",
          "ssim_gene": "SSIM (gene median)", "js_gene": "JS (gene median)"}
@@ -37,7 +38,7 @@ def collect(metric_files, variants: list[dict]) -> pd.DataFrame:
                 "wall_time_s": rec.get("wall_time_s")}
         metrics = rec.get("metrics") or {}
         if rec.get("status") != "ok" or not metrics:
-            rows.extend({**base, "metric": k, "value": np.nan} for k in MAIN)
+            rows.extend({**base, "metric": k, "value": np.nan} for k in TABLE1)
             continue
         for k, val in metrics.items():
             rows.append({**base, "metric": k, "value": np.nan if val is None else float(val)})
@@ -79,7 +80,7 @@ def _fmt(mean, std, status="ok") -> str:
     return f"{mean:.3f}±{std:.3f}"
 
 
-def table1_wide(summary: pd.DataFrame, metrics=MAIN) -> pd.DataFrame:
+def table1_wide(summary: pd.DataFrame, metrics=TABLE1) -> pd.DataFrame:
     """The paper's layout: methods x (dataset, metric), 'mean±std'; one block per mask if several."""
     s = summary[(summary["table"] == "table1") & summary["metric"].isin(metrics)].copy()
     s["mask"] = s["mask_strategy"].astype(str) + "-" + s["ratio"].astype(str) + "-" + s["among"].astype(str)
@@ -130,6 +131,13 @@ def beside_paper(summary: pd.DataFrame, paper_dir, table: str) -> pd.DataFrame:
     return merged[keep].rename(columns={"mean": "ours_mean", "std": "ours_std"})
 
 
+def _selection_text(pre) -> str:
+    return {"cv": f"top {pre.n_genes} genes by CV (paper App. E)",
+            "hvg": f"top {pre.n_genes} highly variable genes (scanpy, flavor {pre.hvg_flavor})",
+            "mean": f"top {pre.n_genes} genes by mean expression", "all": "every gene",
+            "list": f"the genes listed in {pre.gene_list}"}[pre.gene_selection]
+
+
 def protocol_text(protocols: dict) -> str:
     """The protocol of each dataset (resolved per dataset), grouped where datasets share one."""
     from stbench.masks import MaskSpec
@@ -142,12 +150,13 @@ def protocol_text(protocols: dict) -> str:
                           for m in (MaskSpec.from_dict(x) for x in p["masks"]))
         text = (f"log-normalised to the median spot total (paper Eq. 41) with library sizes from "
                 f"{'observed entries only' if pre.library_size == 'observed' else 'all entries (the paper; includes held-out counts)'}, "
-                f"top {pre.n_genes} genes by CV among genes detected in >= {pre.min_detection:g} of spots, "
+                f"{_selection_text(pre)} among genes detected in >= {pre.min_detection:g} of spots, "
                 f"scale '{pre.scale}'{' (statistics from observed entries)' if pre.scale == 'zscore' else ''}; "
                 f"held-out entries: {masks}; seeds: {p['seeds']}")
         groups.setdefault(text, []).append(dataset)
     lines = [f"Protocol ({', '.join(ds)}): {text}." for text, ds in groups.items()]
-    return "\n".join(lines) + "\nMetrics over all held-out entries flattened (paper App. D); mean±std over seeds."
+    return "\n".join(lines) + ("\nPCC, Cosine, RMSE, MAE over all held-out entries flattened (paper App. D); PCC (gene median): the median "
+                                 "over genes of each gene's PCC over its held-out entries; mean±std over seeds.")
 
 
 def accuracy_scores(summary: pd.DataFrame) -> pd.DataFrame:
@@ -173,7 +182,23 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join([head, sep, *body]) + "\n"
 
 
-def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, paper_dir="results/paper") -> dict:
+def rank_stability(summary: pd.DataFrame, sweeps: dict) -> pd.DataFrame:
+    """Each Table 1 method's rank (1 = best) under every protocol of a sweep, by flattened and per-gene PCC;
+    ``rank_changes`` marks a method whose rank is not the same under every protocol."""
+    s = summary[(summary["table"] == "table1") & summary["dataset"].isin(list(sweeps)) &
+                summary["metric"].isin(["pcc", "pcc_gene"])].copy()
+    if s.empty:
+        return pd.DataFrame()
+    s["sweep_of"] = s["dataset"].map(sweeps)
+    s["protocol"] = [d[len(b) + 2:] for d, b in zip(s["dataset"], s["sweep_of"])]
+    s["rank"] = s.groupby(["dataset", "mask_strategy", "ratio", "among", "metric"])["mean"].rank(ascending=False, method="min")
+    s["rank_changes"] = s.groupby(["sweep_of", "mask_strategy", "ratio", "among", "metric", "label"])["rank"].transform(
+        lambda r: r.nunique(dropna=False) > 1)
+    return s[["sweep_of", "protocol", "mask_strategy", "ratio", "among", "metric", "label", "mean", "rank", "rank_changes"]]
+
+
+def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, paper_dir="results/paper",
+                 sweeps: dict | None = None) -> dict:
     """Write table1_long.csv, table1.csv, table1.md (+ table2/3, figure3 data, paper comparisons)."""
     out_dir = Path(out_dir)
     df = collect(metric_files, variants)
@@ -199,6 +224,8 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
             write_csv(out_dir / f"{table}.csv", w)
             write_text(out_dir / f"{table}.md", f"# {table.capitalize()}\n\n{header}\n\n" + to_markdown(w))
             written[table] = w
+    if sweeps:
+        write_csv(out_dir / "rank_stability.csv", rank_stability(summary, sweeps), index=False)
     fig = summary[summary["figure"].notna()]
     if not fig.empty:
         write_csv(out_dir / "figure3.csv", fig[["dataset", "mask_strategy", "ratio", "among", "method", "variant",

@@ -147,3 +147,13 @@ def test_near_perfect_output_is_flagged_suspect_not_a_winner(small_pre, small_ma
     s = summarise(collect([out / "metrics.json"], [{"method": "oracle", "name": "default", "label": "Oracle"}]))
     assert (s["status"] == SUSPECT).all() and s["mean"].isna().all()
     assert (table1_wide(s) == "suspect").all().all()
+
+
+def test_a_namespace_that_cannot_be_set_up_falls_back_to_process_isolation(small_pre, small_mask, tmp_path, monkeypatch):
+    import stbench.sandbox as sandbox
+
+    write_inputs(tmp_path, small_pre, *small_mask)
+    monkeypatch.setattr(sandbox, "namespace_available", lambda: True)
+    monkeypatch.setattr(sandbox, "_namespace_script", lambda hide, keep: "exit 7")  # setup fails before the marker
+    _, rec = run(tmp_path, "mean", {}, evaluate=False)
+    assert rec["status"] == "ok" and rec["isolation"] == "process"

@@ -81,3 +81,13 @@ def test_the_shipped_configs_validate():
     root = default_methods_dir().parent
     for name in ("config.yaml", "workflow/demo.yaml"):
         cfg.validate(cfg.with_defaults(yaml.safe_load((root / name).read_text())))
+
+
+def test_protocol_sweep_expands_datasets_and_groups_them():
+    c = cfg.expand_sweep(_config(protocol_sweep={"gene_selection": ["cv", "hvg"], "scale": ["log", "zscore"]},
+                                 datasets={"demo": {"format": "simulate", "preprocess": {"n_genes": 100}}}))
+    assert sorted(c["datasets"]) == ["demo__cv_log", "demo__cv_zscore", "demo__hvg_log", "demo__hvg_zscore"]
+    assert cfg.preprocess_config(c, "demo__hvg_zscore") == PreprocessConfig(n_genes=100, gene_selection="hvg", scale="zscore")
+    assert set(cfg.sweep_groups(c).values()) == {"demo"}
+    with pytest.raises(ConfigError, match="sim__pca/preprocess/gene_selection: 'pca' is not one of"):
+        cfg.validate(cfg.with_defaults(cfg.expand_sweep(_config(protocol_sweep={"gene_selection": ["pca"]}))))

@@ -57,3 +57,35 @@ def test_too_few_detected_genes_is_a_clear_error():
     a = ad.AnnData(X=x)
     with pytest.raises(DatasetError, match="detected in >= 50% of spots"):
         preprocess(a, PreprocessConfig(min_detection=0.5), path="toy.h5ad")
+
+
+@pytest.mark.parametrize("how", ["cv", "hvg", "mean", "all"])
+def test_gene_selection_options(small_dataset, how):
+    a = small_dataset[0]
+    pre, _ = preprocess(a, PreprocessConfig(gene_selection=how, n_genes=15, min_detection=0.1))
+    d, _ = log_normalise(a.layers["counts"])
+    eligible = ((d > 0).mean(0) >= 0.1)
+    assert pre.n_vars == (int(eligible.sum()) if how == "all" else 15)
+    assert set(pre.var_names) <= set(a.var_names[eligible])
+    if how == "mean":
+        kept = np.isin(a.var_names, pre.var_names)
+        assert d[:, kept].mean(0).min() >= d[:, eligible & ~kept].mean(0).max()
+
+
+def test_gene_selection_hvg_matches_scanpy_and_list_reads_a_file(small_dataset, tmp_path):
+    import scanpy as sc
+
+    a = small_dataset[0]
+    pre, _ = preprocess(a, PreprocessConfig(gene_selection="hvg", n_genes=12, min_detection=0.0, hvg_flavor="seurat_v3"))
+    ref = a.copy()
+    ref.X = a.layers["counts"].copy()
+    sc.pp.highly_variable_genes(ref, n_top_genes=12, flavor="seurat_v3", layer="counts")
+    assert set(pre.var_names) == set(ref.var_names[ref.var["highly_variable"]])
+    f = tmp_path / "genes.txt"
+    f.write_text("# my panel\n" + "\n".join(list(a.var_names[:5]) + ["NOT_A_GENE"]) + "\n")
+    pre, _ = preprocess(a, PreprocessConfig(gene_selection="list", gene_list=str(f), min_detection=0.0))
+    assert list(pre.var_names) == list(a.var_names[:5])
+    from stbench.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="gene_selection 'list' needs gene_list"):
+        preprocess(a, PreprocessConfig(gene_selection="list"))

@@ -147,7 +147,7 @@ def test_held_out_truth_does_not_change_the_output(target, data, tmp_path):
 
 
 def test_parameter_count_of_the_paper_configuration():
-    p = stm.resolve_params("paper")
+    p = METHOD.params("paper")
     model = STMCDI(1000, p)
     n = count_parameters(model)
     assert n == 424_585  # paper: "about 826,471"; see methods/stmcdi/README.md for the breakdown

@@ -78,3 +78,21 @@ def test_a_dataset_that_overrides_scale_gets_its_own_header():
     b = next(line for line in text.splitlines() if line.startswith("Protocol (B)"))
     assert "scale 'log'" in a and "scale 'zscore'" in b and "top 500 genes" in a and "top 500 genes" in b
     assert "ratio 0.2" in a and "library sizes from observed entries" in b
+
+
+def test_rank_stability_marks_a_method_whose_rank_flips(tmp_path):
+    from stbench.figures import rank_stability_figure
+    from stbench.tables import collect, rank_stability, summarise
+
+    files = []
+    for proto, (a, b) in {"cv_log": (0.6, 0.3), "hvg_log": (0.2, 0.5)}.items():
+        for m, v in (("knn", a), ("mean", b), ("shuffle", 0.1)):
+            files.append(_metrics(tmp_path, f"demo__{proto}", m, "default", 0, v))
+    variants = [{"method": m, "name": "default", "label": m.upper(), "table": "table1"} for m in ("knn", "mean", "shuffle")]
+    r = rank_stability(summarise(collect(files, variants)), {"demo__cv_log": "demo", "demo__hvg_log": "demo"})
+    pcc = r[r["metric"] == "pcc"].set_index(["protocol", "label"])
+    assert pcc.loc[("cv_log", "KNN"), "rank"] == 1 and pcc.loc[("hvg_log", "KNN"), "rank"] == 2
+    assert pcc.loc[("cv_log", "KNN"), "rank_changes"] and not pcc.loc[("cv_log", "SHUFFLE"), "rank_changes"]
+    r.to_csv(tmp_path / "rs.csv", index=False)
+    rank_stability_figure(tmp_path / "rs.csv", "demo", tmp_path / "rs.png")
+    assert (tmp_path / "rs.png").read_bytes()[:4] == b"\x89PNG"

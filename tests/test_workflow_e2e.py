@@ -55,7 +55,7 @@ def test_tables_have_mean_knn_and_a_failed_row(tiny_run):
     pcc = ok[ok["metric"] == "pcc"].set_index("label")["mean"]
     assert pcc["KNN"] > pcc["Mean"]
     wide = pd.read_csv(tiny_run / "tables" / "table1.csv", index_col=0)
-    assert list(wide.columns) == ["sim PCC", "sim Cosine", "sim RMSE", "sim MAE"]
+    assert list(wide.columns) == ["sim PCC", "sim PCC (gene median)", "sim Cosine", "sim RMSE", "sim MAE"]
     assert wide.loc["Boom", "sim PCC"] == "failed"
     assert "±" in wide.loc["KNN", "sim PCC"]
     md = (tiny_run / "tables" / "table1.md").read_text()

@@ -97,7 +97,7 @@ def load_dataset(name: str, spec: dict, *, base=None, cache_dir: str = DEFAULT_C
     if fmt == "simulate":
         from stbench.simulate import simulate_demo
 
-        adata, ref = simulate_demo(**{k: v for k, v in spec.items() if k not in ("format", "preprocess", "source")})
+        adata, ref = simulate_demo(**{k: v for k, v in spec.items() if k not in ("format", "preprocess", "source", "sweep_of")})
         return adata, ref, f"simulated dataset '{name}'"
     adata = get_loader(fmt)(spec, base)
     rspec = reference_spec(spec)

@@ -4,8 +4,9 @@ from pathlib import Path
 from stbench import config as cfg
 from stbench.loaders import dataset_inputs, input_folders
 
-config.update(cfg.with_defaults(config))
+config.update(cfg.expand_sweep(cfg.with_defaults(config)))
 cfg.validate(config)
+SWEEP = cfg.sweep_groups(config)
 RUN = config["run"]
 R = f"results/{RUN}"
 LOGS = f"{R}/logs"
@@ -37,7 +38,7 @@ def metric_files():
 
 
 def heatmap_files():
-    return [f"{R}/figures/heatmap_{d}_{m}.png" for d in DATASETS for m in MASKS]
+    return [f"{R}/figures/heatmap_{d}_{m}.png" for d in DATASETS for m in MASKS if d not in SWEEP]
 
 
 def table_files():
@@ -48,6 +49,7 @@ def table_files():
 
 def all_targets():
     out = table_files() + heatmap_files() + [f"{R}/{d}/qc.json" for d in DATASETS]
+    out += [f"{R}/figures/rank_stability_{b}.png" for b in sorted(set(SWEEP.values()))]
     if HAS_FIGURE3:
         out.append(f"{R}/figures/figure3.png")
     return out

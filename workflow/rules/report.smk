@@ -5,11 +5,12 @@ rule tables:
     input:
         metric_files(),
     output:
-        table_files() + ([f"{R}/tables/figure3.csv"] if HAS_FIGURE3 else []),
+        table_files() + ([f"{R}/tables/figure3.csv"] if HAS_FIGURE3 else []) + ([f"{R}/tables/rank_stability.csv"] if SWEEP else []),
     params:
         variants=[{"method": v.method, "name": v.name, "label": v.label, "table": v.table, "figure": v.figure, "x": v.x}
                   for v in VARIANTS],
         protocols=cfg.protocols(config),
+        sweeps=SWEEP,
         out_dir=f"{R}/tables",
         paper_dir=str(Path(workflow.basedir) / "results" / "paper"),
     log:
@@ -49,3 +50,14 @@ rule figure3:
         f"{LOGS}/figure3.log",
     script:
         "../scripts/figure3.py"
+
+
+rule rank_stability:
+    input:
+        f"{R}/tables/rank_stability.csv",
+    output:
+        f"{R}/figures/rank_stability_{{base}}.png",
+    log:
+        f"{LOGS}/rank_stability/{{base}}.log",
+    script:
+        "../scripts/rank_stability.py"
