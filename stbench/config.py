@@ -92,9 +92,15 @@ def masks(config: dict) -> dict[str, MaskSpec]:
 
 
 def preprocess_config(config: dict, dataset: str) -> PreprocessConfig:
-    """The dataset's resolved preprocessing: the global block, then the dataset's own overrides."""
+    """The dataset's resolved preprocessing: the global block, then a recipe's pinned protocol (the paper's
+    rule for the paper's datasets), then the dataset block's own overrides."""
     block = dict(config.get("preprocess") or {})
-    block.update(dataset_spec(config, dataset).get("preprocess") or {})
+    spec = dataset_spec(config, dataset)
+    if "recipe" in spec:
+        from stbench.datasets import get_recipe
+
+        block.update(get_recipe(spec["recipe"]).get("preprocess") or {})
+    block.update(spec.get("preprocess") or {})
     try:
         return PreprocessConfig.from_dict(block)
     except ValueError as e:

@@ -30,13 +30,14 @@ HVG_FLAVORS = ("seurat", "cell_ranger", "seurat_v3")
 @dataclass(frozen=True)
 class PreprocessConfig:
     """The preprocessing protocol; the defaults here are the only ones (the config schema is generated from them)."""
-    gene_selection: str = option("cv", enum=GENE_SELECTIONS,
-                                 doc="cv: top CV (paper App. E); hvg: scanpy highly_variable_genes; mean: top mean; all; list")
+    gene_selection: str = option("hvg", enum=GENE_SELECTIONS,
+                                 doc="hvg: scanpy highly_variable_genes (default for users' own data, see README); "
+                                     "cv: top CV (paper App. E, pinned by the paper's recipes); mean: top mean; all; list")
     n_genes: int = option(1000, minimum=1, doc="how many genes cv, hvg and mean keep")
     min_detection: float = option(0.1, minimum=0, exclusive_maximum=1,
                                   doc="only genes detected in >= this fraction of spots are eligible; 0 = the paper's literal rule")
-    hvg_flavor: str = option("seurat", enum=HVG_FLAVORS,
-                             doc="scanpy flavour for hvg (seurat_v3 ranks raw counts and needs scikit-misc)")
+    hvg_flavor: str = option("seurat_v3", enum=HVG_FLAVORS,
+                             doc="scanpy flavour for hvg (seurat_v3, the default, ranks raw counts; needs scikit-misc)")
     gene_list: str = option("", doc="for gene_selection: list, a text file with one gene name per line")
     scale: str = option("log", enum=SCALES,
                         doc="log: paper Eq. 41; zscore: log, then per-gene z-score from observed entries (the released code)")
@@ -113,9 +114,11 @@ def _hvg(d, counts, eligible, options, path) -> np.ndarray:
     import scanpy as sc
 
     idx = np.flatnonzero(eligible)
+    if idx.size <= options.n_genes:  # nothing to rank (and loess aborts the process on a handful of genes)
+        return idx
     a = ad.AnnData(X=d[:, idx].astype(np.float32))
     a.layers["counts"] = counts[:, idx].astype(np.float32)
-    n = min(options.n_genes, idx.size)
+    n = options.n_genes
     try:
         if options.hvg_flavor == "seurat_v3":
             sc.pp.highly_variable_genes(a, n_top_genes=n, flavor="seurat_v3", layer="counts")

@@ -91,3 +91,11 @@ def test_protocol_sweep_expands_datasets_and_groups_them():
     assert set(cfg.sweep_groups(c).values()) == {"demo"}
     with pytest.raises(ConfigError, match="sim__pca/preprocess/gene_selection: 'pca' is not one of"):
         cfg.validate(cfg.with_defaults(cfg.expand_sweep(_config(protocol_sweep={"gene_selection": ["pca"]}))))
+
+
+def test_recipes_pin_the_papers_gene_rule_and_a_dataset_block_still_wins():
+    c = _config(preprocess={"n_genes": 500}, datasets={"HBC": {"recipe": "HBC"}, "HP": {"recipe": "HP", "preprocess": {"gene_selection": "mean"}},
+                                                      "mine": {"format": "simulate"}})
+    assert cfg.preprocess_config(c, "HBC").gene_selection == "cv" and cfg.preprocess_config(c, "HBC").n_genes == 500
+    assert cfg.preprocess_config(c, "HP").gene_selection == "mean"
+    assert cfg.preprocess_config(c, "mine").gene_selection == PreprocessConfig().gene_selection == "hvg"

@@ -60,6 +60,13 @@ def check_recipe(recipe, where) -> None:
     missing = [k for k in REQUIRED if k not in recipe]
     if missing:
         raise ConfigError(f"{where}: recipe lacks key(s) {', '.join(missing)}")
+    if recipe.get("preprocess") is not None:
+        from stbench.preprocess import PreprocessConfig
+
+        try:
+            PreprocessConfig.from_dict(recipe["preprocess"])
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: preprocess: {e}") from None
     if recipe["default_source"] not in recipe["sources"]:
         raise ConfigError(f"{where}: default_source '{recipe['default_source']}' is not one of its sources")
     for name, src in recipe["sources"].items():
