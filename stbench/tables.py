@@ -191,8 +191,10 @@ def rank_stability(summary: pd.DataFrame, sweeps: dict) -> pd.DataFrame:
         return pd.DataFrame()
     s["sweep_of"] = s["dataset"].map(sweeps)
     s["protocol"] = [d[len(b) + 2:] for d, b in zip(s["dataset"], s["sweep_of"])]
+    if s[["mask_strategy", "ratio", "among"]].drop_duplicates().shape[0] > 1:  # several masks: part of the protocol
+        s["protocol"] = s["protocol"] + " / " + s["mask_strategy"].astype(str) + "-" + s["among"].astype(str)
     s["rank"] = s.groupby(["dataset", "mask_strategy", "ratio", "among", "metric"])["mean"].rank(ascending=False, method="min")
-    s["rank_changes"] = s.groupby(["sweep_of", "mask_strategy", "ratio", "among", "metric", "label"])["rank"].transform(
+    s["rank_changes"] = s.groupby(["sweep_of", "metric", "label"])["rank"].transform(
         lambda r: r.nunique(dropna=False) > 1)
     return s[["sweep_of", "protocol", "mask_strategy", "ratio", "among", "metric", "label", "mean", "rank", "rank_changes"]]
 

@@ -76,7 +76,7 @@ def test_a_dataset_that_overrides_scale_gets_its_own_header():
     text = protocol_text(cfg.protocols(config))
     a = next(line for line in text.splitlines() if line.startswith("Protocol (A)"))
     b = next(line for line in text.splitlines() if line.startswith("Protocol (B)"))
-    assert "scale 'log'" in a and "scale 'zscore'" in b and "top 500 genes" in a and "top 500 genes" in b
+    assert "scale 'log'" in a and "scale 'zscore'" in b and "top 500 highly variable genes" in a and "top 500" in b
     assert "ratio 0.2" in a and "library sizes from observed entries" in b
 
 
