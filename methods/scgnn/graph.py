@@ -1,0 +1,223 @@
+"""scGNN's cell graph (here: a spot graph), its clustering and the convergence criteria.
+
+* ``embedding_graph``: k-NN graph on the feature-autoencoder embedding, pruned with scGNN's
+  default "KNNgraphStats" rule (a neighbour is kept when its distance is at most the mean plus one
+  standard deviation of the spot's k neighbour distances).
+* ``spatial_graph``: the spatial k-NN graph of the spots (the optional spatial variant).
+* ``cluster_labels``: scGNN's default "LouvainK" clustering: Louvain on the cell graph gives the
+  number of communities, scaled by ``resolution``; k-means on the embedding with that many clusters.
+* ``ari`` and ``graph_change``: the two convergence criteria of the iterative loop.
+
+All graphs are symmetric binary ``scipy.sparse.csr_matrix`` adjacencies without self-loops,
+built with vectorised numpy/scipy (no loop over spots).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.spatial import cKDTree
+
+METRICS = ("euclidean", "cosine", "correlation")
+PRUNE = ("stats", "none")
+
+
+def knn(z: np.ndarray, k: int, metric: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k nearest other rows: (indices n x k, distances n x k in ``metric``).
+
+    Cosine and correlation distances are computed exactly from the Euclidean distance of the
+    L2-normalised (and, for correlation, centred) rows: ``d = ||u - v||^2 / 2``.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if metric not in METRICS:
+        raise ValueError(f"knn metric must be one of {METRICS}, got {metric!r}")
+    if metric == "correlation":
+        z = z - z.mean(1, keepdims=True)
+    if metric in ("cosine", "correlation"):
+        norm = np.linalg.norm(z, axis=1, keepdims=True)
+        z = np.divide(z, norm, out=np.zeros_like(z), where=norm > 0)
+    n = z.shape[0]
+    k = int(min(k, n - 1))
+    dist, idx = cKDTree(z).query(z, k=k + 1)
+    dist, idx = np.atleast_2d(dist), np.atleast_2d(idx)
+    # drop the spot itself (it is not always first when rows coincide)
+    self_hit = idx == np.arange(n)[:, None]
+    drop = np.where(self_hit.any(1), self_hit.argmax(1), k)
+    keep = np.ones_like(idx, dtype=bool)
+    keep[np.arange(n), drop] = False
+    idx = idx[keep].reshape(n, k)
+    dist = dist[keep].reshape(n, k)
+    if metric in ("cosine", "correlation"):
+        dist = dist ** 2 / 2.0
+    return idx, dist
+
+
+def prune_stats(dist: np.ndarray) -> np.ndarray:
+    """scGNN's KNNgraphStats pruning: keep neighbours with distance <= mean + std of the row."""
+    bound = dist.mean(1, keepdims=True) + dist.std(1, keepdims=True)
+    return dist <= bound
+
+
+def adjacency(n: int, idx: np.ndarray, keep: np.ndarray | None = None) -> sp.csr_matrix:
+    """Symmetric binary adjacency from directed neighbour lists (an edge kept in either direction)."""
+    rows = np.repeat(np.arange(n), idx.shape[1])
+    cols = idx.reshape(-1)
+    if keep is not None:
+        rows, cols = rows[keep.reshape(-1)], cols[keep.reshape(-1)]
+    ok = rows != cols
+    a = sp.csr_matrix((np.ones(ok.sum()), (rows[ok], cols[ok])), shape=(n, n))
+    a = ((a + a.T) > 0).astype(np.float64)
+    return sp.csr_matrix(a)
+
+
+def embedding_graph(z: np.ndarray, k: int, metric: str = "euclidean", prune: str = "stats") -> sp.csr_matrix:
+    """The scGNN cell graph: k-NN on the embedding, pruned."""
+    if prune not in PRUNE:
+        raise ValueError(f"prune must be one of {PRUNE}, got {prune!r}")
+    idx, dist = knn(z, k, metric)
+    keep = prune_stats(dist) if prune == "stats" else None
+    return adjacency(z.shape[0], idx, keep)
+
+
+def spatial_graph(coords: np.ndarray, k: int) -> sp.csr_matrix:
+    """Spatial k-NN graph of the spots (the harness's ``knn_edge_index``) as a csr adjacency."""
+    from stbench.methodkit import knn_edge_index
+
+    n = coords.shape[0]
+    ei = knn_edge_index(np.asarray(coords, dtype=np.float64), int(k)).numpy()
+    a = sp.csr_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(n, n))
+    return sp.csr_matrix(((a + a.T) > 0).astype(np.float64))
+
+
+def louvain_count(adj: sp.csr_matrix, seed: int) -> int:
+    """Number of Louvain communities of the graph (modularity resolution 1, as igraph's multilevel)."""
+    import networkx as nx
+
+    g = nx.from_scipy_sparse_array(adj)
+    if g.number_of_edges() == 0:
+        return adj.shape[0]
+    return len(nx.community.louvain_communities(g, weight="weight", resolution=1.0, seed=int(seed)))
+
+
+def trim_clusters(labels: np.ndarray, min_size: int, max_clusters: int) -> np.ndarray:
+    """scGNN's trimClustering: clusters smaller than ``min_size`` (or numbered >= max) merge into one."""
+    labels = np.asarray(labels).copy()
+    ids, counts = np.unique(labels, return_counts=True)
+    small = ids[(counts < min_size) | (ids >= max_clusters)]
+    labels[np.isin(labels, small)] = max_clusters
+    return np.unique(labels, return_inverse=True)[1]
+
+
+def cluster_labels(adj: sp.csr_matrix, emb: np.ndarray, method: str, *, resolution: float | None,
+                   n_clusters: int, max_clusters: int, min_cluster_size: int, seed: int) -> np.ndarray:
+    """Cell-type labels (0..K-1) of the iteration.
+
+    ``louvain_k`` (scGNN default "LouvainK"): K = int(#Louvain communities * resolution), at least 2
+    (resolution "auto": 0.8 below 2000 cells, else 0.5), then k-means on the embedding.
+    ``louvain``: the Louvain communities themselves. ``kmeans``: k-means with ``n_clusters``.
+    """
+    n = emb.shape[0]
+    if resolution is None:
+        resolution = 0.8 if n < 2000 else 0.5
+    if method == "louvain":
+        import networkx as nx
+
+        g = nx.from_scipy_sparse_array(adj)
+        comms = nx.community.louvain_communities(g, weight="weight", resolution=1.0, seed=int(seed))
+        labels = np.empty(n, dtype=np.int64)
+        for c, members in enumerate(sorted(comms, key=min)):
+            labels[list(members)] = c
+    else:
+        if method == "louvain_k":
+            k = int(louvain_count(adj, seed) * resolution)
+            k = k if k >= 3 else 2
+        elif method == "kmeans":
+            k = int(n_clusters)
+        else:
+            raise ValueError(f"clustering must be louvain_k, louvain or kmeans, got {method!r}")
+        k = max(1, min(k, n))
+        labels = kmeans(np.asarray(emb, np.float64), k, seed=int(seed))
+    labels = np.unique(labels, return_inverse=True)[1]
+    n_lab = labels.max() + 1
+    if n_lab > max_clusters or n_lab <= 1:
+        labels = trim_clusters(labels, min_cluster_size, max_clusters)
+    return labels
+
+
+def kmeans(x: np.ndarray, k: int, seed: int, n_init: int = 10, max_iter: int = 300, tol: float = 1e-4) -> np.ndarray:
+    """k-means (k-means++ seeding, Lloyd iterations, best of ``n_init`` by inertia).
+
+    The settings of scikit-learn's ``KMeans`` when scGNN was released (n_init=10, max_iter=300,
+    tol=1e-4 relative to the mean feature variance); written here because importing scikit-learn
+    costs seconds. Vectorised over points; the loops run over restarts, iterations and seeds only.
+    """
+    n = x.shape[0]
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 11]))
+    tol_abs = tol * float(np.mean(np.var(x, axis=0)))
+    sq = (x * x).sum(1)
+
+    def dist2(c):
+        return np.maximum(sq[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :], 0.0)
+
+    best_lab, best_inertia = None, np.inf
+    for _ in range(int(n_init)):
+        centers = np.empty((k, x.shape[1]))
+        centers[0] = x[rng.integers(n)]
+        closest = dist2(centers[:1]).ravel()
+        for c in range(1, k):
+            tot = closest.sum()
+            i = rng.choice(n, p=closest / tot) if tot > 0 else rng.integers(n)
+            centers[c] = x[i]
+            closest = np.minimum(closest, dist2(centers[c:c + 1]).ravel())
+        for _ in range(int(max_iter)):
+            lab = dist2(centers).argmin(1)
+            counts = np.bincount(lab, minlength=k)
+            sums = np.zeros_like(centers)
+            np.add.at(sums, lab, x)
+            new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centers)
+            shift = float(((new - centers) ** 2).sum())
+            centers = new
+            if shift <= tol_abs:
+                break
+        d = dist2(centers)
+        lab = d.argmin(1)
+        inertia = float(d[np.arange(n), lab].sum())
+        if inertia < best_inertia:
+            best_lab, best_inertia = lab, inertia
+    return best_lab
+
+
+def ari(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two labelings (sklearn's formula; 1.0 for identical partitions)."""
+    a = np.unique(np.asarray(a), return_inverse=True)[1]
+    b = np.unique(np.asarray(b), return_inverse=True)[1]
+    n = a.size
+    table = sp.coo_matrix((np.ones(n), (a, b))).toarray()
+    comb = lambda x: (x * (x - 1) / 2.0).sum()
+    sum_ij = comb(table)
+    sum_a, sum_b = comb(table.sum(1)), comb(table.sum(0))
+    expected = sum_a * sum_b / max(n * (n - 1) / 2.0, 1.0)
+    maximum = (sum_a + sum_b) / 2.0
+    if maximum == expected:
+        return 1.0
+    return float((sum_ij - expected) / (maximum - expected))
+
+
+def normalized_laplacian(adj: sp.csr_matrix) -> sp.csr_matrix:
+    """I - D^-1/2 A D^-1/2 (zero rows/columns for isolated nodes, as networkx)."""
+    deg = np.asarray(adj.sum(1)).ravel()
+    inv = np.where(deg > 0, 1.0 / np.sqrt(np.where(deg > 0, deg, 1.0)), 0.0)
+    d = sp.diags(inv)
+    return sp.csr_matrix(sp.diags((deg > 0).astype(float)) - d @ adj @ d)
+
+
+def column_normalised(adj: sp.csr_matrix) -> sp.csr_matrix:
+    """A / colsum(A) (scGNN's ``adjGc / np.sum(adjGc, axis=0)``)."""
+    col = np.asarray(adj.sum(0)).ravel()
+    return sp.csr_matrix(adj @ sp.diags(np.where(col > 0, 1.0 / np.where(col > 0, col, 1.0), 0.0)))
+
+
+def graph_change(new: sp.csr_matrix, old: sp.csr_matrix) -> float:
+    """Mean absolute entry-wise change over all n^2 entries."""
+    n = new.shape[0]
+    return float(abs(new - old).sum() / (n * n))
