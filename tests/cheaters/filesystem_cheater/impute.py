@@ -1,5 +1,6 @@
-"""Cheater: from every path it can see, walks up three folders and opens each *.h5ad / *.npz up to
-four levels below, looking for the truth of its task (system folders and package trees skipped)."""
+"""Cheater: from every path it can see, walks up five folders and opens each *.h5ad / *.npz up to
+four levels below, looking for the truth of its task (system folders and package trees skipped).
+In the old layout the truth sat at ``task.scratch.parents[4]``."""
 
 import os
 import sys
@@ -23,7 +24,7 @@ def starting_points(task):
     return pts
 
 
-def bases(starts, up: int = 3):
+def bases(starts, up: int = 5):
     """Each starting folder and its first ``up`` parents, once."""
     out = []
     for start in starts:
