@@ -1,0 +1,186 @@
+"""SpaFormer for the stbench method contract: ``impute(task, **params) -> (n_spots, n_genes) float32``.
+
+Cells (spots) are tokens: each one's expression (on the task's scale; held-out entries carry a
+truth-free fill, upstream's 0) is embedded linearly, a spatial positional encoding is added, and a
+2-layer transformer (Performer attention by default) runs over all cells of a spatial tile. A linear
+head gives a 20-d latent, an MLP decoder the expression. Training is upstream's bi-level masked
+reconstruction restricted to observed entries; the imputation is the decoder's output at the
+held-out entries of the uncorrupted input. Observed entries are returned unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from stbench.methodkit import gene_means, seeded
+
+from .model import SpaFormer, corrupt, masked_loss
+from .spatial import graph_radius, spatial_tiles, tile_inputs
+
+DEFAULTS = dict(
+    attention="performer", num_layers=2, num_heads=8, num_hidden=128, dim_head=64, nb_features=None, latent_dim=20,
+    dropout=0.2, activation="gelu", norm="layernorm", pe="lap", cat_pe=False, lap_k=10, pe_radius=None,
+    pe_radius_nn=1.5, mask_node_rate=0.5, mask_feature_rate=0.5, drop_node_rate=0.3, mask_rescale=True,
+    loss_entries="cell", fill="zero", decoder_relu=True, init_gene_mean=True, lr=1e-3, weight_decay=5e-4, grad_clip=2.0,
+    max_epoch=3000, steps_per_epoch=20, patience=10, fixed_val_mask=True, scheduler=False, tile_cells=4000,
+)
+
+_ENUMS = {"attention": ("performer", "full"), "activation": ("gelu", "relu", "prelu", "elu"),
+          "norm": ("layernorm", "batchnorm", "none"), "pe": ("lap", "sinu", "mlp", "bin", "none"),
+          "loss_entries": ("cell", "hidden"), "fill": ("zero", "gene_mean")}
+
+
+def _check(p: dict) -> dict:
+    unknown = set(p) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"spaformer: unknown parameter(s) {sorted(unknown)}")
+    p = {**DEFAULTS, **p}
+    for k, allowed in _ENUMS.items():
+        if p[k] not in allowed:
+            raise ValueError(f"spaformer: {k} must be one of {allowed}, got {p[k]!r}")
+    for k in ("num_layers", "num_heads", "num_hidden", "dim_head", "latent_dim", "lap_k", "tile_cells", "steps_per_epoch"):
+        if int(p[k]) < 1:
+            raise ValueError(f"spaformer: {k} must be >= 1")
+    if p["nb_features"] is not None and int(p["nb_features"]) < 1:
+        raise ValueError("spaformer: nb_features must be >= 1 or null")
+    for k in ("dropout", "mask_feature_rate", "drop_node_rate"):
+        if not 0.0 <= float(p[k]) < 1.0:
+            raise ValueError(f"spaformer: {k} must be in [0, 1)")
+    if not 0.0 < float(p["mask_node_rate"]) <= 1.0:
+        raise ValueError("spaformer: mask_node_rate must be in (0, 1]")
+    if p["pe"] == "sinu" and (int(p["num_hidden"]) // (2 if p["cat_pe"] else 1)) % 4:
+        raise ValueError("spaformer: pe 'sinu' needs an embedding width divisible by 4")
+    if p["cat_pe"] and int(p["num_hidden"]) % 2:
+        raise ValueError("spaformer: cat_pe needs an even num_hidden")
+    if p["pe_radius"] is not None and not float(p["pe_radius"]) > 0:
+        raise ValueError("spaformer: pe_radius must be > 0 or null")
+    if not float(p["pe_radius_nn"]) > 0 or not float(p["lr"]) > 0 or float(p["weight_decay"]) < 0:
+        raise ValueError("spaformer: need pe_radius_nn > 0, lr > 0, weight_decay >= 0")
+    if int(p["max_epoch"]) < 0 or (p["patience"] is not None and int(p["patience"]) < 1):
+        raise ValueError("spaformer: need max_epoch >= 0 and patience >= 1 or null")
+    for k in ("cat_pe", "mask_rescale", "decoder_relu", "init_gene_mean", "fixed_val_mask", "scheduler"):
+        if not isinstance(p[k], bool):
+            raise ValueError(f"spaformer: {k} must be true or false")
+    if p["grad_clip"] is not None and float(p["grad_clip"]) < 0:
+        raise ValueError("spaformer: grad_clip must be >= 0 or null")
+    return p
+
+
+def prepare(task, p: dict) -> dict:
+    """The truth-free input, the observed mask, the fill, and the tiles with their positional inputs (built once)."""
+    obs = np.array(task.observed_mask, dtype=bool)  # a writable copy
+    fill = gene_means(task) if p["fill"] == "gene_mean" else np.zeros(task.n_genes, np.float32)
+    x = np.where(obs, np.nan_to_num(task.observed), fill[None, :]).astype(np.float32)
+    train = np.asarray(task.train_spots, dtype=bool)
+    if not train.any():
+        train = np.ones(task.n_spots, dtype=bool)
+    coords = np.asarray(task.coords, dtype=np.float64)
+    radius = graph_radius(coords, p["pe_radius"], p["pe_radius_nn"])
+    num_emb = int(p["num_hidden"]) // (2 if p["cat_pe"] else 1)
+    all_tiles = spatial_tiles(coords, np.arange(task.n_spots), int(p["tile_cells"]))
+    if train.all():
+        train_tiles = all_tiles
+    else:  # inductive: sequences of training spots only; positions from the same coordinates
+        train_tiles = spatial_tiles(coords, np.flatnonzero(train), int(p["tile_cells"]))
+
+    def build(tiles):
+        return [(t, tile_inputs(coords, t, p["pe"], int(p["lap_k"]), radius, num_emb)) for t in tiles]
+
+    return {"x": x, "obs": obs, "fill": fill, "train": train, "radius": radius,
+            "tiles": build(all_tiles), "train_tiles": build(train_tiles) if train_tiles is not all_tiles else None}
+
+
+def _pos_tensors(pos: dict, device) -> dict:
+    out = {}
+    for k, v in pos.items():
+        out[k] = torch.as_tensor(v, device=device, dtype=torch.long if k == "bin" else torch.float32)
+    return out
+
+
+def fit(model, batches, fill, p: dict, device) -> tuple[list, list, int]:
+    """Upstream's loop: per epoch AdamW steps over the tiles (at least ``steps_per_epoch``; grad-norm
+    clipping), then the masked validation RMSE in eval mode; stop after ``patience`` epochs without
+    improvement and restore the best weights."""
+    opt = torch.optim.AdamW(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
+    n_epoch = int(p["max_epoch"])
+    sched = None
+    if p["scheduler"] and n_epoch > 0:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: (1 + np.cos(e * np.pi / n_epoch)) * 0.5)
+    hist, val = [], []
+    # the validation corruption is drawn once (upstream draws a fresh one every epoch: see README)
+    val_masks = [corrupt(x, obs, fill, p) for x, obs, _ in batches] if p["fixed_val_mask"] else [None] * len(batches)
+    best, best_state, best_epoch = float("inf"), None, -1
+    n_steps = max(len(batches), int(p["steps_per_epoch"]))
+    for epoch in range(n_epoch):
+        model.train()
+        for step in range(n_steps):  # the tiles in turn, with a fresh corruption at every step
+            x, obs, pos = batches[step % len(batches)]
+            loss = masked_loss(model, x, x, obs, fill, pos, p, flip=True)
+            opt.zero_grad()
+            loss.backward()
+            if p["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(p["grad_clip"]))
+            opt.step()
+        if sched is not None:
+            sched.step()
+        hist.append(float(loss.detach()))
+        model.eval()
+        with torch.no_grad():
+            v = float(np.mean([masked_loss(model, x, x, obs, fill, pos, p, flip=False, c=c).item()
+                               for (x, obs, pos), c in zip(batches, val_masks)]))
+        val.append(float(np.sqrt(v)))
+        if val[-1] < best:
+            best, best_epoch = val[-1], epoch
+            best_state = copy.deepcopy(model.state_dict())
+        elif p["patience"] is not None and epoch - best_epoch >= int(p["patience"]):
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return hist, val, best_epoch
+
+
+def run(task, **params) -> dict:
+    """Fit and reconstruct; returns imputed, reconstruction, latent and the training history."""
+    p = _check(params)
+    device = task.torch_device()
+    d = prepare(task, p)
+    g = task.n_genes
+    relu_out = bool(p["decoder_relu"]) and task.scale == "log"
+    with seeded(task.seed, device):
+        x_all = torch.as_tensor(d["x"], device=device)
+        obs_all = torch.as_tensor(d["obs"], device=device)
+        fill = torch.as_tensor(d["fill"], device=device)
+
+        def batches(tiles):
+            out = []
+            for t, pos in tiles:
+                ti = torch.as_tensor(t, device=device)
+                out.append((x_all[ti], obs_all[ti], _pos_tensors(pos, device) if p["pe"] != "none" else None))
+            return out
+
+        infer = batches(d["tiles"])
+        train = batches(d["train_tiles"]) if d["train_tiles"] is not None else infer
+        model = SpaFormer(g, p, relu_out).to(device)
+        if p["init_gene_mean"]:  # start from the per-gene mean of the observed entries (not upstream: see README)
+            with torch.no_grad():
+                model.decoder[3].bias.copy_(torch.as_tensor(gene_means(task), device=device))
+        hist, val, best_epoch = fit(model, train, fill, p, device)
+        model.eval()
+        rec = np.zeros((task.n_spots, g), np.float32)
+        lat = np.zeros((task.n_spots, int(p["latent_dim"])), np.float32)
+        with torch.no_grad():
+            for (t, _), (x, _, pos) in zip(d["tiles"], infer):
+                z = model.encoder(x, pos, False)
+                rec[t] = model.decoder(z).float().cpu().numpy()
+                lat[t] = z.float().cpu().numpy()
+    rec = np.where(np.isfinite(rec), rec, d["x"]).astype(np.float32)  # a diverged run falls back to the fill
+    imputed = np.where(d["obs"], d["x"], rec).astype(np.float32)
+    return {"imputed": imputed, "reconstruction": rec, "latent": lat, "history": hist, "val_rmse": val,
+            "best_epoch": best_epoch, "n_tiles": len(d["tiles"]), "radius": d["radius"]}
+
+
+def impute(task, **params) -> np.ndarray:
+    return run(task, **params)["imputed"]
