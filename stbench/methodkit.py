@@ -91,3 +91,17 @@ def radius_edge_index(coords: np.ndarray, radius: float):
         return torch.empty(2, 0, dtype=torch.long)
     both = np.concatenate([pairs, pairs[:, ::-1]])
     return torch.as_tensor(both.T.copy(), dtype=torch.long)
+
+
+@contextlib.contextmanager
+def torch_threads(n):
+    """Run the block with ``n`` torch CPU threads (``None``/0: leave as is), restoring the caller's count."""
+    import torch
+
+    prev = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)

@@ -110,11 +110,12 @@ def build_task(pre, held_out: np.ndarray, train_spots: np.ndarray | None = None,
     held_out = np.asarray(held_out, dtype=bool)
     if held_out.shape != counts.shape:
         raise ValueError(f"mask shape {held_out.shape} does not match the data {counts.shape}")
-    prep = dict((pre.uns.get("protocol", {}) or {}).get("preprocess", {}) or {})
+    from dataclasses import asdict
+
     from stbench.preprocess import PreprocessConfig
 
-    prep = {**PreprocessConfig.from_dict({k: v for k, v in prep.items()
-                                          if k in PreprocessConfig.__dataclass_fields__}).__dict__}
+    stored = dict((pre.uns.get("protocol", {}) or {}).get("preprocess", {}) or {})
+    prep = asdict(PreprocessConfig.from_dict({k: v for k, v in stored.items() if k in PreprocessConfig.__dataclass_fields__}))
     sp = scale_parameters(pre, held_out, prep)
     obs_counts = np.where(held_out, np.nan, counts).astype(np.float32)
     obs = counts_to_scale(obs_counts, sp["library_size"], sp["median_library_size"], sp["gene_mean"], sp["gene_sd"])

@@ -10,27 +10,15 @@ entries are returned unchanged; held-out entries get the model output. See READM
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import numpy as np
 import torch
 
-from stbench.methodkit import seeded
+from stbench.methodkit import seeded, torch_threads
 
 from .model import ACTIVATIONS, MODES
 from .train import ORDERS, build, fit, predict, prepare, to_torch
-
-
-@contextlib.contextmanager
-def _threads(n):
-    prev = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
 
 
 def _check(p: dict) -> None:
@@ -63,7 +51,7 @@ def run(task, *, gene_order="correlation", segment_size=1024, resample_cells=Non
     _check(p)
     t0 = time.time()
     device = task.torch_device()
-    with _threads(threads):
+    with torch_threads(threads):
         d = to_torch(prepare(task, gene_order, float(val_fraction), task.seed))
         with seeded(task.seed, device):
             net = build(task.n_spots, task.n_genes, p).to(device)

@@ -10,28 +10,16 @@ so this is a PyTorch reimplementation; see README.md for every deviation.
 
 from __future__ import annotations
 
-import contextlib
 
 import numpy as np
 import torch
 
-from stbench.methodkit import seeded
+from stbench.methodkit import seeded, torch_threads
 
 from .model import ACTIVATIONS, AE_TYPES, DCA
 from .train import fit, prepare_inputs, split_rows
 
 OUTPUTS = ("nb_mean", "zinb_mean")
-
-
-@contextlib.contextmanager
-def _threads(n):
-    prev = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
 
 
 def _check(p: dict) -> None:
@@ -63,7 +51,7 @@ def run(task, *, ae_type="zinb-conddisp", hidden_size=(64, 32, 64), hidden_dropo
     device = task.torch_device()
     data = prepare_inputs(task, size_factors=bool(size_factors), log1p=bool(log1p), scale_input=bool(scale_input))
     train_rows, val_rows = split_rows(data["fit_rows"], float(validation_split), task.seed)
-    with _threads(threads), seeded(task.seed, device):
+    with torch_threads(threads), seeded(task.seed, device):
         net = DCA(task.n_genes, hidden_size=hidden_size, ae_type=ae_type, batchnorm=bool(batchnorm),
                   activation=activation, hidden_dropout=hidden_dropout, input_dropout=float(input_dropout)).to(device)
         hist = fit(net, data, train_rows, val_rows, epochs=int(epochs), batch_size=int(batch_size),
