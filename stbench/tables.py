@@ -7,6 +7,7 @@ the same method can move from PCC 0 to 0.6 on a real section with nothing but th
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -21,6 +22,7 @@ NAMES = {"pcc": "PCC", "cosine": "Cosine", "rmse": "RMSE", "mae": "MAE", "pcc_ge
          "cosine_gene": "Cosine (gene median)", "rmse_gene": "RMSE (gene median)", "mae_gene": "MAE (gene median)",
          "ssim_gene": "SSIM (gene median)", "js_gene": "JS (gene median)"}
 PAPER_DATASETS = ("MOB", "HBC", "HP", "HO", "ML", "MK")
+PAPER_NAMES = {"CpG Transformer": "CpG"}  # our label -> the paper's row name, where they differ
 
 
 def collect(metric_files, variants: list[dict]) -> pd.DataFrame:
@@ -80,32 +82,119 @@ def _fmt(mean, std, status="ok") -> str:
     return f"{mean:.3f}±{std:.3f}"
 
 
-def table1_wide(summary: pd.DataFrame, metrics=TABLE1) -> pd.DataFrame:
-    """The paper's layout: methods x (dataset, metric), 'mean±std'; one block per mask if several."""
+def _table1_cells(summary: pd.DataFrame, metrics=TABLE1):
+    """Table 1's cells (one row per method x dataset x metric), its row index and its column order."""
     s = summary[(summary["table"] == "table1") & summary["metric"].isin(metrics)].copy()
     s["mask"] = s["mask_strategy"].astype(str) + "-" + s["ratio"].astype(str) + "-" + s["among"].astype(str)
-    s["cell"] = [_fmt(m, d, st) for m, d, st in zip(s["mean"], s["std"], s["status"])]
     s["col"] = s["dataset"] + " " + s["metric"].map(NAMES)
     index = ["mask", "label"] if s["mask"].nunique() > 1 else ["label"]
-    wide = s.pivot_table(index=index, columns="col", values="cell", aggfunc="first", sort=False)
-    cols = [f"{d} {NAMES[m]}" for d in dict.fromkeys(s["dataset"]) for m in metrics if f"{d} {NAMES[m]}" in wide.columns]
-    return wide[cols]
+    have = set(zip(s["dataset"], s["metric"]))
+    cols = [(d, m) for d in dict.fromkeys(s["dataset"]) for m in metrics if (d, m) in have]
+    return s, index, cols, "dataset"
 
 
-def ablation_wide(summary: pd.DataFrame, table: str, metrics=MAIN) -> pd.DataFrame:
-    """Table 2 or 3: the method's default row as 'stMCDI (Ours)' plus every variant reported in ``table``."""
+def _ablation_cells(summary: pd.DataFrame, table: str, metrics=MAIN):
+    """Table 2 or 3's cells: the method's default row as 'stMCDI (Ours)' plus every variant reported in ``table``."""
     abl = summary[(summary["table"] == table) & summary["metric"].isin(metrics)]
     if abl.empty:
-        return pd.DataFrame()
+        return abl, ["label"], [], "metric"
     methods = abl["method"].unique()
     ref = summary[summary["method"].isin(methods) & (summary["variant"] == "default") & summary["metric"].isin(metrics)].copy()
     ref["label"] = "stMCDI (Ours)"
     s = pd.concat([ref, abl])
-    s["cell"] = [_fmt(m, d, st) for m, d, st in zip(s["mean"], s["std"], s["status"])]
     s["col"] = s["metric"].map(NAMES) + " " + s["dataset"]
-    wide = s.pivot_table(index="label", columns="col", values="cell", aggfunc="first", sort=False)
-    cols = [f"{NAMES[m]} {d}" for m in metrics for d in dict.fromkeys(s["dataset"]) if f"{NAMES[m]} {d}" in wide.columns]
-    return wide[cols]
+    have = set(zip(s["dataset"], s["metric"]))
+    cols = [(d, m) for m in metrics for d in dict.fromkeys(s["dataset"]) if (d, m) in have]
+    return s, ["label"], cols, "metric"
+
+
+def _wide(s: pd.DataFrame, index, cols, group_by) -> pd.DataFrame:
+    """The CSV/Markdown layout: 'mean±std' strings, columns '<dataset> <Metric>' (or '<Metric> <dataset>')."""
+    if s.empty:
+        return pd.DataFrame()
+    s = s.copy()
+    s["cell"] = [_fmt(m, d, st) for m, d, st in zip(s["mean"], s["std"], s["status"])]
+    wide = s.pivot_table(index=index, columns="col", values="cell", aggfunc="first", sort=False)
+    names = [f"{d} {NAMES[m]}" if group_by == "dataset" else f"{NAMES[m]} {d}" for d, m in cols]
+    return wide[[n for n in names if n in wide.columns]]
+
+
+def table1_wide(summary: pd.DataFrame, metrics=TABLE1) -> pd.DataFrame:
+    """The paper's layout: methods x (dataset, metric), 'mean±std'; one block per mask if several."""
+    return _wide(*_table1_cells(summary, metrics))
+
+
+def ablation_wide(summary: pd.DataFrame, table: str, metrics=MAIN) -> pd.DataFrame:
+    """Table 2 or 3: the method's default row as 'stMCDI (Ours)' plus every variant reported in ``table``."""
+    return _wide(*_ablation_cells(summary, table, metrics))
+
+
+HIGHER_IS_BETTER = {"pcc", "cosine", "pcc_gene", "cosine_gene", "ssim_gene"}
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
+
+
+def tex_escape(text) -> str:
+    return "".join(_TEX.get(c, c) for c in str(text))
+
+
+def _wins(rec) -> bool:
+    """A cell that may be best in its column: a finite mean, not failed, not suspect."""
+    return (rec is not None and not str(rec["status"]).startswith(("failed", "suspect"))
+            and bool(np.isfinite(rec["mean"])))
+
+
+def to_latex(s: pd.DataFrame, index, cols, group_by, caption: str = "", label: str = "") -> str:
+    """A booktabs table: mean $\\pm$ std per cell, the best value of each column in bold (failed and suspect
+    runs never win; the best is judged on the printed, rounded value, so ties are all bold). ``cols`` are
+    (dataset, metric) pairs; the first header row groups consecutive columns by ``group_by``."""
+    if s.empty:
+        return ""
+    cell = {(tuple(r[i] for i in index), (r["dataset"], r["metric"])): r for _, r in s.iterrows()}
+    rows = list(dict.fromkeys(tuple(r) for r in s[index].itertuples(index=False)))
+    best = {}
+    for c in cols:
+        vals = [round(float(cell[(r, c)]["mean"]), 3) for r in rows if _wins(cell.get((r, c)))]
+        if vals:
+            best[c] = max(vals) if c[1] in HIGHER_IS_BETTER else min(vals)
+
+    def fmt(r, c):
+        rec = cell.get((r, c))
+        if rec is None:
+            return "--"
+        status = str(rec["status"])
+        if status.startswith(("failed", "suspect")):
+            return status.split(":")[0]
+        if not np.isfinite(rec["mean"]):
+            return "--"
+        text = f"{rec['mean']:.3f} $\\pm$ {rec['std']:.3f}"
+        return f"\\textbf{{{text}}}" if best.get(c) == round(float(rec["mean"]), 3) else text
+
+    g_of, sub_of = (lambda c: c[0], lambda c: NAMES[c[1]]) if group_by == "dataset" else (lambda c: NAMES[c[1]], lambda c: c[0])
+    head1, rules, start = [""], [], 2
+    for g, grp in itertools.groupby(cols, key=g_of):
+        n = len(list(grp))
+        head1.append(f"\\multicolumn{{{n}}}{{c}}{{{tex_escape(g)}}}")
+        rules.append(f"\\cmidrule(lr){{{start}-{start + n - 1}}}")
+        start += n
+    head2 = ["Method"] + [tex_escape(sub_of(c)) for c in cols]
+    lines = ["% needs \\usepackage{booktabs} and \\usepackage{graphicx}", "\\begin{table}[ht]", "\\centering"]
+    if caption:
+        lines.append(f"\\caption{{{tex_escape(caption)}}}")
+    if label:
+        lines.append(f"\\label{{{label}}}")
+    lines += ["\\resizebox{\\linewidth}{!}{%", f"\\begin{{tabular}}{{l{'r' * len(cols)}}}", "\\toprule",
+              " & ".join(head1) + " \\\\", " ".join(rules), " & ".join(head2) + " \\\\", "\\midrule"]
+    block = None
+    for r in rows:
+        if len(index) > 1 and r[0] != block:
+            if block is not None:
+                lines.append("\\midrule")
+            block = r[0]
+            lines.append(f"\\multicolumn{{{len(cols) + 1}}}{{l}}{{\\emph{{{tex_escape(block)}}}}} \\\\")
+        lines.append(" & ".join([tex_escape(r[-1])] + [fmt(r, c) for c in cols]) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
 
 
 def beside_paper(summary: pd.DataFrame, paper_dir, table: str) -> pd.DataFrame:
@@ -117,7 +206,7 @@ def beside_paper(summary: pd.DataFrame, paper_dir, table: str) -> pd.DataFrame:
     paper = pd.read_csv(paper_dir / f"{table}.csv")
     if table == "table1":
         ours = s[s["table"] == "table1"].copy()
-        ours["row"] = ours["label"]
+        ours["row"] = ours["label"].replace(PAPER_NAMES)
         paper = paper.rename(columns={"method": "row", "mean": "paper_mean", "std": "paper_std"})
     else:
         ours = s[s["table"] == table].copy()
@@ -201,7 +290,8 @@ def rank_stability(summary: pd.DataFrame, sweeps: dict) -> pd.DataFrame:
 
 def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, paper_dir="results/paper",
                  sweeps: dict | None = None) -> dict:
-    """Write table1_long.csv, table1.csv, table1.md (+ table2/3, figure3 data, paper comparisons)."""
+    """Write table1_long.csv, table1.csv, table1.md, table1.tex (+ table2/3 in the same three formats, figure3 data,
+    paper comparisons)."""
     out_dir = Path(out_dir)
     df = collect(metric_files, variants)
     summary = summarise(df)
@@ -209,6 +299,10 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
     header = protocol_text(protocols)
     t1 = table1_wide(summary)
     write_csv(out_dir / "table1.csv", t1)
+    tex_head = "".join(f"% {line}\n" for line in header.splitlines())
+    write_text(out_dir / "table1.tex", tex_head + to_latex(
+        *_table1_cells(summary), caption="Imputation accuracy on held-out entries (mean ± std over seeds; best per "
+                                         "column in bold).", label="tab:table1"))
     written = {"table1": t1}
     md = [f"# Table 1\n\n{header}\n\n", to_markdown(t1)]
     failed = summary[summary["status"] != "ok"][["dataset", "label", "status"]].drop_duplicates()
@@ -225,6 +319,10 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
         if not w.empty:
             write_csv(out_dir / f"{table}.csv", w)
             write_text(out_dir / f"{table}.md", f"# {table.capitalize()}\n\n{header}\n\n" + to_markdown(w))
+            what = {"table2": "mask strategy and mask phase", "table3": "graph encoder"}[table]
+            write_text(out_dir / f"{table}.tex", tex_head + to_latex(
+                *_ablation_cells(summary, table), caption=f"Ablation of the {what} (mean ± std over seeds; best per "
+                                                          "column in bold).", label=f"tab:{table}"))
             written[table] = w
     if sweeps:
         write_csv(out_dir / "rank_stability.csv", rank_stability(summary, sweeps), index=False)

@@ -96,3 +96,29 @@ def test_rank_stability_marks_a_method_whose_rank_flips(tmp_path):
     r.to_csv(tmp_path / "rs.csv", index=False)
     rank_stability_figure(tmp_path / "rs.csv", "demo", tmp_path / "rs.png")
     assert (tmp_path / "rs.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_latex_tables_booktabs_bold_best_and_never_a_failed_or_suspect_winner(tmp_path):
+    variants = [{"method": m, "name": "default", "label": lab, "table": "table1", "figure": None, "x": None}
+                for m, lab in (("good", "Good_1"), ("ok", "OK"), ("bad", "Bad"), ("leak", "Leak"))]
+    variants.append({"method": "good", "name": "gin", "label": "w/ GIN", "table": "table3", "figure": None, "x": None})
+    files = []
+    for seed in (0, 1):
+        files += [_metrics(tmp_path, "MOB", "good", "default", seed, 0.7 + 0.02 * seed),
+                  _metrics(tmp_path, "MOB", "ok", "default", seed, 0.5),
+                  _metrics(tmp_path, "MOB", "bad", "default", seed, 0.0, status="failed"),
+                  _metrics(tmp_path, "MOB", "leak", "default", seed, 0.9, status="suspect: near-perfect on held-out entries"),
+                  _metrics(tmp_path, "MOB", "good", "gin", seed, 0.6)]
+    out = tmp_path / "tables"
+    write_tables(files, variants, {"MOB": {"preprocess": {}, "masks": [{}], "seeds": [0, 1]}}, out, ROOT / "results" / "paper")
+    tex = (out / "table1.tex").read_text()
+    for token in ("\\toprule", "\\midrule", "\\bottomrule", "\\cmidrule(lr){2-6}", "\\multicolumn{5}{c}{MOB}"):
+        assert token in tex
+    rows = {line.split(" & ")[0]: line.split(" & ")[1:] for line in tex.splitlines() if " & " in line and "$\\pm$" in line}
+    assert set(rows) == {"Good\\_1", "OK"}  # the escaped label; failed/suspect rows print their status
+    assert rows["Good\\_1"][0] == "\\textbf{0.710 $\\pm$ 0.010}"  # PCC: higher is better
+    assert rows["Good\\_1"][3] == "\\textbf{0.290 $\\pm$ 0.010}"  # RMSE: lower is better
+    assert rows["OK"][3] == "0.500 $\\pm$ 0.000"
+    assert "Leak & suspect" in tex and "Bad & failed" in tex
+    t3 = (out / "table3.tex").read_text()
+    assert "stMCDI (Ours) & \\textbf{0.710 $\\pm$ 0.010}" in t3 and "w/ GIN & 0.600 $\\pm$ 0.000" in t3

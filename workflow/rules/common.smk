@@ -42,8 +42,8 @@ def heatmap_files():
 
 
 def table_files():
-    out = [f"{R}/tables/{n}" for n in ("table1_long.csv", "table1.csv", "table1.md")]
-    out += [f"{R}/tables/{t}.csv" for t in TABLES]
+    out = [f"{R}/tables/{n}" for n in ("table1_long.csv", "table1.csv", "table1.md", "table1.tex")]
+    out += [f"{R}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
     return out
 
 
