@@ -144,12 +144,11 @@ def _wins(rec) -> bool:
             and bool(np.isfinite(rec["mean"])))
 
 
-def to_latex(s: pd.DataFrame, index, cols, group_by, caption: str = "", label: str = "") -> str:
-    """A booktabs table: mean $\\pm$ std per cell, the best value of each column in bold (failed and suspect
-    runs never win; the best is judged on the printed, rounded value, so ties are all bold). ``cols`` are
-    (dataset, metric) pairs; the first header row groups consecutive columns by ``group_by``."""
-    if s.empty:
-        return ""
+def cell_grid(s: pd.DataFrame, index, cols, group_by) -> dict:
+    """What every format of a results table shows (LaTeX here, HTML in stbench.report): the header groups,
+    the column names, and per row its cells {mean, std, status, text, best}. The best value of each column
+    is marked (failed and suspect runs never win; judged on the printed, rounded value, so ties all win).
+    ``cols`` are (dataset, metric) pairs; the first header row groups consecutive columns by ``group_by``."""
     cell = {(tuple(r[i] for i in index), (r["dataset"], r["metric"])): r for _, r in s.iterrows()}
     rows = list(dict.fromkeys(tuple(r) for r in s[index].itertuples(index=False)))
     best = {}
@@ -157,27 +156,44 @@ def to_latex(s: pd.DataFrame, index, cols, group_by, caption: str = "", label: s
         vals = [round(float(cell[(r, c)]["mean"]), 3) for r in rows if _wins(cell.get((r, c)))]
         if vals:
             best[c] = max(vals) if c[1] in HIGHER_IS_BETTER else min(vals)
-
-    def fmt(r, c):
-        rec = cell.get((r, c))
-        if rec is None:
-            return "--"
-        status = str(rec["status"])
-        if status.startswith(("failed", "suspect")):
-            return status.split(":")[0]
-        if not np.isfinite(rec["mean"]):
-            return "--"
-        text = f"{rec['mean']:.3f} $\\pm$ {rec['std']:.3f}"
-        return f"\\textbf{{{text}}}" if best.get(c) == round(float(rec["mean"]), 3) else text
-
     g_of, sub_of = (lambda c: c[0], lambda c: NAMES[c[1]]) if group_by == "dataset" else (lambda c: NAMES[c[1]], lambda c: c[0])
+    groups = [(g, len(list(grp))) for g, grp in itertools.groupby(cols, key=g_of)]
+    body = []
+    for r in rows:
+        cells = []
+        for c in cols:
+            rec = cell.get((r, c))
+            if rec is None:
+                cells.append({"mean": np.nan, "std": np.nan, "status": "", "text": "--", "best": False})
+                continue
+            status = str(rec["status"])
+            ok = np.isfinite(rec["mean"]) and not status.startswith(("failed", "suspect"))
+            cells.append({"mean": rec["mean"], "std": rec["std"], "status": status,
+                          "text": status.split(":")[0] if status.startswith(("failed", "suspect"))
+                          else (_fmt(rec["mean"], rec["std"]) if ok else "--"),
+                          "best": bool(ok and best.get(c) == round(float(rec["mean"]), 3))})
+        body.append({"key": r, "block": r[0] if len(index) > 1 else None, "label": r[-1], "cells": cells})
+    return {"groups": groups, "columns": [sub_of(c) for c in cols], "rows": body}
+
+
+def to_latex(s: pd.DataFrame, index, cols, group_by, caption: str = "", label: str = "") -> str:
+    """A booktabs table: mean $\\pm$ std per cell, the best value of each column in bold (``cell_grid``)."""
+    if s.empty:
+        return ""
+    grid = cell_grid(s, index, cols, group_by)
+
+    def fmt(c):
+        if c["text"] in ("failed", "suspect", "--") or not np.isfinite(c["mean"]):
+            return c["text"]
+        text = f"{c['mean']:.3f} $\\pm$ {c['std']:.3f}"
+        return f"\\textbf{{{text}}}" if c["best"] else text
+
     head1, rules, start = [""], [], 2
-    for g, grp in itertools.groupby(cols, key=g_of):
-        n = len(list(grp))
+    for g, n in grid["groups"]:
         head1.append(f"\\multicolumn{{{n}}}{{c}}{{{tex_escape(g)}}}")
         rules.append(f"\\cmidrule(lr){{{start}-{start + n - 1}}}")
         start += n
-    head2 = ["Method"] + [tex_escape(sub_of(c)) for c in cols]
+    head2 = ["Method"] + [tex_escape(c) for c in grid["columns"]]
     lines = ["% needs \\usepackage{booktabs} and \\usepackage{graphicx}", "\\begin{table}[ht]", "\\centering"]
     if caption:
         lines.append(f"\\caption{{{tex_escape(caption)}}}")
@@ -186,13 +202,13 @@ def to_latex(s: pd.DataFrame, index, cols, group_by, caption: str = "", label: s
     lines += ["\\resizebox{\\linewidth}{!}{%", f"\\begin{{tabular}}{{l{'r' * len(cols)}}}", "\\toprule",
               " & ".join(head1) + " \\\\", " ".join(rules), " & ".join(head2) + " \\\\", "\\midrule"]
     block = None
-    for r in rows:
-        if len(index) > 1 and r[0] != block:
+    for r in grid["rows"]:
+        if r["block"] is not None and r["block"] != block:
             if block is not None:
                 lines.append("\\midrule")
-            block = r[0]
+            block = r["block"]
             lines.append(f"\\multicolumn{{{len(cols) + 1}}}{{l}}{{\\emph{{{tex_escape(block)}}}}} \\\\")
-        lines.append(" & ".join([tex_escape(r[-1])] + [fmt(r, c) for c in cols]) + " \\\\")
+        lines.append(" & ".join([tex_escape(r["label"])] + [fmt(c) for c in r["cells"]]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}}", "\\end{table}"]
     return "\n".join(lines) + "\n"
 
