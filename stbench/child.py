@@ -96,6 +96,8 @@ def main() -> int:
         if torch is not None and torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         arr = check_output(impute(task, **job["params"]), task, job["method"])
+        if task.info:  # facts the method recorded (e.g. stbench.reference_protocol's gene counts)
+            record["method_info"] = json.loads(json.dumps(task.info, default=str))
         write_npz(out / "imputed.npz", imputed=np.asarray(arr, dtype=np.float32))
         record.update(status="ok")
     except BaseException as e:  # noqa: BLE001 - everything a method raises becomes a failed row

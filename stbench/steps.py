@@ -119,7 +119,7 @@ def evaluate_step(preprocessed, mask_npz, task_file, imputed_npz, run_json, out_
 
     run = json.loads(Path(run_json).read_text())
     out = {k: run.get(k) for k in ("method", "variant", "seed", "dataset", "status", "error", "wall_time_s",
-                                   "peak_rss_mb", "peak_cuda_mb", "device", "isolation")}
+                                   "peak_rss_mb", "peak_cuda_mb", "device", "isolation", "method_info")}
     out["mask"] = (run.get("mask") or {}).get("spec")
     out["protocol"] = run.get("protocol")
     if run.get("status") == "ok":

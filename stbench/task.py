@@ -42,6 +42,7 @@ class ImputationTask:
     scratch: Path = field(default_factory=lambda: Path("."))
     dataset: str = ""
     protocol: dict = field(default_factory=dict)  # preprocess options and mask spec (for provenance)
+    info: dict = field(default_factory=dict)      # a method may record JSON-serialisable facts here: run.json's method_info
 
     @property
     def n_spots(self) -> int:

@@ -41,20 +41,25 @@ def test_manifest_env_and_presets(name):
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_contract_and_no_leakage_through_the_workflow_path(name, small_pre, small_mask, tmp_path):
-    """Output contract, and: changing only the held-out truth changes neither the task file nor the output."""
+def test_contract_and_no_leakage_through_the_workflow_path(name, small_pre, small_mask, small_dataset, tmp_path):
+    """Output contract, and: changing only the held-out truth changes neither the task file nor the output.
+    Methods with ``needs: {reference: true}`` get the simulated dataset's paired reference."""
     m = METHODS[name]
     held, train = small_mask
     other = with_other_truth(small_pre, held)
     assert not np.array_equal(other.layers["counts"][held], small_pre.layers["counts"][held])
-    da = write_inputs(tmp_path / "a", small_pre, held, train)
-    db = write_inputs(tmp_path / "b", other, held, train)
+    ref = small_dataset[1] if m.needs_reference else None
+    da = write_inputs(tmp_path / "a", small_pre, held, train, reference=ref)
+    db = write_inputs(tmp_path / "b", other, held, train, reference=ref)
     ta, tb = (d / "tasks" / "m" / "seed0.npz" for d in (da, db))
     assert hashlib.sha256(ta.read_bytes()).digest() == hashlib.sha256(tb.read_bytes()).digest(), \
         "the task file carries held-out truth"
     params = m.params("test")
     out_a, rec_a = run(tmp_path / "a", name, params, evaluate=False)
     assert rec_a["status"] == "ok", rec_a.get("error")
+    if m.needs_reference:
+        info = rec_a["method_info"]["reference_protocol"]
+        assert info["n_genes_from_reference"] > 0, f"{name}: got the reference but predicted nothing from it"
     task = build_task(small_pre, held, train)
     assert out_a.shape == (task.n_spots, task.n_genes) and out_a.dtype == np.float32
     assert np.isfinite(out_a).all()

@@ -11,10 +11,13 @@ from stbench.steps import evaluate_step, impute_step, task_step
 CHEATERS = Path(__file__).resolve().parent / "cheaters"
 
 
-def write_inputs(root: Path, pre, held, train, dataset="ds"):
-    """results/<run>/<dataset>/{preprocessed.h5ad, masks/..., tasks/...} under ``root`` (as the rules lay them out)."""
+def write_inputs(root: Path, pre, held, train, dataset="ds", reference=None):
+    """results/<run>/<dataset>/{preprocessed.h5ad, masks/..., tasks/..., reference.h5ad if given} under ``root``
+    (as the rules lay them out)."""
     d = root / "results" / "run" / dataset
     write_h5ad(d / "preprocessed.h5ad", pre)
+    if reference is not None:
+        write_h5ad(d / "reference.h5ad", reference)
     save_mask(d / "masks" / "m" / "seed0.npz", held, train, MaskSpec(), 0, dataset)
     task_step(d / "preprocessed.h5ad", d / "masks" / "m" / "seed0.npz", d / "tasks" / "m" / "seed0.npz", dataset=dataset)
     return d
@@ -24,8 +27,10 @@ def run(root: Path, method: str, params: dict, *, methods_dir=None, isolation="a
     """Impute (sandboxed child process) and evaluate; returns (imputed array or None, metrics record)."""
     d = root / "results" / "run" / "ds"
     out = d / "m" / "seed0" / method / "default"
+    reference = d / "reference.h5ad"  # the impute rule passes this path; it exists where the dataset has a reference
     rec = impute_step(d / "tasks" / "m" / "seed0.npz", method, "default", params, out, hide=[root / "results"],
-                      isolation=isolation, methods_dir=methods_dir, log_file=out / "impute.log")
+                      isolation=isolation, methods_dir=methods_dir, log_file=out / "impute.log",
+                      reference=reference if reference.exists() else None)
     arr = None
     if rec["status"] == "ok":
         with np.load(out / "imputed.npz") as z:

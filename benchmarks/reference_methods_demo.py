@@ -1,0 +1,48 @@
+"""Time and score the reference methods on the demo task (quick preset) beside the per-gene Mean.
+
+Usage: python benchmarks/reference_methods_demo.py [method ...]   (needs results/demo/demo from a demo run)
+Runs each method in this process (not the sandbox), scores it with the evaluate step's code
+(stbench.metrics.evaluate_imputation on stbench.task.truth_on_scale), prints one line per method.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stbench.loaders.h5ad import read_h5ad
+from stbench.masks import load_mask
+from stbench.metrics import evaluate_imputation
+from stbench.registry import discover
+from stbench.task import load_task, truth_on_scale
+
+D = Path("results/demo/demo")
+
+
+def main(names):
+    import anndata as ad
+
+    ref = ad.read_h5ad(D / "reference.h5ad")
+    pre = read_h5ad(D / "preprocessed.h5ad")
+    held, _, _ = load_mask(D / "masks" / "random-0.1-all" / "seed0.npz")
+    methods = discover()
+    rows = []
+    for name in ["mean", *names]:
+        m = methods[name]
+        params = m.params("quick") if name != "mean" else {**m.params("quick"), "axis": "gene"}
+        task = load_task(D / "tasks" / "random-0.1-all" / "seed0.npz", reference=ref)
+        truth = truth_on_scale(pre, task)
+        t0 = time.perf_counter()
+        pred = m.load_impute()(task, **params)
+        dt = time.perf_counter() - t0
+        r = evaluate_imputation(truth, np.asarray(pred), held)["metrics"]
+        info = task.info.get("reference_protocol", {})
+        rows.append((name, dt, r["pcc"], r["pcc_gene"], r["rmse"], info.get("n_genes_from_reference")))
+        print(f"{name:10s} {dt:7.1f}s  PCC {r['pcc']:.3f}  PCC(gene) {r['pcc_gene']:.3f}  RMSE {r['rmse']:.3f}  "
+              f"from reference: {info.get('n_genes_from_reference')}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,81 @@
+"""The truth-free reference protocol (stbench.reference_protocol) shared by gimVI, Tangram, SpaGE, stPlus."""
+
+import numpy as np
+import pytest
+
+from stbench.reference_protocol import MapperInput, reference_impute, spatial_knn_fill
+from stbench.task import build_task
+
+
+def _task(small_pre, small_dataset, held, reference=True):
+    train = np.ones(held.shape[0], dtype=bool)
+    return build_task(small_pre, held, train, reference=small_dataset[1] if reference else None, seed=0)
+
+
+class Recorder:
+    """A fake mapper: records what it is given, predicts each gene's reference mean (constant)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, inp: MapperInput):
+        self.calls.append(inp)
+        return np.ones((inp.values.shape[0], len(inp.predict)))
+
+
+def test_fold_genes_never_reach_the_mapper_that_predicts_them(small_pre, small_dataset, small_mask):
+    held, _ = small_mask
+    task = _task(small_pre, small_dataset, held)
+    rec = Recorder()
+    out = reference_impute(task, rec, n_folds=5)
+    assert len(rec.calls) == 5
+    predicted = []
+    for inp in rec.calls:
+        assert not set(inp.predict) & set(inp.ref_genes), "a fold's genes were among the mapper's inputs"
+        assert inp.values.shape == (task.n_spots, len(inp.genes)) == inp.counts.shape
+        assert np.isfinite(inp.values).all() and np.isfinite(inp.counts).all()
+        predicted += inp.predict
+        # the input columns carry no value of a predicted gene
+        for g in inp.predict:
+            j = task.genes.index(g)
+            col = np.nan_to_num(task.observed[:, j])
+            assert not any(np.array_equal(col, inp.values[:, i]) for i in range(inp.values.shape[1]))
+    shared_with_held = {g for j, g in enumerate(task.genes) if (~task.observed_mask[:, j]).any()}
+    assert set(predicted) == shared_with_held and len(predicted) == len(set(predicted))
+    m = task.observed_mask
+    np.testing.assert_array_equal(out[m], task.observed[m])
+    info = task.info["reference_protocol"]
+    assert info["n_genes_from_reference"] == len(shared_with_held) and info["n_genes_fallback"] == 0
+
+
+def test_held_out_entries_of_input_genes_are_filled_truth_free(small_pre, small_dataset, small_mask):
+    held, _ = small_mask
+    task = _task(small_pre, small_dataset, held)
+    rec = Recorder()
+    reference_impute(task, rec, n_folds=3, fill="knn")
+    inp = rec.calls[0]
+    expect = spatial_knn_fill(task.observed, task.observed_mask, task.coords, 5)
+    cols = [task.genes.index(g) for g in inp.genes]
+    np.testing.assert_allclose(inp.values, expect[:, cols], rtol=1e-5)
+
+
+def test_gene_mask_direct_pass_and_fallback_for_genes_absent_from_the_reference(small_pre, small_dataset):
+    held = np.zeros(small_pre.shape, dtype=bool)
+    held[:, [0, 1, 2]] = True            # three genes unmeasured in space
+    ref = small_dataset[1]
+    ref = ref[:, [g for g in ref.var_names if g != small_pre.var_names[2]]].copy()  # gene 2 not in the reference
+    task = build_task(small_pre, held, reference=ref, seed=0)
+    rec = Recorder()
+    out = reference_impute(task, rec)
+    assert len(rec.calls) == 1 and rec.calls[0].fold == -1
+    assert set(rec.calls[0].predict[:2]) == set(small_pre.var_names[:2])
+    assert not set(small_pre.var_names[:3]) & set(rec.calls[0].genes)
+    info = task.info["reference_protocol"]
+    assert (info["n_genes_from_reference"], info["n_genes_fallback"]) == (2, 1)
+    assert np.isfinite(out).all()
+
+
+def test_no_reference_is_an_error(small_pre, small_dataset, small_mask):
+    task = _task(small_pre, small_dataset, small_mask[0], reference=False)
+    with pytest.raises(ValueError, match="reference"):
+        reference_impute(task, Recorder())
