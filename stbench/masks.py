@@ -7,6 +7,14 @@ Strategies: ``random`` (entries), ``spot`` (whole spots), ``gene`` (whole genes)
 ``inductive`` (the authors' released protocol: spots split into ``n_folds`` folds, methods may
 train on the others, and ``ratio`` of each gene's entries in the test fold are held out).
 ``among``: ``all`` (zeros included, default) or ``nonzero`` (only detected entries).
+
+``countsplit`` (count splitting, molecular cross-validation: Batson et al. 2019, the OpenProblems
+denoising task) is the second, leak-free protocol: every raw count is split by binomial thinning into
+an input half (each molecule kept with probability ``fraction``) and a target half (the rest), so the
+two halves are independent draws of the same spot's expression. Methods see only the input half
+(:func:`make_split` writes it into the mask file; the task is built from it alone), with ``ratio`` of
+its entries held out at random; the evaluation scores the held-out entries against the target half,
+rescaled to the input half's depth (x fraction / (1 - fraction)) and put on the task's scale.
 """
 
 from __future__ import annotations
@@ -17,17 +25,21 @@ import numpy as np
 
 from stbench.options import check, from_dict, option
 
-STRATEGIES = ("random", "spot", "gene", "inductive")
+STRATEGIES = ("random", "spot", "gene", "inductive", "countsplit")
 AMONG = ("all", "nonzero")
 
 
 @dataclass(frozen=True)
 class MaskSpec:
     """One held-out protocol; the defaults here are the only ones (the config schema is generated from them)."""
-    strategy: str = option("random", enum=STRATEGIES, doc="random entries, whole spots, whole genes, or inductive spot folds")
+    strategy: str = option("random", enum=STRATEGIES,
+                           doc="random entries, whole spots, whole genes, inductive spot folds, or count splitting")
     ratio: float = option(0.1, exclusive_minimum=0, exclusive_maximum=1, doc="fraction held out (paper: 10%)")
     among: str = option("all", enum=AMONG, doc="all entries (zeros included) or only detected (nonzero) ones")
     n_folds: int = option(5, minimum=2, doc="spot folds of the inductive strategy")
+    fraction: float = option(0.9, exclusive_minimum=0, exclusive_maximum=1,
+                             doc="countsplit: each molecule's chance of going to the input half (binomial thinning; "
+                                 "the rest is the target half); 0.9 as the OpenProblems denoising task")
 
     def __post_init__(self):
         check(self, "mask")
@@ -36,6 +48,8 @@ class MaskSpec:
     def id(self) -> str:
         """A path-safe identifier, e.g. ``random-0.1-all``."""
         base = f"{self.strategy}-{self.ratio:g}-{self.among}"
+        if self.strategy == "countsplit":
+            return base + f"-p{self.fraction:g}"
         return base + (f"-k{self.n_folds}" if self.strategy == "inductive" else "")
 
     @classmethod
@@ -60,7 +74,7 @@ def make_mask(detected: np.ndarray, spec: MaskSpec, seed: int) -> tuple[np.ndarr
     cand = detected if spec.among == "nonzero" else np.ones((n, g), dtype=bool)
     held = np.zeros((n, g), dtype=bool)
     train = np.ones(n, dtype=bool)
-    if spec.strategy == "random":
+    if spec.strategy in ("random", "countsplit"):  # countsplit: `detected` is the input half's
         flat = np.flatnonzero(cand.ravel())
         if flat.size == 0:
             raise ValueError("no candidate entries to hold out")
@@ -87,14 +101,53 @@ def make_mask(detected: np.ndarray, spec: MaskSpec, seed: int) -> tuple[np.ndarr
     return held, train
 
 
-def save_mask(path, held: np.ndarray, train: np.ndarray, spec: MaskSpec, seed: int, dataset: str = "") -> None:
+def thin(counts, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Binomial thinning: each of the (integer) counts' molecules is kept with probability ``fraction``."""
+    c = np.asarray(counts, dtype=np.float64)
+    if c.size and (np.any(c < 0) or not np.all(np.isfinite(c)) or np.any(c != np.round(c))):
+        raise ValueError("count splitting needs non-negative integer raw counts (layers['counts'])")
+    return rng.binomial(c.astype(np.int64), float(fraction)).astype(np.float64)
+
+
+def make_split(counts, other_counts, spec: MaskSpec, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Count splitting: (held_out, train_spots, split) where ``split`` holds the input half, the only counts
+    a method's task is built from: ``input_counts`` (n x g, the kept genes) and ``input_other_counts`` (n,
+    the spot's thinned total over the genes not kept; thinning a sum is the sum of the thinned parts).
+    The target half (``counts - input_counts``) is never stored: the evaluation derives it from the
+    preprocessed counts. Held-out entries are drawn as in ``random``, among the input half's entries
+    (``among: nonzero``: its detected ones), so the mask says nothing about the target half."""
+    if spec.strategy != "countsplit":
+        raise ValueError(f"make_split is for strategy countsplit, got {spec.strategy}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), STRATEGIES.index(spec.strategy), 1]))
+    counts = np.asarray(counts, dtype=np.float32)
+    inp = thin(counts, spec.fraction, rng).astype(np.float32)
+    other = thin(np.asarray(other_counts, dtype=np.float64), spec.fraction, rng).astype(np.float64)
+    held, train = make_mask(inp > 0, spec, seed)
+    return held, train, {"input_counts": inp, "input_other_counts": other}
+
+
+def save_mask(path, held: np.ndarray, train: np.ndarray, spec: MaskSpec, seed: int, dataset: str = "",
+              split: dict | None = None) -> None:
     import json
 
     from stbench.atomic import write_npz
 
     meta = {"spec": asdict(spec), "seed": int(seed), "dataset": dataset, "shape": list(held.shape),
-            "n_held_out": int(held.sum())}
-    write_npz(path, held_out=held, train_spots=train, meta=np.array(json.dumps(meta)))
+            "n_held_out": int(held.sum()), "countsplit": split is not None}
+    write_npz(path, held_out=held, train_spots=train, meta=np.array(json.dumps(meta)), **(split or {}))
+
+
+def load_split(path) -> dict | None:
+    """The input half of a count-splitting mask file (``input_counts``, ``input_other_counts``), else None."""
+    from stbench.errors import DatasetError
+
+    try:
+        with np.load(path) as z:
+            if "input_counts" not in z:
+                return None
+            return {"input_counts": z["input_counts"], "input_other_counts": z["input_other_counts"]}
+    except (OSError, KeyError, ValueError) as e:
+        raise DatasetError(path, f"not a valid mask file ({e})") from None
 
 
 def load_mask(path) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -60,21 +60,29 @@ def preprocess_step(prepared, options, out_h5ad, out_qc) -> dict:
 
 def mask_step(preprocessed, spec, seed: int, out_npz, dataset: str = "") -> None:
     from stbench.loaders.h5ad import read_h5ad
-    from stbench.masks import make_mask, save_mask
+    from stbench.masks import make_mask, make_split, save_mask
 
     pre = read_h5ad(preprocessed)
-    held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, spec, seed)
-    save_mask(out_npz, held, train, spec, seed, dataset)
+    counts = np.asarray(pre.layers["counts"].toarray() if hasattr(pre.layers["counts"], "toarray") else pre.layers["counts"])
+    split = None
+    if spec.strategy == "countsplit":  # binomial thinning into input and target halves; the file keeps the input half
+        held, train, split = make_split(counts, pre.obs["other_counts"].to_numpy(), spec, seed)
+    else:
+        held, train = make_mask(counts > 0, spec, seed)
+    save_mask(out_npz, held, train, spec, seed, dataset, split=split)
 
 
 def task_step(preprocessed, mask_npz, out_task, *, dataset: str = "") -> None:
     """Write the truth-free task file of one (dataset, mask, seed): the only input of a method run."""
     from stbench.loaders.h5ad import read_h5ad
-    from stbench.masks import load_mask
-    from stbench.task import build_task, save_task
+    from stbench.masks import load_mask, load_split
+    from stbench.task import build_task, input_half, save_task
 
     pre = read_h5ad(preprocessed)
     held, train, meta = load_mask(mask_npz)
+    split = load_split(mask_npz)
+    if split is not None:  # count splitting: the task is built from the input half alone
+        pre = input_half(pre, split)
     if held.shape != pre.shape:
         from stbench.errors import DatasetError
 
@@ -113,7 +121,7 @@ def evaluate_step(preprocessed, mask_npz, task_file, imputed_npz, run_json, out_
 
     from stbench.atomic import write_csv
     from stbench.loaders.h5ad import read_h5ad
-    from stbench.masks import load_mask
+    from stbench.masks import load_mask, load_split
     from stbench.metrics import evaluate_imputation
     from stbench.task import load_task, truth_on_scale
 
@@ -130,7 +138,7 @@ def evaluate_step(preprocessed, mask_npz, task_file, imputed_npz, run_json, out_
         out["protocol"] = task.protocol
         with np.load(imputed_npz) as z:
             pred = z["imputed"]
-        res = evaluate_imputation(truth_on_scale(pre, task), pred, held)
+        res = evaluate_imputation(truth_on_scale(pre, task, load_split(mask_npz)), pred, held)
         out.update(metrics=res["metrics"], undefined=res["undefined"], n_held_out=res["n_held_out"],
                    n_genes_scored=res["n_genes_scored"])
         if suspicious(res["metrics"], res["n_held_out"]):

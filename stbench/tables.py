@@ -232,7 +232,8 @@ def beside_paper(summary: pd.DataFrame, paper_dir, table: str) -> pd.DataFrame:
         ours = pd.concat([ref, ours])
         paper = paper.rename(columns={"value": "paper_mean"})
     merged = ours.merge(paper, on=["row", "dataset", "metric"], how="left")
-    keep = ["row", "dataset", "metric", "mean", "std", "n_seeds", "status", "paper_mean"] + (["paper_std"] if "paper_std" in merged else [])
+    keep = ["row", "dataset", "mask_strategy", "ratio", "among", "metric", "mean", "std", "n_seeds", "status",
+            "paper_mean"] + (["paper_std"] if "paper_std" in merged else [])
     return merged[keep].rename(columns={"mean": "ours_mean", "std": "ours_std"})
 
 
@@ -251,8 +252,10 @@ def protocol_text(protocols: dict) -> str:
     groups: dict[str, list[str]] = {}
     for dataset, p in protocols.items():
         pre = PreprocessConfig.from_dict(p["preprocess"])
-        masks = "; ".join(f"{m.strategy} mask, ratio {m.ratio:g}, among {m.among}"
-                          for m in (MaskSpec.from_dict(x) for x in p["masks"]))
+        masks = "; ".join(f"{m.strategy} mask, ratio {m.ratio:g}, among {m.among}" + (
+            f" (count splitting: input half = binomial thinning at {m.fraction:g}, scored against the target half "
+            f"rescaled by {m.fraction:g}/{1 - m.fraction:g})" if m.strategy == "countsplit" else "")
+            for m in (MaskSpec.from_dict(x) for x in p["masks"]))
         text = (f"log-normalised to the median spot total (paper Eq. 41) with library sizes from "
                 f"{'observed entries only' if pre.library_size == 'observed' else 'all entries (the paper; includes held-out counts)'}, "
                 f"{_selection_text(pre)} among genes detected in >= {pre.min_detection:g} of spots, "

@@ -7,6 +7,9 @@ statistics (``scale: zscore``). ``observed`` and ``observed_counts`` hold NaN at
 Changing only the held-out values leaves the task file bit-identical (tests/test_task.py), except
 that ``library_size: all`` (the paper's protocol) carries each spot's total count over all entries.
 Arrays are read-only so that a method cannot corrupt what it was given; copy first.
+
+Count splitting (mask strategy ``countsplit``): the task is built from the input half only
+(:func:`input_half`), so it is bit-identical whatever the target half (tests/test_countsplit.py).
 """
 
 from __future__ import annotations
@@ -160,6 +163,33 @@ def load_task(path, *, reference=None, device: str = "cpu", scratch=".") -> Impu
                           protocol=meta["protocol"])
 
 
-def truth_on_scale(pre, task: ImputationTask) -> np.ndarray:
-    """The full matrix on the task's scale, held-out truth included: for evaluation only, never for methods."""
-    return task.counts_to_scale(np.asarray(pre.layers["counts"], dtype=np.float64))
+def input_half(pre, split: dict):
+    """Count splitting: ``pre`` with only the input half of its counts (``split`` from the mask file), the
+    only data a count-splitting task is built from. Spot totals are the input half's; the raw counts and
+    everything computed from them (X) are replaced."""
+    view = pre.copy()
+    inp = np.asarray(split["input_counts"], dtype=np.float32)
+    if inp.shape != view.shape:
+        raise ValueError(f"input half {inp.shape} does not match the data {view.shape}")
+    other = np.asarray(split["input_other_counts"], dtype=np.float64)
+    view.layers["counts"] = inp
+    view.X = np.log1p(inp)
+    view.obs["other_counts"] = other
+    view.obs["total_counts"] = other + inp.sum(axis=1, dtype=np.float64)
+    return view
+
+
+def truth_on_scale(pre, task: ImputationTask, split: dict | None = None) -> np.ndarray:
+    """The full matrix on the task's scale, held-out truth included: for evaluation only, never for methods.
+
+    Count splitting (``split``: the mask file's input half, :func:`stbench.masks.load_split`): the truth is
+    the target half, ``counts - input``, rescaled to the input half's depth by fraction / (1 - fraction)
+    (molecular cross-validation) and put on the task's scale."""
+    counts = np.asarray(pre.layers["counts"], dtype=np.float64)
+    mask = (task.protocol or {}).get("mask") or {}
+    if mask.get("strategy") == "countsplit":
+        if split is None:
+            raise ValueError("a count-splitting task is scored against the target half: pass the mask file's split")
+        p = float(mask["fraction"])
+        counts = (counts - np.asarray(split["input_counts"], dtype=np.float64)) * (p / (1.0 - p))
+    return task.counts_to_scale(counts)
