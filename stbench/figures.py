@@ -66,15 +66,20 @@ def clustered_heatmap(truth: np.ndarray, held: np.ndarray, panels: dict[str, np.
 
 
 def ratio_curve(figure_csv, out_png, metrics=("pcc", "cosine", "rmse", "mae")) -> None:
-    """Figure 3: each metric against the training mask ratio, one line per dataset."""
+    """Figure 3: each metric against the training mask ratio, one line per dataset (and per held-out mask,
+    where the config lists several)."""
     plt = _plt()
     df = pd.read_csv(figure_csv)
+    keys = ["dataset", "mask_strategy", "ratio", "among"] if {"mask_strategy", "ratio", "among"} <= set(df.columns) else ["dataset"]
+    several = len(keys) > 1 and df[keys[1:]].drop_duplicates().shape[0] > 1
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.0), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         d = df[df["metric"] == metric]
-        for ds, g in d.groupby("dataset"):
+        for key, g in d.groupby(keys, sort=False):
+            key = key if isinstance(key, tuple) else (key,)
+            label = f"{key[0]} ({key[1]} {key[2]:g}, {key[3]})" if several else str(key[0])
             g = g.sort_values("x")
-            ax.errorbar(g["x"], g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=2, label=ds)
+            ax.errorbar(g["x"], g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=2, label=label)
         ax.set_xlabel("training mask ratio")
         ax.set_title(metric.upper() if metric != "cosine" else "Cosine")
     axes[0][0].legend(fontsize=7)

@@ -232,7 +232,8 @@ def beside_paper(summary: pd.DataFrame, paper_dir, table: str) -> pd.DataFrame:
         ours = pd.concat([ref, ours])
         paper = paper.rename(columns={"value": "paper_mean"})
     merged = ours.merge(paper, on=["row", "dataset", "metric"], how="left")
-    keep = ["row", "dataset", "metric", "mean", "std", "n_seeds", "status", "paper_mean"] + (["paper_std"] if "paper_std" in merged else [])
+    keep = ["row", "dataset", "mask_strategy", "ratio", "among", "metric", "mean", "std", "n_seeds", "status",
+            "paper_mean"] + (["paper_std"] if "paper_std" in merged else [])
     return merged[keep].rename(columns={"mean": "ours_mean", "std": "ours_std"})
 
 

@@ -52,6 +52,7 @@ def all_targets():
     out += [f"{R}/figures/rank_stability_{b}.png" for b in sorted(set(SWEEP.values()))]
     if HAS_FIGURE3:
         out.append(f"{R}/figures/figure3.png")
+    out.append(f"{R}/report.html")  # the report rule (report.smk) needs every table and figure above
     return out
 
 

@@ -61,3 +61,86 @@ rule rank_stability:
         f"{LOGS}/rank_stability/{{base}}.log",
     script:
         "../scripts/rank_stability.py"
+
+
+# cost table, spatial maps, mask-ratio robustness figure and the run's one-page HTML report (stbench/report.py).
+RATIOS = sorted({m.ratio for m in MASKS.values()})
+HAS_MASK_RATIO = len(RATIOS) >= 2
+
+
+def run_files():
+    return [f"{run_dir(d, m, s, v.method, v.name)}/run.json"
+            for d in DATASETS for m in MASKS for s in SEEDS for v in VARIANTS]
+
+
+def spatial_files():
+    return [f"{R}/figures/spatial_{d}_{m}.png" for d in DATASETS for m in MASKS if d not in SWEEP]
+
+
+rule cost:
+    input:
+        run_files(),
+    output:
+        f"{R}/tables/cost.csv",
+        f"{R}/tables/cost.md",
+    params:
+        variants=[{"method": v.method, "name": v.name, "label": v.label} for v in VARIANTS],
+        out_dir=f"{R}/tables",
+    log:
+        f"{LOGS}/cost.log",
+    script:
+        "../scripts/cost.py"
+
+
+rule spatial:
+    input:
+        data=rules.preprocess.output.h5ad,
+        mask=f"{R}/{{dataset}}/masks/{{mask}}/seed{SEEDS[0]}.npz",
+        task=f"{R}/{{dataset}}/tasks/{{mask}}/seed{SEEDS[0]}.npz",
+        imputed=lambda wc: list(heatmap_inputs(wc).values()),
+    output:
+        f"{R}/figures/spatial_{{dataset}}_{{mask}}.png",
+    params:
+        labels=lambda wc: list(heatmap_inputs(wc)),
+    log:
+        f"{LOGS}/spatial/{{dataset}}_{{mask}}.log",
+    script:
+        "../scripts/spatial.py"
+
+
+rule mask_ratio:
+    input:
+        f"{R}/tables/table1_long.csv",
+    output:
+        f"{R}/figures/mask_ratio.png",
+    log:
+        f"{LOGS}/mask_ratio.log",
+    script:
+        "../scripts/mask_ratio.py"
+
+
+rule report:
+    input:
+        tables=table_files() + [f"{R}/tables/cost.csv"],
+        metrics=metric_files(),
+        heatmaps=heatmap_files(),
+        figure3=[f"{R}/figures/figure3.png"] if HAS_FIGURE3 else [],
+        mask_ratio=[f"{R}/figures/mask_ratio.png"] if HAS_MASK_RATIO else [],
+        rank_stability=[f"{R}/figures/rank_stability_{b}.png" for b in sorted(set(SWEEP.values()))],
+        spatial=spatial_files(),
+        qc=[f"{R}/{d}/qc.json" for d in DATASETS],
+    output:
+        f"{R}/report.html",
+    params:
+        run=RUN,
+        protocols=cfg.protocols(config),
+        datasets={d: {"spec": cfg.dataset_spec(config, d), "qc": f"{R}/{d}/qc.json", "prepare": f"{R}/{d}/prepare.json"}
+                  for d in DATASETS},
+        tables_dir=f"{R}/tables",
+        figures_dir=f"{R}/figures",
+        sweeps=SWEEP,
+        ratios=RATIOS,
+    log:
+        f"{LOGS}/report.log",
+    script:
+        "../scripts/report.py"

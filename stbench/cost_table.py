@@ -1,0 +1,72 @@
+"""The cost table: what each method cost per dataset, from every run's ``run.json`` (mean over seeds).
+
+Wall time is the whole sandboxed run (process start to result); peak RSS is the method process's own;
+peak GPU memory is ``torch.cuda.max_memory_allocated`` (empty on CPU); device is what the run used.
+(Estimates before a run are ``stbench.cost_estimate``'s; this table is what was measured.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stbench.atomic import write_csv, write_text
+
+COLUMNS = ["dataset", "method", "variant", "label", "n_runs", "n_ok", "wall_time_s", "peak_rss_mb", "peak_gpu_mb", "device"]
+
+
+def _num(x):
+    try:
+        return float(x) if x is not None else np.nan
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def cost_table(run_files, variants: list[dict] | None = None) -> pd.DataFrame:
+    """One row per (dataset, method, variant): runs, successful runs, and the mean over seeds of wall time,
+    peak RSS and peak GPU memory; the devices used (comma-separated if they differ)."""
+    labels = {(v["method"], v["name"]): v.get("label") for v in variants or []}
+    rows = []
+    for f in run_files:
+        rec = json.loads(Path(f).read_text())
+        rows.append({"dataset": rec.get("dataset"), "method": rec.get("method"), "variant": rec.get("variant"),
+                     "seed": rec.get("seed"), "ok": rec.get("status") == "ok",
+                     "wall_time_s": _num(rec.get("wall_time_s")), "peak_rss_mb": _num(rec.get("peak_rss_mb")),
+                     "peak_gpu_mb": _num(rec.get("peak_cuda_mb")), "device": rec.get("device") or "n/a"})
+    if not rows:
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.DataFrame(rows)
+    out = (df.groupby(["dataset", "method", "variant"], sort=False, dropna=False)
+             .agg(n_runs=("seed", "size"), n_ok=("ok", "sum"), wall_time_s=("wall_time_s", "mean"),
+                  peak_rss_mb=("peak_rss_mb", "mean"), peak_gpu_mb=("peak_gpu_mb", "mean"),
+                  device=("device", lambda d: ", ".join(dict.fromkeys(map(str, d)))))
+             .reset_index())
+    out["label"] = [labels.get((m, v)) or (m if v == "default" else f"{m} ({v})")
+                    for m, v in zip(out["method"], out["variant"])]
+    out["n_ok"] = out["n_ok"].astype(int)
+    return out[COLUMNS]
+
+
+def cost_markdown(df: pd.DataFrame) -> str:
+    """The cost table for a reader: seconds, MB, '-' where a quantity does not apply (no GPU memory on CPU)."""
+    def num(x, fmt):
+        return "-" if not np.isfinite(x) else format(x, fmt)
+
+    lines = ["| dataset | method | runs (ok) | wall time (s) | peak RSS (MB) | peak GPU memory (MB) | device |",
+             "|---|---|---|---|---|---|---|"]
+    for r in df.itertuples(index=False):
+        lines.append(f"| {r.dataset} | {r.label} | {r.n_runs} ({r.n_ok}) | {num(r.wall_time_s, '.1f')} | "
+                     f"{num(r.peak_rss_mb, '.0f')} | {num(r.peak_gpu_mb, '.0f')} | {r.device} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_cost(run_files, variants, out_dir) -> pd.DataFrame:
+    """Write cost.csv and cost.md under ``out_dir``."""
+    out_dir = Path(out_dir)
+    df = cost_table(run_files, variants)
+    write_csv(out_dir / "cost.csv", df, index=False)
+    write_text(out_dir / "cost.md", "# Cost per method and dataset (mean over seeds)\n\n" + cost_markdown(df))
+    return df
