@@ -20,9 +20,13 @@ def main(argv=None) -> int:
     s = sub.add_parser("simulate", help="write the deterministic demo dataset (and its reference)")
     s.add_argument("out", help="output .h5ad; the reference goes beside it as <name>.reference.h5ad")
     s.add_argument("--seed", type=int, default=0)
+    e = sub.add_parser("estimate", help="estimated device-hours of a config's GPU jobs, from measured rates")
+    e.add_argument("--config", default="config.yaml")
+    e.add_argument("--device", default=None, help="a device named in the rate CSVs (default: the first CUDA one)")
+    e.add_argument("--rates", nargs="*", default=None, help="rate CSVs (default: benchmarks/results/stmcdi_*.csv)")
     args = ap.parse_args(argv)
 
-    from stbench.errors import StbenchError
+    from stbench.errors import ConfigError, StbenchError
 
     try:
         if args.cmd == "methods":
@@ -47,6 +51,18 @@ def main(argv=None) -> int:
                 adata = get_loader("h5ad")({"path": args.path})
             validate_dataset(adata, args.path)
             print(f"{args.path}: ok ({adata.n_obs} spots x {adata.n_vars} genes)")
+        elif args.cmd == "estimate":
+            import yaml
+
+            from stbench import cost_estimate
+
+            with open(args.config) as fh:
+                config = yaml.safe_load(fh)
+            known = cost_estimate.devices(args.rates)
+            device = args.device or next((d for d in known if d != "cpu"), known[0] if known else "cpu")
+            if device not in known:
+                raise ConfigError(f"no measured rates for device {device!r}; measured: {', '.join(known)}")
+            print(cost_estimate.report(cost_estimate.estimate(config, device, args.rates), device))
         elif args.cmd == "simulate":
             from pathlib import Path
 

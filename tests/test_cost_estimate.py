@@ -1,0 +1,88 @@
+"""The cost model (`stbench estimate`): device-hours from measured rates, never from guesses."""
+
+import csv
+import math
+
+import pytest
+
+from stbench import cost_estimate
+from stbench.cli import main
+from stbench.registry import get_method
+
+FIELDS = ["device", "preset", "n_spots", "n_genes", "channels", "layers", "heads", "batch_size", "T",
+          "train_steps_per_s", "n_samples", "ddpm_s_per_1000_spots"]
+
+
+def _rates(path, device="GPU X", train=100.0, ddpm=2000.0, n_samples=10):
+    p = get_method("stmcdi").params("quick")
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, FIELDS)
+        w.writeheader()
+        w.writerow({"device": device, "preset": "quick", "n_spots": 600, "n_genes": 350, "channels": p["channels"],
+                    "layers": p["layers"], "heads": p["heads"], "batch_size": p["batch_size"], "T": p["num_steps"],
+                    "train_steps_per_s": train, "n_samples": n_samples, "ddpm_s_per_1000_spots": ddpm})
+    return path
+
+
+def _config(**stmcdi):
+    return {"run": "costtest", "seeds": [0, 1], "datasets": {"demo": {"format": "simulate", "seed": 0}},
+            "methods": {"mean": {}, "stmcdi": {"preset": "quick", **stmcdi}}}
+
+
+def test_diffusion_job_cost_follows_the_measured_rates(tmp_path):
+    rates = _rates(tmp_path / "r.csv")
+    costs = cost_estimate.estimate(_config(), "GPU X", [rates], results_dir=tmp_path / "none")
+    c = next(c for c in costs if c.method == "stmcdi")
+    p = get_method("stmcdi").params("quick")
+    n = c.n_spots
+    steps = p["epochs"] * math.ceil(n / p["batch_size"])
+    assert c.jobs == 2 and c.train_steps == steps
+    assert c.train_s == pytest.approx(steps / 100.0)
+    chain = min(p["sample_steps"], p["num_steps"]) if p["sampler"] == "ddim" else p["num_steps"]
+    per_step = 2000.0 / p["num_steps"] * p["n_samples"] / 10
+    assert c.sample_s == pytest.approx(per_step * chain * n / 1000)
+    assert c.hours == pytest.approx(2 * (c.train_s + c.sample_s) / 3600)
+    assert next(c for c in costs if c.method == "mean").hours is None  # CPU baselines are not modelled
+
+
+def test_sampling_cost_scales_with_samples_and_chain(tmp_path):
+    rates = [_rates(tmp_path / "r.csv")]
+    base = next(c for c in cost_estimate.estimate(_config(), "GPU X", rates, tmp_path) if c.method == "stmcdi")
+    more = _config(variants={"default": {"params": {"n_samples": 2 * get_method("stmcdi").params("quick")["n_samples"]}}})
+    c2 = next(c for c in cost_estimate.estimate(more, "GPU X", rates, tmp_path) if c.method == "stmcdi")
+    assert c2.sample_s == pytest.approx(2 * base.sample_s) and c2.train_s == base.train_s
+    ddpm = _config(variants={"default": {"params": {"sampler": "ddpm"}}})
+    c3 = next(c for c in cost_estimate.estimate(ddpm, "GPU X", rates, tmp_path) if c.method == "stmcdi")
+    p = get_method("stmcdi").params("quick")
+    assert c3.sample_s == pytest.approx(base.sample_s * p["num_steps"] / min(p["sample_steps"], p["num_steps"]))
+
+
+def test_an_unmeasured_model_size_is_reported_not_guessed(tmp_path):
+    rates = [_rates(tmp_path / "r.csv")]
+    cfg = _config(variants={"default": {"params": {"channels": 64}}})
+    c = next(c for c in cost_estimate.estimate(cfg, "GPU X", rates, tmp_path) if c.method == "stmcdi")
+    assert c.hours is None and c.rate == "unmeasured"
+    assert "unmeasured: stmcdi/default" in cost_estimate.report([c], "GPU X")
+
+
+def test_cli_prints_the_total_and_rejects_an_unknown_device(tmp_path, capsys):
+    import yaml
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(_config()))
+    rates = str(_rates(tmp_path / "r.csv"))
+    assert main(["estimate", "--config", str(tmp_path / "c.yaml"), "--rates", rates]) == 0
+    out = capsys.readouterr().out
+    assert "Total for the modelled GPU jobs" in out and "GPU X" in out
+    assert main(["estimate", "--config", str(tmp_path / "c.yaml"), "--rates", rates, "--device", "TPU"]) == 2
+    assert "no measured rates for device 'TPU'" in capsys.readouterr().err
+
+
+def test_paper_config_is_costed_from_the_committed_rates():
+    """config.yaml against the committed H100 rates: every stMCDI variant is measured."""
+    import yaml
+
+    cfg = yaml.safe_load(open(cost_estimate.ROOT / "config.yaml"))
+    dev = next(d for d in cost_estimate.devices() if d != "cpu")
+    costs = [c for c in cost_estimate.estimate(cfg, dev, results_dir=cost_estimate.ROOT / "no-such-run")
+             if c.method == "stmcdi"]
+    assert costs and all(c.hours is not None for c in costs)
