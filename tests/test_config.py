@@ -79,7 +79,7 @@ def test_the_shipped_configs_validate():
     from stbench.registry import default_methods_dir
 
     root = default_methods_dir().parent
-    for name in ("config.yaml", "workflow/demo.yaml"):
+    for name in ("config.yaml", *sorted(str(p.relative_to(root)) for p in (root / "workflow").glob("*.yaml"))):
         cfg.validate(cfg.with_defaults(yaml.safe_load((root / name).read_text())))
 
 
