@@ -143,7 +143,7 @@ def variants(config: dict, methods_dir=None) -> list[Variant]:
             except ConfigError as e:
                 raise ConfigError(f"variant '{vname}': {e}") from None
             out.append(Variant(mname, str(vname), params, table=v.get("table", "table1"),
-                               label=v.get("label") or (method.title if vname == "default" else f"{method.title} ({vname})"),
+                               label=v.get("label") or (method.label(params) if vname == "default" else f"{method.title} ({vname})"),
                                figure=v.get("figure"), x=v.get("x"), resources=resources, env=str(method.env),
                                container=method.container))
     if not out:

@@ -20,7 +20,7 @@ import yaml
 from stbench.errors import ConfigError, MethodError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-MANIFEST_KEYS = {"name", "title", "citation", "needs", "resources", "env", "container", "params", "param_schema",
+MANIFEST_KEYS = {"name", "title", "label", "citation", "needs", "resources", "env", "container", "params", "param_schema",
                  "presets", "fidelity", "implementation", "url"}
 DEFAULT_RESOURCES = {"gpu": 0, "mem_mb": 2000, "threads": 1}
 
@@ -39,6 +39,12 @@ class Method:
     @property
     def title(self) -> str:
         return self.manifest.get("title", self.name)
+
+    def label(self, params: dict) -> str:
+        """The default variant's row label: ``label`` in method.yaml, a format string over the resolved
+        parameters (e.g. ``"stMCDI (target: {target})"``), else the title."""
+        template = self.manifest.get("label")
+        return template.format(**params) if template else self.title
 
     @property
     def needs_reference(self) -> bool:

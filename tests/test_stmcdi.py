@@ -162,3 +162,156 @@ def test_beats_the_gene_mean_on_smooth_data(tmp_path):
     gene_mean = np.broadcast_to(np.nanmean(obs, 0), x.shape)
     rmse = lambda a: float(np.sqrt(((a[held] - x[held]) ** 2).mean()))  # noqa: E731
     assert rmse(out) < rmse(gene_mean)
+
+
+# ---- the review's fixes (issue 10, item 5) ------------------------------------------------------
+
+def test_checkpoint_is_loaded_on_the_cpu(data, tmp_path, monkeypatch):
+    """RNG states must reach set_rng_state / Generator.set_state as CPU uint8 tensors (CUDA-safe resume)."""
+    x, xy, held = data
+    stm.run(make_task(x, xy, held, tmp_path), **TEST)  # leaves a finished checkpoint in scratch
+    seen = {}
+    real_load, real_set = torch.load, torch.set_rng_state
+
+    def load(*a, **k):
+        seen["map_location"] = k.get("map_location")
+        return real_load(*a, **k)
+
+    def set_rng_state(state):
+        seen["rng"] = (state.device.type, state.dtype)
+        return real_set(state)
+
+    monkeypatch.setattr(torch, "load", load)
+    monkeypatch.setattr(torch, "set_rng_state", set_rng_state)
+    r = stm.run(make_task(x, xy, held, tmp_path), **TEST)
+    assert r["history"]["resumed_from"] == r["history"]["steps"]
+    assert seen == {"map_location": "cpu", "rng": ("cpu", torch.uint8)}
+
+
+def _resume_equals_uninterrupted(x, xy, held, tmp_path, monkeypatch):
+    from stbench_methods.stmcdi import train as trn
+
+    p = {**TEST, "epochs": 4, "checkpoints": 4, "dropout": 0.1}
+    full = stm.run(make_task(x, xy, held, tmp_path / "full"), **p)
+    calls = {"n": 0}
+    real = trn.EMA.update
+
+    def crash(self, model):
+        calls["n"] += 1
+        if calls["n"] == full["history"]["steps"] - 2:  # after the third checkpoint, before the end
+            raise KeyboardInterrupt
+        return real(self, model)
+
+    monkeypatch.setattr(trn.EMA, "update", crash)
+    with pytest.raises(KeyboardInterrupt):
+        stm.run(make_task(x, xy, held, tmp_path / "cut"), **p)
+    monkeypatch.setattr(trn.EMA, "update", real)
+    again = stm.run(make_task(x, xy, held, tmp_path / "cut"), **p)
+    assert 0 < again["history"]["resumed_from"] < again["history"]["steps"]
+    np.testing.assert_array_equal(full["imputed"], again["imputed"])
+
+
+def test_resume_mid_training_equals_an_uninterrupted_run(data, tmp_path, monkeypatch):
+    x, xy, held = data
+    _resume_equals_uninterrupted(x, xy, held, tmp_path, monkeypatch)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_resume_on_cuda(data, tmp_path):
+    x, xy, held = data
+    import dataclasses
+
+    t = dataclasses.replace(make_task(x, xy, held, tmp_path), device="cuda")
+    assert t.torch_device().type == "cuda"
+    a = stm.run(t, **TEST)
+    b = stm.run(t, **TEST)  # resumes from the finished checkpoint: RNG states loaded on the CPU
+    assert b["history"]["resumed_from"] == b["history"]["steps"]
+    np.testing.assert_array_equal(a["imputed"], b["imputed"])
+
+
+@pytest.mark.parametrize("kind", ["gcn", "gat", "gin"])
+def test_minibatch_encoder_equals_full_graph(kind):
+    from stbench_methods.stmcdi.encoder import GraphEncoder
+    from stbench_methods.stmcdi.graph import subgraph_for
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    xy = np.stack(np.meshgrid(np.arange(30), np.arange(20)), -1).reshape(-1, 2) + rng.normal(0, 0.1, (600, 2))
+    n = len(xy)
+    ei = knn_edge_index(xy, 5)
+    enc = GraphEncoder(kind, 20, 16, 3).eval()
+    x = torch.randn(n, 20)
+    full_ei, full_ew = enc.graph(ei, n)
+    ref = enc(x, ei)
+    for batch in (torch.arange(0, 16), torch.as_tensor(rng.choice(n, 8, replace=False))):
+        nodes, sub_ei, pos, sub_ew = subgraph_for(batch, full_ei, n, enc.hops, full_ew)
+        assert len(nodes) < n  # a real subgraph, with an outer ring
+        out = enc(x[nodes], sub_ei, sub_ew)[pos] if kind == "gcn" else enc(x[nodes], sub_ei)[pos]
+        torch.testing.assert_close(out, ref[batch], atol=1e-5, rtol=0)
+
+
+def test_diverged_model_fails_with_a_clear_error(data, tmp_path, monkeypatch):
+    x, xy, held = data
+
+    def nan_sample(self, xb, *a, **k):
+        return torch.full((a[2], *xb.shape), float("nan"))  # (ob, zb, n_samples, ...)
+
+    monkeypatch.setattr(STMCDI, "sample", nan_sample)
+    with pytest.raises(FloatingPointError, match=r"stMCDI: the imputation has \d+ non-finite.*lr"):
+        stm.impute(make_task(x, xy, held, tmp_path), **TEST)
+
+
+@pytest.mark.parametrize("name,value", [("sampler", "euler"), ("aggregate", "mode"), ("optimizer", "sgd")])
+def test_bad_enum_fails_before_training(name, value, data, tmp_path, monkeypatch):
+    from stbench.errors import ConfigError
+
+    x, xy, held = data
+    with pytest.raises(ConfigError, match=name):
+        METHOD.params("test", {name: value})
+
+    def no_fit(*a, **k):
+        raise AssertionError("fit was called")
+
+    monkeypatch.setattr(stm, "fit", no_fit)
+    with pytest.raises(ValueError, match=f"{name}={value!r}"):
+        stm.run(make_task(x, xy, held, tmp_path), **{**TEST, name: value})
+
+
+def test_deterministic_algorithms_are_on_inside_fit(data, tmp_path, monkeypatch):
+    x, xy, held = data
+    seen = []
+    real = stm.fit
+
+    def spy(*a, **k):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return real(*a, **k)
+
+    monkeypatch.setattr(stm, "fit", spy)
+    before = torch.are_deterministic_algorithms_enabled()
+    stm.impute(make_task(x, xy, held, tmp_path), **TEST)
+    assert seen == [True] and torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_config_variants_table1_label_and_figure3():
+    """config.yaml: no stMCDI variant duplicates another's parameters (ratio_0.6 was the default's twin),
+    the default variant is Figure 3's 0.6 point, and the Table 1 row names the reading."""
+    import yaml
+
+    from stbench import config as cfg
+    from stbench.registry import default_methods_dir
+
+    conf = yaml.safe_load((default_methods_dir().parent / "config.yaml").read_text())
+    vs = [v for v in cfg.variants(conf) if v.method == "stmcdi"]
+    keys = [json_key(v.params) for v in vs]
+    assert len(set(keys)) == len(keys)
+    fig3 = {v.x: v.name for v in vs if v.figure == "figure3"}
+    assert fig3[0.6] == "default"
+    default = next(v for v in vs if v.name == "default")
+    assert default.label == f"stMCDI (target: {default.params['target']})"
+    assert METHOD.label({**TEST, "target": "latent"}) == "stMCDI (target: latent)"
+
+
+def json_key(p):
+    import json
+
+    return json.dumps(p, sort_keys=True, default=str)

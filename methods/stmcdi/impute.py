@@ -23,6 +23,29 @@ _SAMPLING_ONLY = {"sampler", "sample_steps", "eta", "n_samples", "aggregate", "s
                   "checkpoints", "threads"}
 SAMPLERS = ("ddpm", "ddim")
 AGGREGATES = ("median", "mean")
+OPTIMIZERS = ("adamw", "adam")
+ENUMS = {"sampler": SAMPLERS, "aggregate": AGGREGATES, "optimizer": OPTIMIZERS, "target": ("values", "latent"),
+         "encoder": ("gcn", "gat", "gin", "mlp", "none"), "train_mask_strategy": ("random", "spot", "gene"),
+         "schedule": ("quad", "linear")}
+
+
+def check_params(p: dict) -> None:
+    """Every enumerated parameter, checked before anything is built or trained (the registry checks the
+    same through param_schema; this is for direct callers of ``run``/``impute``)."""
+    for name, allowed in ENUMS.items():
+        if p.get(name) not in allowed:
+            raise ValueError(f"stMCDI: parameter {name}={p.get(name)!r} is invalid; allowed: {', '.join(allowed)}")
+    if not 0 < float(p["train_mask_ratio"]) < 1:
+        raise ValueError(f"stMCDI: train_mask_ratio={p['train_mask_ratio']!r} must lie in (0, 1)")
+
+
+def check_finite(imputed: np.ndarray) -> None:
+    """A diverged model is a failed run, never a silent fill."""
+    bad = int((~np.isfinite(imputed)).sum())
+    if bad:
+        raise FloatingPointError(
+            f"stMCDI: the imputation has {bad} non-finite value(s) (NaN/inf) of {imputed.size}: the model diverged. "
+            "Lower lr, keep grad_clip on (1.0), or use more sampling steps / a smaller x0 clip.")
 
 
 @contextlib.contextmanager
@@ -67,8 +90,7 @@ def standardise(x: np.ndarray, m: np.ndarray, rows: np.ndarray):
 def run(task, **p) -> dict:
     """Fit and sample with the resolved parameters ``p`` (the registry's); returns imputed, spread
     (per-entry sample std), mean, median, history, parameter counts."""
-    if p["sampler"] not in SAMPLERS or p["aggregate"] not in AGGREGATES:
-        raise ValueError(f"sampler must be one of {SAMPLERS} and aggregate one of {AGGREGATES}")
+    check_params(p)
     device = task.torch_device()
     x = np.array(task.observed, dtype=np.float32, copy=True)
     m = np.array(task.observed_mask, dtype=bool, copy=True)
@@ -119,7 +141,8 @@ def run(task, **p) -> dict:
     est = med if p["aggregate"] == "median" else mean
     back = lambda a: a * sd + mu  # noqa: E731
     imputed = np.where(m, x, back(est))
-    imputed = imputed.astype(np.float32)  # a diverged model gives NaN/inf here: the runner records a failure
+    imputed = imputed.astype(np.float32)
+    check_finite(imputed)  # a diverged model fails the run with a clear error
     spread = np.where(m, 0.0, spread * sd).astype(np.float32)  # observed entries are given, not sampled
     return {"imputed": imputed, "median": back(med), "mean": back(mean), "spread": spread,
             "history": hist, "n_parameters": parameter_breakdown(model), "params": p}

@@ -55,8 +55,12 @@ class STMCDI(nn.Module):
     def hops(self) -> int:
         return 0 if self.encoder is None else self.encoder.hops
 
-    def encode(self, x_in, edge_index):
-        return None if self.encoder is None else self.encoder(x_in, edge_index)
+    def graph(self, edge_index, n_nodes: int):
+        """The full graph as the encoder uses it (GCN: self loops and full-graph normalisation weights)."""
+        return (edge_index, None) if self.encoder is None else self.encoder.graph(edge_index, n_nodes)
+
+    def encode(self, x_in, edge_index, edge_weight=None):
+        return None if self.encoder is None else self.encoder(x_in, edge_index, edge_weight)
 
     def side_info(self, cond: torch.Tensor, latent) -> torch.Tensor:
         b, g = cond.shape
@@ -71,9 +75,10 @@ class STMCDI(nn.Module):
         return torch.cat(parts, -1)
 
     # ---- training (Eq. 12) -----------------------------------------------------------------
-    def training_loss(self, x_sub, o_sub, edge_index, pos, gen=None):
+    def training_loss(self, x_sub, o_sub, edge_index, pos, gen=None, edge_weight=None):
         """x_sub/o_sub: (n_sub, G) standardised values (0 where unobserved) and observed mask of the
-        batch's neighbourhood subgraph; ``pos`` indexes the batch spots inside it."""
+        batch's neighbourhood subgraph; ``pos`` indexes the batch spots inside it; ``edge_weight``:
+        the subgraph edges' full-graph weights (GCN), so the batch's latent is the full-graph one."""
         p = self.p
         xb, ob = x_sub[pos], o_sub[pos]
         M = train_targets(ob, p["train_mask_strategy"], p["train_mask_ratio"], gen)
@@ -82,7 +87,7 @@ class STMCDI(nn.Module):
             enc_mask = o_sub.clone()
             if p["or_mask"]:
                 enc_mask[pos] = ob & ~M  # OR mask: the targets are invisible to the encoder
-            z = self.encode(x_sub * enc_mask, edge_index)[pos]
+            z = self.encode(x_sub * enc_mask, edge_index, edge_weight)[pos]
         if p["lr_mask"]:
             cond, loss_mask = ob & ~M, M
         else:

@@ -62,9 +62,12 @@ def fit(model, X: torch.Tensor, O: torch.Tensor, edge_index: torch.Tensor, train
     ema = EMA(model, p["ema"]) if p["ema"] else None
     amp = bool(p["amp"]) and dev.type == "cuda"
     history, step, resumed = [], 0, 0
+    full_ei, full_ew = model.graph(edge_index, n)  # GCN: normalised once on the full graph (exact mini-batches)
     if ckpt is not None and ckpt.exists():
         st = torch.load(ckpt, map_location="cpu", weights_only=False)  # RNG states must stay CPU byte tensors
-        model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
+        model.load_state_dict(st["model"])  # copies into the model's parameters, on its device
+        opt.load_state_dict(st["opt"])  # torch casts the optimiser state to each parameter's device
+        sched.load_state_dict(st["sched"])
         if ema is not None and st.get("ema") is not None:
             ema.shadow = [s.to(dev) for s in st["ema"]]
         step, history, resumed = st["step"], st["history"], st["step"]
@@ -97,9 +100,9 @@ def fit(model, X: torch.Tensor, O: torch.Tensor, edge_index: torch.Tensor, train
             g_ep = torch.Generator().manual_seed(int(seed) * 100003 + step // per_epoch)
             perm = train_idx[torch.randperm(train_idx.numel(), generator=g_ep).to(train_idx.device)]
         batch = perm[k * int(p["batch_size"]):(k + 1) * int(p["batch_size"])]
-        nodes, sub_ei, pos = subgraph_for(batch, edge_index, n, model.hops)
+        nodes, sub_ei, pos, sub_ew = subgraph_for(batch, full_ei, n, model.hops, full_ew)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            loss, mse, rec = model.training_loss(X[nodes], O[nodes], sub_ei, pos, gen)
+            loss, mse, rec = model.training_loss(X[nodes], O[nodes], sub_ei, pos, gen, sub_ew)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if p["grad_clip"]:
