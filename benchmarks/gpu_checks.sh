@@ -23,7 +23,14 @@ for preset in paper quick; do
     --n-samples 100 --out "$OUT/stmcdi_cuda_$preset.csv" 2>&1 | tail -2
 done
 
+echo "== 2b. where a paper-preset training step spends its time"
+timeout 90 $PY benchmarks/profile_stmcdi.py --device cuda --preset paper --spots 2000 --steps 20 2>&1 | tail -32 > "$OUT/profile_paper.txt"
+tail -3 "$OUT/profile_paper.txt"
+
 echo "== 3. sampling study, quick preset, demo and seqFISH field 43 (all spots, 100 samples)"
 timeout 330 $PY benchmarks/stmcdi_sampling.py run .bench/demo .bench/seqfish_field43 --preset quick --device cuda \
   --max-samples 100 --out "$OUT/stmcdi_sampling.csv" 2>&1 | grep -v Warning
+echo "== 4. the quick preset's attention width on accuracy: two 8-wide heads instead of one 16-wide"
+timeout 120 $PY benchmarks/stmcdi_sampling.py run .bench/demo --preset quick --device cuda --max-samples 100 --steps 25 \
+  --set heads=2 --out "$OUT/stmcdi_sampling_heads2.csv" 2>&1 | grep -v Warning
 ls -la "$OUT"
