@@ -150,3 +150,26 @@ def test_dry_run_rejects_a_bad_protocol_value_naming_it(tmp_path):
     cfg = {"run": "bad", "preprocess": {"scale": "cpm"}, "datasets": {"sim": {"format": "simulate"}}, "methods": {"mean": {}}}
     res = _dry(tmp_path, cfg)
     assert res.returncode != 0 and "preprocess/scale" in res.stdout + res.stderr and "'cpm'" in res.stdout + res.stderr
+
+
+def test_report_latex_cost_and_spatial_maps(tiny_run):
+    """The default target ends with the report: one self-contained page built from this run's files."""
+    page = (tiny_run / "report.html").read_text()
+    assert "<img" in page and 'src="http' not in page and "<script" not in page
+    assert page.count('src="data:image/png;base64,') == 2  # the Figure 2 heatmap and the spatial map
+    assert "deliberate failure" in page.split('id="problemtable"')[1]  # Boom's failed runs, with their reason
+    assert 'id="costtable"' in page and "Not in this run: the config lists fewer than two mask ratios" in page
+    assert (tiny_run / "figures" / "spatial_sim_random-0.1-all.png").read_bytes()[:4] == b"\x89PNG"
+    cost = pd.read_csv(tiny_run / "tables" / "cost.csv")
+    assert set(cost["label"]) == {"Mean", "Mean (per gene)", "KNN", "Boom"} and (cost["n_runs"] == 2).all()
+    assert "\\toprule" in (tiny_run / "tables" / "table1.tex").read_text()
+
+
+def test_dry_run_draws_the_mask_ratio_figure_only_for_two_or_more_ratios(tmp_path):
+    base = {"run": "r", "datasets": {"sim": {"format": "simulate"}}, "methods": {"mean": {}}}
+    one = _dry(tmp_path, {**base, "masks": [{"ratio": 0.1}]})
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert "rule report:" in one.stdout and "rule mask_ratio:" not in one.stdout
+    two = _dry(tmp_path, {**base, "masks": [{"ratio": 0.1}, {"ratio": 0.3}]})
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "rule mask_ratio:" in two.stdout and "results/r/figures/mask_ratio.png" in two.stdout
