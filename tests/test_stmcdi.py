@@ -11,7 +11,7 @@ METHOD = get_method("stmcdi")
 METHOD.load_impute()
 from stbench_methods.stmcdi import impute as stm  # noqa: E402
 from stbench_methods.stmcdi.graph import knn_edge_index  # noqa: E402
-from stbench_methods.stmcdi.masks import train_targets  # noqa: E402
+from stbench.diffusion.masks import train_targets  # noqa: E402
 from stbench_methods.stmcdi.model import STMCDI, count_parameters  # noqa: E402
 
 TEST = METHOD.params("test")

@@ -6,13 +6,15 @@ never read); held-out entries are the imputation targets, observed entries the c
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from stbench.diffusion.common import check_finite, default_chunk, sample_rows, standardise
+from stbench.diffusion.common import determinism as _determinism
 
 from .graph import knn_edge_index
 from .model import STMCDI, parameter_breakdown
@@ -39,33 +41,6 @@ def check_params(p: dict) -> None:
         raise ValueError(f"stMCDI: train_mask_ratio={p['train_mask_ratio']!r} must lie in (0, 1)")
 
 
-def check_finite(imputed: np.ndarray) -> None:
-    """A diverged model is a failed run, never a silent fill."""
-    bad = int((~np.isfinite(imputed)).sum())
-    if bad:
-        raise FloatingPointError(
-            f"stMCDI: the imputation has {bad} non-finite value(s) (NaN/inf) of {imputed.size}: the model diverged. "
-            "Lower lr, keep grad_clip on (1.0), or use more sampling steps / a smaller x0 clip.")
-
-
-@contextlib.contextmanager
-def _determinism(seed: int, device: torch.device, threads):
-    """Seed torch (restoring the caller's RNG afterwards) and ask for deterministic kernels (CPU and CUDA)."""
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_threads = torch.get_num_threads()
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True, warn_only=True)  # CUDA: with CUBLAS_WORKSPACE_CONFIG (sandbox env)
-        if threads:
-            torch.set_num_threads(int(threads))
-        try:
-            yield
-        finally:
-            torch.use_deterministic_algorithms(prev_det)
-            torch.set_num_threads(prev_threads)
-
-
 def _key(task, p: dict) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({k: v for k, v in sorted(p.items()) if k not in _SAMPLING_ONLY}, default=str).encode())
@@ -74,17 +49,6 @@ def _key(task, p: dict) -> str:
         h.update(np.ascontiguousarray(a).tobytes())
     h.update(str(task.seed).encode())
     return h.hexdigest()[:16]
-
-
-def standardise(x: np.ndarray, m: np.ndarray, rows: np.ndarray):
-    """Per-gene z-score from the observed entries of ``rows`` (the released code z-scores genes)."""
-    xm = np.where(m, x, 0.0)[rows]
-    cnt = m[rows].sum(0)
-    mu = xm.sum(0) / np.maximum(cnt, 1)
-    var = (np.where(m[rows], xm - mu, 0.0) ** 2).sum(0) / np.maximum(cnt - 1, 1)
-    sd = np.sqrt(var)
-    sd = np.where(sd > 1e-8, sd, 1.0)
-    return mu.astype(np.float32), sd.astype(np.float32)
 
 
 def run(task, **p) -> dict:
@@ -124,20 +88,16 @@ def run(task, **p) -> dict:
             Z = model.encode(X * O, edge_index)
             Z = None if Z is None else Z.float()
         clip = 1.5 * float(np.abs(xs).max()) + 1.0  # DDIM x0 bound: beyond any observed standardised value
-        chunk = p["sample_batch"] or max(1, (2 ** 22 if device.type == "cuda" else 2 ** 19) // max(1, S * g))
-        sample_rows = np.flatnonzero((~m).any(1)) if p["lr_mask"] else np.arange(n)
-        med = np.zeros((n, g), np.float32); mean = np.zeros((n, g), np.float32); spread = np.zeros((n, g), np.float32)
-        for s0 in range(0, len(sample_rows), chunk):
-            idx = torch.as_tensor(sample_rows[s0:s0 + chunk], device=device)
+        chunk = p["sample_batch"] or default_chunk(device, S, g)
+        rows = np.flatnonzero((~m).any(1)) if p["lr_mask"] else np.arange(n)
+
+        def draw(idx):
             zb = None if Z is None else Z[idx]
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                smp = model.sample(X[idx], O[idx], zb, S, p["sampler"], int(p["sample_steps"]), float(p["eta"]), gen,
-                                   clip=clip)
-            smp = smp.float()
-            rows = sample_rows[s0:s0 + chunk]
-            med[rows] = smp.median(0).values.cpu().numpy()
-            mean[rows] = smp.mean(0).cpu().numpy()
-            spread[rows] = smp.std(0, unbiased=False).cpu().numpy()
+                return model.sample(X[idx], O[idx], zb, S, p["sampler"], int(p["sample_steps"]), float(p["eta"]), gen,
+                                    clip=clip)
+
+        med, mean, spread = sample_rows(draw, rows, (n, g), S, chunk, device)
     est = med if p["aggregate"] == "median" else mean
     back = lambda a: a * sd + mu  # noqa: E731
     imputed = np.where(m, x, back(est))

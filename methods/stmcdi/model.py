@@ -23,10 +23,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .denoiser import Denoiser, sinusoidal_table
-from .diffusion import Schedule, ddim_sample, ddpm_sample
+from stbench.diffusion import Denoiser, Schedule, ddim_sample, ddpm_sample, sinusoidal_table
+from stbench.diffusion.masks import train_targets
 from .encoder import GraphEncoder
-from .masks import train_targets
 
 
 class STMCDI(nn.Module):

@@ -1,4 +1,4 @@
-"""CSDI-style conditional denoiser (Tashiro et al. 2021) with the spot as the sample and the genes
+"""CSDI-style conditional denoiser (Tashiro et al. 2021), shared by stMCDI and CSDI, with the spot as the sample and the genes
 as tokens: residual layers, a diffusion-step embedding, side information (gene embedding,
 sinusoidal gene-index embedding, conditional mask, graph-encoder latent) and self-attention
 across genes via ``torch.nn.functional.scaled_dot_product_attention``.

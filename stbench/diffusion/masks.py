@@ -1,4 +1,5 @@
-"""Training re-mask strategies (paper §3.2; Table 2 "w/ mask Spot", "w/ mask Gene"; Figure 3 ratio).
+"""Training re-mask strategies: stMCDI's (paper §3.2; Table 2 "w/ mask Spot", "w/ mask Gene";
+Figure 3 ratio) and CSDI's "random" strategy (a per-sample ratio: pass ``ratio`` as a (B,) tensor).
 
 Each returns a boolean (B, G) target mask that is a subset of the observed entries of the batch.
 All are vectorised (no Python loop over spots or genes).
@@ -11,10 +12,15 @@ import torch
 STRATEGIES = ("random", "spot", "gene")
 
 
-def train_targets(observed: torch.Tensor, strategy: str, ratio: float, gen=None) -> torch.Tensor:
+def train_targets(observed: torch.Tensor, strategy: str, ratio, gen=None) -> torch.Tensor:
+    """``ratio``: a float, or for ``random`` a (B,) tensor of per-spot ratios (CSDI's get_randmask
+    draws one uniform ratio per sample)."""
     b, g = observed.shape
     dev = observed.device
-    if ratio <= 0:
+    if torch.is_tensor(ratio):
+        if strategy != "random":
+            raise ValueError("a per-spot ratio tensor is only defined for the 'random' strategy")
+    elif ratio <= 0:
         return torch.zeros_like(observed)
     if strategy == "random":
         # exactly round(ratio * n_observed) targets per spot, uniformly among its observed entries

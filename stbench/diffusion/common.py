@@ -1,0 +1,68 @@
+"""Run helpers shared by the diffusion imputers (stMCDI, CSDI): seeding with deterministic kernels,
+the per-gene z-score of the observed entries, chunked sampling with median/mean/spread, and the
+non-finite check."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+
+@contextlib.contextmanager
+def determinism(seed: int, device: torch.device, threads):
+    """Seed torch (restoring the caller's RNG afterwards) and ask for deterministic kernels (CPU and CUDA)."""
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_threads = torch.get_num_threads()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)  # CUDA: with CUBLAS_WORKSPACE_CONFIG (sandbox env)
+        if threads:
+            torch.set_num_threads(int(threads))
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(prev_det)
+            torch.set_num_threads(prev_threads)
+
+
+def standardise(x: np.ndarray, m: np.ndarray, rows: np.ndarray):
+    """Per-gene z-score from the observed entries of ``rows`` (stMCDI's released code and CSDI
+    normalise each feature by the mean and sd of its observed values)."""
+    xm = np.where(m, x, 0.0)[rows]
+    cnt = m[rows].sum(0)
+    mu = xm.sum(0) / np.maximum(cnt, 1)
+    var = (np.where(m[rows], xm - mu, 0.0) ** 2).sum(0) / np.maximum(cnt - 1, 1)
+    sd = np.sqrt(var)
+    sd = np.where(sd > 1e-8, sd, 1.0)
+    return mu.astype(np.float32), sd.astype(np.float32)
+
+
+def sample_rows(sample_fn, rows: np.ndarray, shape: tuple[int, int], n_samples: int, chunk: int, device):
+    """Run ``sample_fn(idx) -> (n_samples, len(idx), G)`` over ``rows`` in chunks; return the samples'
+    median, mean and standard deviation as (n, G) arrays (zeros on rows not sampled)."""
+    n, g = shape
+    med = np.zeros((n, g), np.float32); mean = np.zeros((n, g), np.float32); spread = np.zeros((n, g), np.float32)
+    for s0 in range(0, len(rows), chunk):
+        r = rows[s0:s0 + chunk]
+        smp = sample_fn(torch.as_tensor(r, device=device)).float()
+        med[r] = smp.median(0).values.cpu().numpy()
+        mean[r] = smp.mean(0).cpu().numpy()
+        spread[r] = smp.std(0, unbiased=False).cpu().numpy()
+    return med, mean, spread
+
+
+def default_chunk(device, n_samples: int, n_genes: int) -> int:
+    """Spots per sampling chunk: 2^22 (CUDA) or 2^19 (CPU) spot-sample-gene tokens."""
+    return max(1, (2 ** 22 if device.type == "cuda" else 2 ** 19) // max(1, n_samples * n_genes))
+
+
+def check_finite(imputed: np.ndarray, method: str = "stMCDI") -> None:
+    """A diverged model is a failed run, never a silent fill."""
+    bad = int((~np.isfinite(imputed)).sum())
+    if bad:
+        raise FloatingPointError(
+            f"{method}: the imputation has {bad} non-finite value(s) (NaN/inf) of {imputed.size}: the model diverged. "
+            "Lower lr, keep grad_clip on (1.0), or use more sampling steps / a smaller x0 clip.")
