@@ -129,6 +129,7 @@ rule report:
         rank_stability=[f"{R}/figures/rank_stability_{b}.png" for b in sorted(set(SWEEP.values()))],
         spatial=spatial_files(),
         qc=[f"{R}/{d}/qc.json" for d in DATASETS],
+        prepare=[f"{R}/{d}/prepare.json" for d in DATASETS],
     output:
         f"{R}/report.html",
     params:
