@@ -64,15 +64,12 @@ def spatial_maps(coords: np.ndarray, truth: np.ndarray, held: np.ndarray, panels
 def spatial_from_files(preprocessed, mask_npz, task_file, imputed: dict[str, str], out_png, title: str = "") -> list[str]:
     """Load the truth (on the task's scale), the mask, the coordinates and each method's imputed.npz
     (failed runs skipped); draw the spatial maps (an evaluation-side figure: it reads the truth)."""
-    from stbench import masks
     from stbench.loaders.h5ad import read_h5ad
-    from stbench.masks import load_mask
+    from stbench.masks import load_mask, load_split
     from stbench.task import load_task, truth_on_scale
 
     task = load_task(task_file)
-    pre = read_h5ad(preprocessed)
-    split = masks.load_split(mask_npz) if hasattr(masks, "load_split") else None  # count splitting: the target half
-    truth = truth_on_scale(pre, task) if split is None else truth_on_scale(pre, task, split)
+    truth = truth_on_scale(read_h5ad(preprocessed), task, load_split(mask_npz))  # count splitting: the target half
     held, _, _ = load_mask(mask_npz)
     panels = {}
     for label, path in imputed.items():
