@@ -50,8 +50,10 @@ def total_steps(n_train: int, p: dict) -> tuple[int, int]:
 
 
 def fit(model, X: torch.Tensor, O: torch.Tensor, edge_index: torch.Tensor, train_idx: torch.Tensor, p: dict,
-        gen: torch.Generator, ckpt: Path | None = None, *, seed: int = 0) -> dict:
-    """Train ``model`` in place; return {'loss': per-epoch mean loss, 'steps', 'seconds', 'resumed_from'}."""
+        gen: torch.Generator, ckpt: Path | None = None, *, seed: int = 0, on_step=None) -> dict:
+    """Train ``model`` in place; return {'loss': per-epoch mean loss, 'steps', 'seconds', 'resumed_from'}.
+
+    ``on_step(step, model, ema)``, if given, is called after every optimiser step (learning curves)."""
     dev = X.device
     n = X.shape[0]
     opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[p["optimizer"]]
@@ -121,6 +123,8 @@ def fit(model, X: torch.Tensor, O: torch.Tensor, edge_index: torch.Tensor, train
             bar.set_postfix(loss=f"{float(mse):.4f}", refresh=False)
         if every and (step % every == 0 or step == total):
             save()
+        if on_step is not None:
+            on_step(step, model, ema)
     if bar is not None:
         bar.close()
     if ema is not None:
