@@ -1,15 +1,12 @@
 """The HTML report, the cost table, the spatial maps' gene rule and the mask-ratio figure (small synthetic inputs)."""
 
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report_fixture import build_small_report  # noqa: E402
+from tests.report_fixture import build_small_report
 
 
 @pytest.fixture(scope="module")

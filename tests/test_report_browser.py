@@ -11,14 +11,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report_fixture import build_small_report  # noqa: E402
+from tests.report_fixture import build_small_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 CHROMIUM = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
