@@ -39,8 +39,6 @@ from stbench.task import load_task  # noqa: E402
 
 STEPS = (10, 25, 50, 100, 200)
 SAMPLES = (1, 5, 10, 25, 100)
-FIELDS = ["task", "preset", "device", "n_spots_scored", "n_genes", "train_seconds", "sampler", "steps", "n_samples",
-          "aggregate", "pcc", "rmse", "s_per_1000_spots", "mean_pcc", "knn_pcc", "torch", "host"]
 
 
 def write_truth(dataset_dir: Path, mask: str, seed: int, out: Path) -> None:
@@ -66,73 +64,106 @@ def _baselines(task):
     return np.asarray(mean), np.asarray(knn)
 
 
+class Setup:
+    """One task, standardised as stMCDI's ``impute.run`` does, with an untrained model on the device."""
+
+    def __init__(self, bundle: Path, preset: str, device: str, seed: int, threads: int | None, overrides: dict):
+        method = get_method("stmcdi")
+        imp = method.load_module("impute")
+        self.train_mod = method.load_module("train")
+        model_mod = method.load_module("model")
+        p = method.params(preset=preset, overrides=overrides)
+        p.update(checkpoints=0, progress=False)
+        self.p, self.preset, self.bundle, self.seed = p, preset, bundle, seed
+        self.task = task = load_task(bundle / "task.npz", device=device)
+        with np.load(bundle / "truth.npz") as z:
+            self.truth, self.held = z["truth"], z["held"]
+        self.dev = dev = task.torch_device()
+        if threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(seed)
+        x = np.array(task.observed, np.float32)
+        m = np.array(task.observed_mask, bool)
+        n, self.g = x.shape
+        train = np.asarray(task.train_spots, bool)
+        self.train = train if train.any() else np.ones(n, bool)
+        self.mu, self.sd = (imp.standardise(x, m, self.train) if p["standardise"]
+                            else (np.zeros(self.g, np.float32), np.ones(self.g, np.float32)))
+        xs = np.where(m, (np.nan_to_num(x) - self.mu) / self.sd, 0.0).astype(np.float32)
+        self.clip = 1.5 * float(np.abs(xs).max()) + 1.0
+        self.gen = torch.Generator(device=dev).manual_seed(seed)
+        self.X, self.O = torch.as_tensor(xs, device=dev), torch.as_tensor(m, device=dev)
+        self.ei = imp.knn_edge_index(task.coords, int(p["k_neighbors"])).to(dev)
+        self.model = model_mod.STMCDI(self.g, p).to(dev)
+        self.amp = bool(p["amp"]) and dev.type == "cuda"
+
+    def sync(self):
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def fit(self, on_step=None) -> float:
+        t0 = time.perf_counter()
+        idx = torch.as_tensor(np.flatnonzero(self.train), device=self.dev)
+        self.train_mod.fit(self.model, self.X, self.O, self.ei, idx, self.p, self.gen, None, seed=self.seed,
+                           on_step=on_step)
+        self.sync()
+        return time.perf_counter() - t0
+
+    def rows(self, spots: int | None) -> np.ndarray:
+        rows = np.flatnonzero(self.held.any(1))
+        if spots and spots < rows.size:
+            rows = np.sort(np.random.default_rng(self.seed).choice(rows, spots, replace=False))
+        return rows
+
+    @torch.no_grad()
+    def draw(self, rows: np.ndarray, n_samples: int, sampler: str, steps: int, gen=None) -> np.ndarray:
+        """(n_samples, len(rows), genes) samples on the standardised scale, in device-sized chunks."""
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            Z = self.model.encode(self.X * self.O, self.ei)
+        Z = None if Z is None else Z.float()
+        chunk = max(1, (2 ** 22 if self.dev.type == "cuda" else 2 ** 19) // max(1, n_samples * self.g))
+        out = np.empty((n_samples, rows.size, self.g), np.float32)
+        for s0 in range(0, rows.size, chunk):
+            idx = torch.as_tensor(rows[s0:s0 + chunk], device=self.dev)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+                smp = self.model.sample(self.X[idx], self.O[idx], None if Z is None else Z[idx], n_samples, sampler,
+                                        steps, float(self.p["eta"]), gen if gen is not None else self.gen,
+                                        clip=self.clip)
+            out[:, s0:s0 + chunk] = smp.float().cpu().numpy()
+        return out
+
+    def score(self, rows: np.ndarray, est: np.ndarray) -> dict:
+        """Flat metrics over the held-out entries of ``rows`` of an estimate on the standardised scale."""
+        hr = self.held[rows]
+        return flat_metrics(self.truth[rows][hr], (est * self.sd + self.mu)[hr])[0]
+
+    def baselines(self, rows: np.ndarray) -> dict:
+        mean_b, knn_b = _baselines(self.task)
+        hr = self.held[rows]
+        return {"mean_pcc": flat_metrics(self.truth[rows][hr], mean_b[rows][hr])[0]["pcc"],
+                "knn_pcc": flat_metrics(self.truth[rows][hr], knn_b[rows][hr])[0]["pcc"]}
+
+
 def study(bundle: Path, preset: str, device: str, max_samples: int, spots: int | None, steps, seed: int,
           threads: int | None, overrides: dict) -> list[dict]:
-    method = get_method("stmcdi")
-    imp = method.load_module("impute")
-    train_mod = method.load_module("train")
-    model_mod = method.load_module("model")
-    p = method.params(preset=preset, overrides=overrides)
-    p.update(checkpoints=0, progress=False)
-    task = load_task(bundle / "task.npz", device=device)
-    with np.load(bundle / "truth.npz") as z:
-        truth, held = z["truth"], z["held"]
-    dev = task.torch_device()
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    x = np.array(task.observed, np.float32)
-    m = np.array(task.observed_mask, bool)
-    n, g = x.shape
-    train = np.asarray(task.train_spots, bool)
-    train = train if train.any() else np.ones(n, bool)
-    mu, sd = imp.standardise(x, m, train) if p["standardise"] else (np.zeros(g, np.float32), np.ones(g, np.float32))
-    xs = np.where(m, (np.nan_to_num(x) - mu) / sd, 0.0).astype(np.float32)
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    X, O = torch.as_tensor(xs, device=dev), torch.as_tensor(m, device=dev)
-    ei = imp.knn_edge_index(task.coords, int(p["k_neighbors"])).to(dev)
-    model = model_mod.STMCDI(g, p).to(dev)
-    t0 = time.perf_counter()
-    hist = train_mod.fit(model, X, O, ei, torch.as_tensor(np.flatnonzero(train), device=dev), p, gen, None, seed=seed)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    train_s = time.perf_counter() - t0
-    amp = bool(p["amp"]) and dev.type == "cuda"
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-        Z = model.encode(X * O, ei)
-        Z = None if Z is None else Z.float()
-    rows = np.flatnonzero(held.any(1))
-    if spots and spots < rows.size:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, spots, replace=False))
-    hr = held[rows]
-    mean_b, knn_b = _baselines(task)
-    base = {"mean_pcc": flat_metrics(truth[rows][hr], mean_b[rows][hr])[0]["pcc"],
-            "knn_pcc": flat_metrics(truth[rows][hr], knn_b[rows][hr])[0]["pcc"]}
-    clip = 1.5 * float(np.abs(xs).max()) + 1.0
-    T = int(p["num_steps"])
-    chains = [("ddim", s) for s in steps if s <= T] + [("ddpm", T)]
-    chunk = max(1, (2 ** 22 if dev.type == "cuda" else 2 ** 19) // max(1, max_samples * g))
+    S = Setup(bundle, preset, device, seed, threads, overrides)
+    train_s = S.fit()
+    rows = S.rows(spots)
+    base = S.baselines(rows)
+    T = int(S.p["num_steps"])
     out = []
-    for sampler, k in chains:
-        samples = np.empty((max_samples, rows.size, g), np.float32)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+    for sampler, k in [("ddim", s) for s in steps if s <= T] + [("ddpm", T)]:
+        S.sync()
         t0 = time.perf_counter()
-        for s0 in range(0, rows.size, chunk):
-            idx = torch.as_tensor(rows[s0:s0 + chunk], device=dev)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                smp = model.sample(X[idx], O[idx], None if Z is None else Z[idx], max_samples, sampler, k,
-                                   float(p["eta"]), gen, clip=clip)
-            samples[:, s0:s0 + chunk] = smp.float().cpu().numpy()
+        samples = S.draw(rows, max_samples, sampler, k)
         sec = time.perf_counter() - t0
         per_1000 = sec / rows.size * 1000
         for ns in [s for s in SAMPLES if s <= max_samples]:
             for agg in ("median", "mean"):
                 est = np.median(samples[:ns], 0) if agg == "median" else samples[:ns].mean(0)
-                pred = est * sd + mu
-                met = flat_metrics(truth[rows][hr], pred[hr])[0]
-                out.append({"task": bundle.name, "preset": preset, "device": _device_name(dev),
-                            "n_spots_scored": rows.size, "n_genes": g, "train_seconds": round(train_s, 2),
+                met = S.score(rows, est)
+                out.append({"task": bundle.name, "preset": preset, "device": _device_name(S.dev),
+                            "n_spots_scored": rows.size, "n_genes": S.g, "train_seconds": round(train_s, 2),
                             "sampler": sampler, "steps": k, "n_samples": ns, "aggregate": agg,
                             "pcc": round(met["pcc"], 5), "rmse": round(met["rmse"], 5),
                             "s_per_1000_spots": round(per_1000 * ns / max_samples, 4),
@@ -140,13 +171,46 @@ def study(bundle: Path, preset: str, device: str, max_samples: int, spots: int |
                             "torch": torch.__version__, "host": platform.node()})
         print(f"{bundle.name} {sampler}-{k}: {sec:.1f}s for {rows.size} spots x {max_samples} samples; "
               f"PCC(median, all samples) {out[-2]['pcc']:.4f}", flush=True)
-    print(f"{bundle.name}: trained {hist['steps']} steps in {train_s:.1f}s; Mean PCC {base['mean_pcc']:.4f}, "
+    print(f"{bundle.name}: trained {S.p['epochs']} epochs in {train_s:.1f}s; Mean PCC {base['mean_pcc']:.4f}, "
           f"KNN PCC {base['knn_pcc']:.4f}", flush=True)
     return out
 
 
 def _device_name(dev) -> str:
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def learning_curve(bundle: Path, preset: str, device: str, at: list[int], spots: int, n_samples: int, steps: int,
+                   seed: int, overrides: dict, label: str) -> list[dict]:
+    """Held-out PCC of the EMA weights after ``at`` optimiser steps of one training run (DDIM, mean of
+    ``n_samples``); training stops after max(at) steps, the schedule being that of ``overrides``."""
+    S = Setup(bundle, preset, device, seed, None, {**overrides, "max_steps": max(at)})
+    rows = S.rows(spots)
+    out = []
+    t0 = time.perf_counter()
+
+    def on_step(step, model, ema):
+        if step not in at:
+            return
+        backup = [q.detach().clone() for q in model.parameters()]
+        if ema is not None:
+            ema.copy_to(model)
+        model.eval()
+        est = S.draw(rows, n_samples, "ddim", steps, gen=torch.Generator(device=S.dev).manual_seed(seed)).mean(0)
+        met = S.score(rows, est)
+        with torch.no_grad():
+            for q, b in zip(model.parameters(), backup):
+                q.copy_(b)
+        model.train()
+        out.append({"task": bundle.name, "preset": preset, "schedule": label, "device": _device_name(S.dev),
+                    "step": step, "epoch": round(step / max(1, -(-int(S.train.sum()) // int(S.p["batch_size"]))), 1),
+                    "lr": S.p["lr"], "pcc": round(met["pcc"], 5), "rmse": round(met["rmse"], 5),
+                    "seconds": round(time.perf_counter() - t0, 1), "n_spots_scored": rows.size})
+        print(f"{bundle.name} {label} step {step}: PCC {met['pcc']:.4f} RMSE {met['rmse']:.4f} "
+              f"({time.perf_counter() - t0:.0f}s)", flush=True)
+
+    S.fit(on_step)
+    return out
 
 
 def knee(rows: list[dict], tol: float) -> dict:
@@ -195,6 +259,17 @@ def figure(csv_path: Path, out: Path, tol: float) -> None:
     print(f"wrote {out}")
 
 
+def _append(path: Path, rows: list[dict]) -> None:
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as fh:
+        w = csv.DictWriter(fh, list(rows[0]))
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+    print(f"appended {len(rows)} rows to {path}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -214,28 +289,36 @@ def main(argv=None) -> None:
     r.add_argument("--threads", type=int, default=None)
     r.add_argument("--set", nargs="*", default=[], help="parameter overrides key=value (YAML values)")
     r.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "stmcdi_sampling.csv")
+    c = sub.add_parser("curve", help="held-out PCC against training steps for one schedule")
+    c.add_argument("bundle", type=Path)
+    c.add_argument("--preset", default="paper")
+    c.add_argument("--label", required=True, help="the schedule's name in the CSV")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--at", type=int, nargs="+", required=True, help="optimiser steps at which to score")
+    c.add_argument("--spots", type=int, default=300)
+    c.add_argument("--samples", type=int, default=10)
+    c.add_argument("--sample-steps", type=int, default=25)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--set", nargs="*", default=[], help="parameter overrides key=value (YAML values)")
+    c.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "stmcdi_learning_curve.csv")
     f = sub.add_parser("figure")
     f.add_argument("csv", type=Path)
     f.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "stmcdi_sampling.png")
     f.add_argument("--tol", type=float, default=0.005)
     a = ap.parse_args(argv)
+    import yaml
+
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in getattr(a, "set", []))}
     if a.cmd == "truth":
         write_truth(a.dataset_dir, a.mask, a.seed, a.out)
+    elif a.cmd == "curve":
+        _append(a.out, learning_curve(a.bundle, a.preset, a.device, a.at, a.spots, a.samples, a.sample_steps, a.seed,
+                                      overrides, a.label))
     elif a.cmd == "run":
-        import yaml
-
-        overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)}
         rows = []
         for b in a.bundles:
             rows += study(b, a.preset, a.device, a.max_samples, a.spots, a.steps, a.seed, a.threads, overrides)
-        new = not a.out.exists()
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        with a.out.open("a", newline="") as fh:
-            w = csv.DictWriter(fh, FIELDS)
-            if new:
-                w.writeheader()
-            w.writerows(rows)
-        print(f"appended {len(rows)} rows to {a.out}")
+        _append(a.out, rows)
     else:
         figure(a.csv, a.out, a.tol)
 
