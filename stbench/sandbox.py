@@ -138,6 +138,40 @@ def _run_child(cmd, box: Path, env: dict, timeout):
             return "timeout"
 
 
+def _owner() -> str:
+    import socket
+
+    return f"{socket.gethostname()} {os.getpid()}"
+
+
+def remove_stale_boxes(parent: Path) -> list[Path]:
+    """Remove sandbox folders left by a killed run (a SIGKILL leaves no chance to clean up): those whose
+    owner (``<box>.owner``: host and pid of the impute process) is a process of this host that is gone."""
+    import socket
+
+    removed = []
+    for owner in Path(parent).glob("stbench-*.owner"):
+        try:
+            host, pid = owner.read_text().split()
+            pid = int(pid)
+        except (OSError, ValueError):
+            continue
+        if host != socket.gethostname():
+            continue  # another node's box on a shared $TMPDIR: not ours to judge
+        try:
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, another user's
+        box = owner.with_suffix("")
+        shutil.rmtree(box, ignore_errors=True)
+        owner.unlink(missing_ok=True)
+        removed.append(box)
+    return removed
+
+
 def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, device: str = "auto", threads: int = 1,
                    hide=(), isolation: str = "auto", timeout: float | None = None, log_file=None) -> dict:
     """Run ``method`` (a registry.Method) on the task file in a child process.
@@ -156,7 +190,10 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
     tmp_parent = Path(tempfile.gettempdir()).resolve()
     if any(_inside(tmp_parent, h) for h in hide_roots):  # $TMPDIR inside the project: use the system's
         tmp_parent = Path("/tmp")
+    remove_stale_boxes(tmp_parent)
     box = Path(tempfile.mkdtemp(prefix="stbench-", dir=tmp_parent)).resolve()
+    owner = box.with_name(box.name + ".owner")  # beside the box, not in it: the child never sees it
+    owner.write_text(_owner())
     t0 = time.perf_counter()
     try:
         (box / "tmp").mkdir()
@@ -203,3 +240,4 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
         return {"record": record, "imputed": imputed}
     finally:
         shutil.rmtree(box, ignore_errors=True)
+        owner.unlink(missing_ok=True)
