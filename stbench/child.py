@@ -16,7 +16,8 @@ import time
 import traceback
 from pathlib import Path
 
-PACKAGES = ("numpy", "scipy", "pandas", "anndata", "scanpy", "torch", "torch_geometric", "stbench")
+PACKAGES = ("numpy", "scipy", "pandas", "anndata", "scanpy", "scikit-learn", "torch", "torch_geometric", "scvi-tools",
+            "tangram-sc", "stbench")
 
 
 def _forget_project_imports(lib: Path) -> None:

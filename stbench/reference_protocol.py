@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 FILLS = ("knn", "gene_mean")
-CALIBRATIONS = ("auto", "moments", "global")
+CALIBRATIONS = ("auto", "moments", "linear", "global")
 
 
 @dataclass
@@ -112,6 +112,25 @@ def spatial_knn_fill(x: np.ndarray, mask: np.ndarray, coords: np.ndarray, k: int
     return np.where(mask, x0, est)
 
 
+def cosine_knn_transfer(ref_emb: np.ndarray, spot_emb: np.ndarray, ref_values: np.ndarray, n_neighbors: int = 50):
+    """SpaGE's and stPlus's prediction step: each spot's ``n_neighbors`` nearest reference cells by cosine
+    distance in a shared embedding; over those with distance < 1, weights ``1 - d / sum(d)`` divided by
+    ``(count - 1)`` (they sum to 1); the prediction is the weighted mean of ``ref_values`` (cells x genes).
+    One neighbour within distance 1: weight 1 (upstream divides by 0); none: the plain neighbour mean
+    (upstream: 0)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = int(min(n_neighbors, ref_emb.shape[0]))
+    dist, idx = NearestNeighbors(n_neighbors=k, algorithm="auto", metric="cosine").fit(ref_emb).kneighbors(spot_emb)
+    sel = dist < 1
+    dsel = np.where(sel, dist, 0.0)
+    n_sel = sel.sum(1, keepdims=True)
+    w = np.where(sel, 1.0 - dsel / np.maximum(dsel.sum(1, keepdims=True), 1e-12), 0.0)
+    w = np.where(n_sel > 1, w / np.maximum(n_sel - 1, 1), w)
+    w[n_sel[:, 0] == 0] = 1.0 / k
+    return np.einsum("sk,skg->sg", w, ref_values[idx])
+
+
 def _gene_fill(x, mask, coords, how, k):
     if how == "knn":
         return spatial_knn_fill(x, mask, coords, k)
@@ -138,6 +157,19 @@ def _calibrate_moments(raw: np.ndarray, obs: np.ndarray, mask: np.ndarray) -> np
         mu, sd = float(o.mean()), float(o.std())
         pm, ps = float(v[m, j].mean()), float(v[m, j].std())
         out[:, j] = mu + (sd / ps) * (v[:, j] - pm) if ps > 1e-12 else mu
+    return out
+
+
+def _calibrate_linear(raw: np.ndarray, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per gene: least squares of the observed entries on log1p(raw) over the observed spots (slope >= 0)."""
+    v = np.log1p(np.maximum(raw, 0.0))
+    out = np.empty_like(v)
+    for j in range(v.shape[1]):
+        m = mask[:, j]
+        o, x = obs[m, j].astype(np.float64), v[m, j]
+        vx = float(x.var())
+        b = max(float(((x - x.mean()) * (o - o.mean())).mean()) / vx, 0.0) if vx > 1e-12 else 0.0
+        out[:, j] = o.mean() + b * (v[:, j] - x.mean())
     return out
 
 
@@ -203,7 +235,7 @@ def reference_impute(task, mapper, *, n_folds: int = 5, fill: str = "knn", fill_
             passes.append({"fold": fi, "n_input": int(len(inp)), "n_predict": 0, "skipped": "too few input genes"})
             continue
         mode = calibrate if calibrate != "auto" else ("global" if direct else "moments")
-        predict_idx = targets if mode == "moments" else np.concatenate([targets, inp])
+        predict_idx = targets if mode != "global" else np.concatenate([targets, inp])
         mi = MapperInput(genes=[genes[j] for j in inp], values=values[:, inp].astype(np.float32),
                          counts=counts[:, inp].copy(), coords=np.asarray(task.coords, dtype=np.float64).copy(),
                          reference=ref, ref_genes=[match[genes[j]] for j in inp],
@@ -215,8 +247,9 @@ def reference_impute(task, mapper, *, n_folds: int = 5, fill: str = "knn", fill_
             raise ValueError(f"mapper returned shape {raw.shape}, expected {(task.n_spots, len(predict_idx))}")
         raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
         nt = len(targets)
-        if mode == "moments":
-            pred = _calibrate_moments(raw[:, :nt], obs[:, targets], mask[:, targets])
+        if mode in ("moments", "linear"):
+            fit = _calibrate_moments if mode == "moments" else _calibrate_linear
+            pred = fit(raw[:, :nt], obs[:, targets], mask[:, targets])
             pred = np.where(has_obs[targets][None, :], pred, _observed_means(task)[targets][None, :])
         else:
             b, a = _fit_global(raw[:, nt:], obs[:, inp], mask[:, inp])

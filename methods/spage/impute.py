@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stbench.reference_protocol import normalise_cells, reference_counts, reference_impute
+from stbench.reference_protocol import cosine_knn_transfer, normalise_cells, reference_counts, reference_impute
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -43,8 +43,6 @@ def spage_predict(ref_log: np.ndarray, ref_in_idx, ref_out_idx, spatial: np.ndar
     ``ref_log``: cells x genes log-normalised reference; ``spatial``: spots x input genes (normalised);
     the prediction is the weighted mean of ``ref_log[:, ref_out_idx]`` over each spot's neighbours.
     """
-    from sklearn.neighbors import NearestNeighbors
-
     common = _zscore(ref_log[:, ref_in_idx])           # RNA_data_scaled[Common genes]
     sp_scaled = _zscore(spatial)                         # Spatial_data_scaled[Common genes]
     n_factors = int(max(1, min(n_pv, common.shape[1], common.shape[0] - 1, sp_scaled.shape[0] - 1)))
@@ -52,18 +50,7 @@ def spage_predict(ref_log: np.ndarray, ref_in_idx, ref_out_idx, spatial: np.ndar
     n_eff = int((cos > cos_threshold).sum())
     s = s_pv[: max(n_eff, 1)].T                          # S = source_components_.T[:, :Effective_n_pv]
     ref_proj, sp_proj = common @ s, sp_scaled @ s
-    k = int(min(n_neighbors, ref_proj.shape[0]))
-    nbrs = NearestNeighbors(n_neighbors=k, algorithm="auto", metric="cosine").fit(ref_proj)
-    dist, idx = nbrs.kneighbors(sp_proj)
-    sel = dist < 1
-    dsel = np.where(sel, dist, 0.0)
-    n_sel = sel.sum(1, keepdims=True)
-    w = np.where(sel, 1.0 - dsel / np.maximum(dsel.sum(1, keepdims=True), 1e-12), 0.0)
-    w = np.where(n_sel > 1, w / np.maximum(n_sel - 1, 1), w)   # upstream: weights / (len(weights) - 1)
-    none = n_sel[:, 0] == 0                              # no neighbour within cosine distance 1: plain mean
-    w[none] = 1.0 / k
-    y = ref_log[:, ref_out_idx]
-    pred = np.einsum("sk,skg->sg", w, y[idx])
+    pred = cosine_knn_transfer(ref_proj, sp_proj, ref_log[:, ref_out_idx], n_neighbors)  # steps 6-8
     return pred, n_eff
 
 
