@@ -3,7 +3,8 @@
 The runner writes ``imputed.npz`` and ``run.json`` atomically, and is the only place that writes a
 failure record. A method that raises, returns an invalid matrix, needs a reference the dataset
 lacks, or dies does not stop the workflow: its run.json says ``failed`` with the error, and the
-tables show a failed row.
+tables show a failed row. A method that needs a reference on a dataset without one is not run: its
+run.json says ``skipped: no reference``, and so does its row.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 
 from stbench.atomic import write_json, write_npz
 from stbench.errors import MethodError
+
+SKIPPED_NO_REFERENCE = "skipped: no reference"
 
 
 def check_output(result, task, method: str) -> np.ndarray:
@@ -54,8 +57,9 @@ def run_method(method, params: dict, task_file, out_dir, *, reference_file=None,
     has_reference = reference_file is not None and Path(reference_file).exists()
     arr = None
     if method.needs_reference and not has_reference:
-        record.update(status="failed", error=f"method '{method.name}' needs a paired scRNA-seq reference "
-                                             f"and dataset '{task.dataset}' has none")
+        # not a failure: the method does not apply to this dataset (tables show "skipped: no reference")
+        record.update(status=SKIPPED_NO_REFERENCE, error=f"method '{method.name}' needs a paired scRNA-seq reference "
+                                                         f"and dataset '{task.dataset}' has none")
     else:
         res = run_in_sandbox(method, params, task_file, reference_file=reference_file if has_reference else None,
                              device=device, threads=threads, hide=hide, isolation=isolation, timeout=timeout,

@@ -25,6 +25,14 @@ PAPER_DATASETS = ("MOB", "HBC", "HP", "HO", "ML", "MK")
 PAPER_NAMES = {"CpG Transformer": "CpG"}  # our label -> the paper's row name, where they differ
 
 
+def _ref_genes(rec: dict):
+    """'k/n': of the n genes with held-out entries, k were predicted from the reference (reference methods)."""
+    info = ((rec.get("method_info") or {}).get("reference_protocol") or {})
+    if "n_genes_from_reference" not in info:
+        return None
+    return f"{info['n_genes_from_reference']}/{info['n_genes_held_out']}"
+
+
 def collect(metric_files, variants: list[dict]) -> pd.DataFrame:
     """One row per (run, metric): dataset, mask, seed, method, variant, label, table, status, value."""
     info = {(v["method"], v["name"]): v for v in variants}
@@ -37,7 +45,7 @@ def collect(metric_files, variants: list[dict]) -> pd.DataFrame:
                 "among": mask.get("among"), "seed": rec["seed"], "method": rec["method"], "variant": rec["variant"],
                 "label": v.get("label", f"{rec['method']} ({rec['variant']})"), "table": v.get("table", "table1"),
                 "figure": v.get("figure"), "x": v.get("x"), "status": rec.get("status"), "error": rec.get("error"),
-                "wall_time_s": rec.get("wall_time_s")}
+                "wall_time_s": rec.get("wall_time_s"), "ref_genes": _ref_genes(rec)}
         metrics = rec.get("metrics") or {}
         if rec.get("status") != "ok" or not metrics:
             rows.extend({**base, "metric": k, "value": np.nan} for k in TABLE1)
@@ -60,6 +68,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         if suspect.any():  # one near-perfect seed makes the whole row suspect: it never wins a column
             status = str(g.loc[suspect, "status"].iloc[0])
             vals = vals.iloc[:0]
+        elif g.loc[~ok, "status"].astype(str).str.startswith("skipped").all() and n_failed == n_seeds:
+            status = str(g.loc[~ok, "status"].iloc[0])  # e.g. "skipped: no reference": not run, not failed
         elif n_failed == n_seeds:
             status = "failed: " + str(g.loc[~ok, "error"].iloc[0])
         elif n_failed:
@@ -69,12 +79,15 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         return pd.Series({"mean": vals.mean() if len(vals) else np.nan,
                           "std": vals.std(ddof=0) if len(vals) > 1 else (0.0 if len(vals) == 1 else np.nan),
                           "n_seeds": int(len(vals)), "status": status,
-                          "wall_time_s": g["wall_time_s"].mean()})
+                          "wall_time_s": g["wall_time_s"].mean(),
+                          "ref_genes": g["ref_genes"].dropna().iloc[0] if g["ref_genes"].notna().any() else None})
 
     return df.groupby(keys, dropna=False, sort=False).apply(agg, include_groups=False).reset_index()
 
 
 def _fmt(mean, std, status="ok") -> str:
+    if isinstance(status, str) and status.startswith("skipped"):
+        return status
     if isinstance(status, str) and status.startswith(("failed", "suspect")):
         return status.split(":")[0]
     if not np.isfinite(mean):
@@ -170,6 +183,7 @@ def cell_grid(s: pd.DataFrame, index, cols, group_by) -> dict:
             ok = np.isfinite(rec["mean"]) and not status.startswith(("failed", "suspect"))
             cells.append({"mean": rec["mean"], "std": rec["std"], "status": status,
                           "text": status.split(":")[0] if status.startswith(("failed", "suspect"))
+                          else status if status.startswith("skipped")
                           else (_fmt(rec["mean"], rec["std"]) if ok else "--"),
                           "best": bool(ok and best.get(c) == round(float(rec["mean"]), 3))})
         body.append({"key": r, "block": r[0] if len(index) > 1 else None, "label": r[-1], "cells": cells})
@@ -326,9 +340,15 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
                                          "column in bold).", label="tab:table1"))
     written = {"table1": t1}
     md = [f"# Table 1\n\n{header}\n\n", to_markdown(t1)]
+    refs = summary[summary["ref_genes"].notna() & (summary["table"] == "table1")][["dataset", "label", "ref_genes"]]
+    if len(refs):
+        md.append("\nReference-based rows (stbench.reference_protocol: gene folds, truth-free fill, calibration from "
+                  "observed entries): genes predicted from the reference / genes with held-out entries (the rest take "
+                  "the gene's observed mean):\n\n" + "\n".join(
+                      f"- {r.label} on {r.dataset}: {r.ref_genes}" for r in refs.drop_duplicates().itertuples()) + "\n")
     failed = summary[summary["status"] != "ok"][["dataset", "label", "status"]].drop_duplicates()
     if len(failed):
-        md.append("\nFailed, partial or suspect runs:\n\n" + "\n".join(f"- {r.label} on {r.dataset}: {r.status}" for r in failed.itertuples()) + "\n")
+        md.append("\nFailed, partial, skipped or suspect runs:\n\n" + "\n".join(f"- {r.label} on {r.dataset}: {r.status}" for r in failed.itertuples()) + "\n")
     write_text(out_dir / "table1.md", "".join(md))
     write_csv(out_dir / "accuracy_score.csv", accuracy_scores(summary), index=False)
     for table in ("table1", "table2", "table3"):

@@ -53,12 +53,12 @@ def test_successful_run_records_provenance(tmp_path, small_pre, small_mask):
         assert z["imputed"].dtype == np.float32
 
 
-def test_method_that_dies_or_needs_a_missing_reference_is_a_failed_record(tmp_path, small_pre, small_mask):
+def test_method_that_dies_is_failed_and_one_that_needs_a_missing_reference_is_skipped(tmp_path, small_pre, small_mask):
     _write_method(tmp_path / "m", "dies", "import os\ndef impute(task):\n    os._exit(3)\n")
     rec = run_method(get_method("dies", tmp_path / "m"), {}, _task_file(tmp_path, small_pre, small_mask), tmp_path / "o1")
     assert rec["status"] == "failed" and "exit code 3" in rec["error"]
     d = _write_method(tmp_path / "m2", "needsref", "def impute(task):\n    return task.observed\n")
     (d / "method.yaml").write_text((d / "method.yaml").read_text() + "needs: {reference: true}\n")
     rec = run_method(get_method("needsref", tmp_path / "m2"), {}, _task_file(tmp_path, small_pre, small_mask), tmp_path / "o2")
-    assert rec["status"] == "failed" and "needs a paired scRNA-seq reference" in rec["error"]
-    assert json.loads((tmp_path / "o2" / "run.json").read_text())["status"] == "failed"
+    assert rec["status"] == "skipped: no reference" and "needs a paired scRNA-seq reference" in rec["error"]
+    assert json.loads((tmp_path / "o2" / "run.json").read_text())["status"] == "skipped: no reference"

@@ -63,7 +63,23 @@ def test_tables_layout_and_paper_beside(tmp_path):
     acc = pd.read_csv(out / "accuracy_score.csv")
     best = acc[acc["dataset"] == "MOB"].set_index("label")["accuracy_score"]
     assert best["stMCDI"] == best.max()
-    assert "Failed, partial or suspect runs" in (out / "table1.md").read_text()
+    assert "Failed, partial, skipped or suspect runs" in (out / "table1.md").read_text()
+
+
+def test_skipped_rows_and_reference_gene_counts(tmp_path):
+    """A reference method on a dataset without a reference says so (not failed); reference rows give k/n genes."""
+    variants = [{"method": "spage", "name": "default", "label": "SpaGE", "table": "table1", "figure": None, "x": None}]
+    f1 = _metrics(tmp_path, "noref", "spage", "default", 0, 0.0, status="skipped: no reference")
+    f2 = _metrics(tmp_path, "demo", "spage", "default", 0, 0.7)
+    rec = json.loads(f2.read_text())
+    rec["method_info"] = {"reference_protocol": {"n_genes_from_reference": 340, "n_genes_held_out": 352}}
+    f2.write_text(json.dumps(rec))
+    protocols = {ds: {"preprocess": {}, "masks": [{}], "seeds": [0]} for ds in ("noref", "demo")}
+    write_tables([f1, f2], variants, protocols, tmp_path / "t")
+    t1 = pd.read_csv(tmp_path / "t" / "table1.csv", index_col=0)
+    assert t1.loc["SpaGE", "noref PCC"] == "skipped: no reference" and t1.loc["SpaGE", "demo PCC"] == "0.700±0.000"
+    md = (tmp_path / "t" / "table1.md").read_text()
+    assert "SpaGE on demo: 340/352" in md and "SpaGE on noref: skipped: no reference" in md
 
 
 def test_a_dataset_that_overrides_scale_gets_its_own_header():
