@@ -315,3 +315,44 @@ def json_key(p):
     import json
 
     return json.dumps(p, sort_keys=True, default=str)
+
+
+@pytest.mark.parametrize("encoder", ["gcn", "gat"])
+def test_full_graph_training_equals_subgraph_training(encoder, data, tmp_path, monkeypatch):
+    """The GPU path (whole graph each step) trains the same model as the CPU path (k-hop subgraphs)."""
+    from stbench_methods.stmcdi import train as train_mod
+
+    x, xy, held = data
+    p = {**TEST, "encoder": encoder, "checkpoints": 0, "dropout": 0.0}
+    runs = []
+    for full in (False, True):
+        monkeypatch.setattr(train_mod, "use_full_graph", lambda dev, n, hops, full=full: full and hops > 0)
+        runs.append(stm.run(make_task(x, xy, held, tmp_path), **p))
+    np.testing.assert_allclose(runs[0]["history"]["loss"], runs[1]["history"]["loss"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(runs[0]["imputed"], runs[1]["imputed"], rtol=1e-4, atol=1e-4)
+
+
+# ---- App. F.1: the generator swapped for GAIN / VAE / MLP on the same encoder latent --------------
+
+@pytest.mark.parametrize("generator", ["gain", "vae", "mlp"])
+def test_generators_learn_beyond_untrained_and_gene_mean(generator, tmp_path):
+    x, xy, held = smooth_data(n_side=10, n_genes=30, seed=2, held=0.1)
+    p = METHOD.params("test", {"generator": generator, "epochs": 80, "lr": 3e-3, "gen_hidden": 64,
+                               "train_mask_ratio": 0.2, "checkpoints": 0})
+    trained = stm.run(make_task(x, xy, held, tmp_path), **p)
+    untrained = stm.impute(make_task(x, xy, held, tmp_path), **{**p, "max_steps": 1})
+    obs = np.where(held, np.nan, x)
+    gene_mean = np.broadcast_to(np.nanmean(obs, 0), x.shape)
+    rmse = lambda a: float(np.sqrt(((a[held] - x[held]) ** 2).mean()))  # noqa: E731
+    out = trained["imputed"]
+    assert rmse(out) < 0.95 * rmse(untrained), (rmse(out), rmse(untrained))
+    assert rmse(out) < rmse(gene_mean), (rmse(out), rmse(gene_mean))
+    _check(out, x)
+    np.testing.assert_array_equal(out[~held], x[~held])
+    n = trained["n_parameters"]
+    assert n["denoiser"] == 0 and n["generator"] > 0 and n["encoder"] > 0
+
+
+def test_generator_needs_the_values_target():
+    with pytest.raises(ValueError, match="target 'values'"):
+        STMCDI(10, METHOD.params("test", {"generator": "mlp", "target": "latent"}))
