@@ -1,6 +1,7 @@
 """Time and score the reference methods on the demo task (quick preset) beside the per-gene Mean.
 
-Usage: python benchmarks/reference_methods_demo.py [method ...]   (needs results/demo/demo from a demo run)
+Usage: python benchmarks/reference_methods_demo.py [method[:key=value,...] ...]   (needs results/demo/demo from a
+demo run; run with OMP_NUM_THREADS=1 as the sandbox does: on 2 shared cores more torch threads only contend)
 Runs each method in this process (not the sandbox), scores it with the evaluate step's code
 (stbench.metrics.evaluate_imputation on stbench.task.truth_on_scale), prints one line per method.
 """
@@ -28,9 +29,13 @@ def main(names):
     held, _, _ = load_mask(D / "masks" / "random-0.1-all" / "seed0.npz")
     methods = discover()
     rows = []
-    for name in ["mean", *names]:
+    for spec in ["mean", *names]:
+        name, _, over = spec.partition(":")
         m = methods[name]
         params = m.params("quick") if name != "mean" else {**m.params("quick"), "axis": "gene"}
+        for kv in filter(None, over.split(",")):
+            k, v = kv.split("=")
+            params[k] = type(params[k])(v) if params.get(k) is not None else v
         task = load_task(D / "tasks" / "random-0.1-all" / "seed0.npz", reference=ref)
         truth = truth_on_scale(pre, task)
         t0 = time.perf_counter()
@@ -39,7 +44,7 @@ def main(names):
         r = evaluate_imputation(truth, np.asarray(pred), held)["metrics"]
         info = task.info.get("reference_protocol", {})
         rows.append((name, dt, r["pcc"], r["pcc_gene"], r["rmse"], info.get("n_genes_from_reference")))
-        print(f"{name:10s} {dt:7.1f}s  PCC {r['pcc']:.3f}  PCC(gene) {r['pcc_gene']:.3f}  RMSE {r['rmse']:.3f}  "
+        print(f"{spec:28s} {dt:7.1f}s  PCC {r['pcc']:.3f}  PCC(gene) {r['pcc_gene']:.3f}  RMSE {r['rmse']:.3f}  "
               f"from reference: {info.get('n_genes_from_reference')}", flush=True)
     return rows
 
