@@ -105,6 +105,14 @@ def heatmap_from_files(preprocessed, mask_npz, task_file, imputed: dict[str, str
     clustered_heatmap(truth, held, panels, out_png, title=title)
 
 
+def figure4_from_files(preprocessed, mask_npz, task_file, imputed: dict[str, str], out_png, title: str = "") -> None:
+    """Figure 4 (the paper's App. F.1): clustered heatmaps of the held-out predictions of each generator
+    (GAIN, VAE, MLP on the same graph-encoder latent) beside stMCDI's diffusion and the truth, one
+    clustering order (seaborn clustermap of the truth block) for all panels."""
+    heatmap_from_files(preprocessed, mask_npz, task_file, imputed, out_png,
+                       title=("Figure 4: generators on the graph-encoder latent" + (f" - {title}" if title else "")))
+
+
 def rank_stability_figure(csv_path, sweep_of: str, out_png) -> None:
     """Each method's rank (1 = best) under each protocol of the sweep, flattened and per-gene PCC side by side;
     a method whose rank changes is starred."""

@@ -44,6 +44,19 @@ def test_manifest_env_and_presets(name):
 def test_contract_and_no_leakage_through_the_workflow_path(name, small_pre, small_mask, small_dataset, tmp_path):
     """Output contract, and: changing only the held-out truth changes neither the task file nor the output.
     Methods with ``needs: {reference: true}`` get the simulated dataset's paired reference."""
+    _contract_and_no_leakage(name, {}, small_pre, small_mask, small_dataset, tmp_path)
+
+
+# variants whose code path the method's default parameters do not reach (a different model inside the folder)
+MODEL_VARIANTS = [("stmcdi", {"generator": g}) for g in ("gain", "vae", "mlp")]
+
+
+@pytest.mark.parametrize("name,overrides", MODEL_VARIANTS, ids=[f"{n}-{list(o.values())[0]}" for n, o in MODEL_VARIANTS])
+def test_model_variants_contract_and_no_leakage(name, overrides, small_pre, small_mask, small_dataset, tmp_path):
+    _contract_and_no_leakage(name, overrides, small_pre, small_mask, small_dataset, tmp_path)
+
+
+def _contract_and_no_leakage(name, overrides, small_pre, small_mask, small_dataset, tmp_path):
     m = METHODS[name]
     held, train = small_mask
     other = with_other_truth(small_pre, held)
@@ -54,7 +67,7 @@ def test_contract_and_no_leakage_through_the_workflow_path(name, small_pre, smal
     ta, tb = (d / "tasks" / "m" / "seed0.npz" for d in (da, db))
     assert hashlib.sha256(ta.read_bytes()).digest() == hashlib.sha256(tb.read_bytes()).digest(), \
         "the task file carries held-out truth"
-    params = m.params("test")
+    params = m.params("test", overrides)
     out_a, rec_a = run(tmp_path / "a", name, params, evaluate=False)
     assert rec_a["status"] == "ok", rec_a.get("error")
     if m.needs_reference:

@@ -356,3 +356,23 @@ def test_generators_learn_beyond_untrained_and_gene_mean(generator, tmp_path):
 def test_generator_needs_the_values_target():
     with pytest.raises(ValueError, match="target 'values'"):
         STMCDI(10, METHOD.params("test", {"generator": "mlp", "target": "latent"}))
+
+
+def test_figure4_is_written(small_pre, small_mask, tmp_path):
+    """Figure 4: clustered heatmaps of the generators' held-out predictions beside stMCDI's diffusion."""
+    from stbench.figures import figure4_from_files
+    from stbench.task import load_task
+    from tests.workflow_path import write_inputs
+
+    held, train = small_mask
+    d = write_inputs(tmp_path, small_pre, held, train)
+    task = load_task(d / "tasks" / "m" / "seed0.npz", scratch=tmp_path)
+    files = {}
+    for label, gen in [("stMCDI (target: values)", "diffusion"), ("GAIN", "gain"), ("VAE", "vae"), ("MLP", "mlp")]:
+        out = stm.impute(task, **METHOD.params("test", {"generator": gen, "checkpoints": 0}))
+        files[label] = tmp_path / f"{gen}.npz"
+        np.savez(files[label], imputed=out)
+    png = tmp_path / "figures" / "figure4_ds_m.png"
+    figure4_from_files(d / "preprocessed.h5ad", d / "masks" / "m" / "seed0.npz", d / "tasks" / "m" / "seed0.npz",
+                       {k: str(v) for k, v in files.items()}, png, title="ds / m")
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -28,7 +28,7 @@ AGGREGATES = ("median", "mean")
 OPTIMIZERS = ("adamw", "adam")
 ENUMS = {"sampler": SAMPLERS, "aggregate": AGGREGATES, "optimizer": OPTIMIZERS, "target": ("values", "latent"),
          "encoder": ("gcn", "gat", "gin", "mlp", "none"), "train_mask_strategy": ("random", "spot", "gene"),
-         "schedule": ("quad", "linear")}
+         "schedule": ("quad", "linear"), "generator": ("diffusion", "gain", "vae", "mlp")}
 
 
 def check_params(p: dict) -> None:

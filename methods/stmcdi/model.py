@@ -26,6 +26,7 @@ import torch.nn as nn
 from stbench.diffusion import Denoiser, Schedule, ddim_sample, ddpm_sample, sinusoidal_table
 from stbench.diffusion.masks import train_targets
 from .encoder import GraphEncoder
+from .generators import GENERATORS, Generator
 
 
 class STMCDI(nn.Module):
@@ -41,9 +42,20 @@ class STMCDI(nn.Module):
         self.latent_channel = self.target == "values" and self.encoder is not None
         self.gene_emb = nn.Embedding(n_genes, p["gene_emb_dim"]) if p["gene_emb_dim"] > 0 else None
         self.register_buffer("pos_emb", sinusoidal_table(n_genes, p["pos_emb_dim"]), persistent=False)
+        self.generator_kind = p.get("generator", "diffusion")
+        if self.generator_kind not in GENERATORS:
+            raise ValueError(f"generator must be one of {GENERATORS}, got {self.generator_kind!r}")
+        if self.generator_kind != "diffusion" and self.target != "values":
+            raise ValueError("generator gain/vae/mlp predicts the values: use target 'values'")
         side_dim = p["gene_emb_dim"] + p["pos_emb_dim"] + 1 + int(self.latent_channel)
-        self.denoiser = Denoiser(side_dim, p["num_steps"], p["channels"], p["layers"], p["heads"],
-                                 p["diff_emb_dim"], p["ff_dim"], p["dropout"])
+        if self.generator_kind == "diffusion":
+            self.generator = None
+            self.denoiser = Denoiser(side_dim, p["num_steps"], p["channels"], p["layers"], p["heads"],
+                                     p["diff_emb_dim"], p["ff_dim"], p["dropout"])
+        else:  # App. F.1: another generator on the same encoder latent; no denoiser, no gene embeddings
+            self.generator = Generator(self.generator_kind, n_genes, p, latent=self.encoder is not None)
+            self.denoiser = None
+            self.gene_emb = None
         self.sched = Schedule(p["num_steps"], p["beta_start"], p["beta_end"], p["schedule"])
         self.register_buffer("alpha_bar", torch.as_tensor(self.sched.alpha_bar, dtype=torch.float32), persistent=False)
         rw = p.get("recon_weight")
@@ -93,10 +105,13 @@ class STMCDI(nn.Module):
             cond = torch.zeros_like(ob)
             loss_mask = M if p["or_mask"] else ob
         cond = cond.float()
-        loss_mask = loss_mask.float()
         recon = x_sub.new_zeros(())
         if z is not None and self.recon_weight > 0:  # anchor the latent to the (standardised) values
             recon = ((z.float() - xb) ** 2 * ob).sum() / ob.sum().clamp(min=1)
+        if self.generator is not None:  # App. F.1: GAIN / VAE / MLP on the same latent, masked losses
+            gl = self.generator.loss(xb, ob, cond, loss_mask, None if z is None else z.float(), gen)
+            return gl + self.recon_weight * recon, gl.detach(), recon.detach()
+        loss_mask = loss_mask.float()
         if self.target == "latent" and z is not None:
             x0, cond_src = z.detach(), z  # diffuse the latent; its observed part is the condition
         else:
@@ -119,6 +134,9 @@ class STMCDI(nn.Module):
         ``xb`` is 0 wherever ``ob`` is False."""
         b, g = xb.shape
         cond = ob.float() if self.p["lr_mask"] else torch.zeros_like(xb)
+        if self.generator is not None:  # a point prediction; every "sample" is the same
+            pred = self.generator.predict(xb, cond, None if zb is None else zb.float(), gen).float()
+            return pred[None].expand(n_samples, b, g)
         src = zb if (self.target == "latent" and zb is not None) else xb
         side = self.side_info(cond, zb if self.latent_channel else None)
         cp = [c.repeat(n_samples, 1, 1) for c in self.denoiser.project_side(side)]
@@ -145,6 +163,7 @@ def count_parameters(module: nn.Module) -> int:
 
 def parameter_breakdown(model: STMCDI) -> dict:
     return {"encoder": count_parameters(model.encoder) if model.encoder is not None else 0,
-            "denoiser": count_parameters(model.denoiser),
+            "denoiser": count_parameters(model.denoiser) if model.denoiser is not None else 0,
+            "generator": count_parameters(model.generator) if model.generator is not None else 0,
             "gene_embedding": count_parameters(model.gene_emb) if model.gene_emb is not None else 0,
             "total": count_parameters(model)}

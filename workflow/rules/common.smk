@@ -17,7 +17,8 @@ SEEDS = cfg.seeds(config)
 VARIANTS = cfg.variants(config)
 VMAP = {(v.method, v.name): v for v in VARIANTS}
 TABLES = sorted({v.table for v in VARIANTS} - {"table1", "none"})
-HAS_FIGURE3 = any(v.figure for v in VARIANTS)
+HAS_FIGURE3 = any(v.figure == "figure3" for v in VARIANTS)
+HAS_FIGURE4 = any(v.figure == "figure4" for v in VARIANTS)
 
 
 wildcard_constraints:
@@ -41,6 +42,13 @@ def heatmap_files():
     return [f"{R}/figures/heatmap_{d}_{m}.png" for d in DATASETS for m in MASKS if d not in SWEEP]
 
 
+def figure4_files():
+    """Figure 4 (App. F.1): one clustered heatmap per dataset and mask, when a variant says figure: figure4."""
+    if not HAS_FIGURE4:
+        return []
+    return [f"{R}/figures/figure4_{d}_{m}.png" for d in DATASETS for m in MASKS if d not in SWEEP]
+
+
 def table_files():
     out = [f"{R}/tables/{n}" for n in ("table1_long.csv", "table1.csv", "table1.md", "table1.tex")]
     out += [f"{R}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
@@ -50,6 +58,7 @@ def table_files():
 def all_targets():
     out = table_files() + heatmap_files() + [f"{R}/{d}/qc.json" for d in DATASETS]
     out += [f"{R}/figures/rank_stability_{b}.png" for b in sorted(set(SWEEP.values()))]
+    out += figure4_files()
     if HAS_FIGURE3:
         out.append(f"{R}/figures/figure3.png")
     out.append(f"{R}/report.html")  # the report rule (report.smk) needs every table and figure above

@@ -52,6 +52,30 @@ rule figure3:
         "../scripts/figure3.py"
 
 
+def figure4_inputs(wc):
+    """Figure 4's panels: the default variant of each method with figure4 variants (stMCDI's diffusion), then those variants."""
+    seed = SEEDS[0]
+    fig4 = [v for v in VARIANTS if v.figure == "figure4"]
+    base = [v for v in VARIANTS if v.name == "default" and v.method in {f.method for f in fig4}]
+    return {v.label: f"{run_dir(wc.dataset, wc.mask, seed, v.method, v.name)}/imputed.npz" for v in base + fig4}
+
+
+rule figure4:
+    input:
+        data=rules.preprocess.output.h5ad,
+        mask=f"{R}/{{dataset}}/masks/{{mask}}/seed{SEEDS[0]}.npz",
+        task=f"{R}/{{dataset}}/tasks/{{mask}}/seed{SEEDS[0]}.npz",
+        imputed=lambda wc: list(figure4_inputs(wc).values()),
+    output:
+        f"{R}/figures/figure4_{{dataset}}_{{mask}}.png",
+    params:
+        labels=lambda wc: list(figure4_inputs(wc)),
+    log:
+        f"{LOGS}/figure4/{{dataset}}_{{mask}}.log",
+    script:
+        "../scripts/figure4.py"
+
+
 rule rank_stability:
     input:
         f"{R}/tables/rank_stability.csv",
@@ -125,6 +149,7 @@ rule report:
         metrics=metric_files(),
         heatmaps=heatmap_files(),
         figure3=[f"{R}/figures/figure3.png"] if HAS_FIGURE3 else [],
+        figure4=figure4_files(),
         mask_ratio=[f"{R}/figures/mask_ratio.png"] if HAS_MASK_RATIO else [],
         rank_stability=[f"{R}/figures/rank_stability_{b}.png" for b in sorted(set(SWEEP.values()))],
         spatial=spatial_files(),
