@@ -82,14 +82,10 @@ class Setup:
         if threads:
             torch.set_num_threads(threads)
         torch.manual_seed(seed)
-        x = np.array(task.observed, np.float32)
-        m = np.array(task.observed_mask, bool)
-        n, self.g = x.shape
-        train = np.asarray(task.train_spots, bool)
-        self.train = train if train.any() else np.ones(n, bool)
-        self.mu, self.sd = (imp.standardise(x, m, self.train) if p["standardise"]
-                            else (np.zeros(self.g, np.float32), np.ones(self.g, np.float32)))
-        xs = np.where(m, (np.nan_to_num(x) - self.mu) / self.sd, 0.0).astype(np.float32)
+        from stbench.diffusion.common import Prepared
+
+        d = Prepared(task, p["standardise"])  # as impute.run standardises
+        self.g, self.train, self.mu, self.sd, m, xs = d.x.shape[1], d.train, d.mu, d.sd, d.m, d.xs
         self.clip = 1.5 * float(np.abs(xs).max()) + 1.0
         self.gen = torch.Generator(device=dev).manual_seed(seed)
         self.X, self.O = torch.as_tensor(xs, device=dev), torch.as_tensor(m, device=dev)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stbench.diffusion.common import check_finite, default_chunk, sample_rows, standardise
+from stbench.diffusion.common import Prepared, check_finite, default_chunk, sample_rows
 from stbench.diffusion.common import determinism as _determinism
 
 from .graph import knn_edge_index
@@ -56,17 +56,9 @@ def run(task, **p) -> dict:
     (per-entry sample std), mean, median, history, parameter counts."""
     check_params(p)
     device = task.torch_device()
-    x = np.array(task.observed, dtype=np.float32, copy=True)
-    m = np.array(task.observed_mask, dtype=bool, copy=True)
+    d = Prepared(task, p["standardise"])
+    x, m, train, mu, sd, xs = d.x, d.m, d.train, d.mu, d.sd, d.xs  # xs: 0 at held-out entries
     n, g = x.shape
-    train = np.asarray(task.train_spots, dtype=bool)
-    if not train.any():
-        train = np.ones(n, dtype=bool)
-    if p["standardise"]:
-        mu, sd = standardise(x, m, train)
-    else:
-        mu, sd = np.zeros(g, np.float32), np.ones(g, np.float32)
-    xs = np.where(m, (np.nan_to_num(x) - mu) / sd, 0.0).astype(np.float32)  # 0 at held-out entries
 
     with _determinism(int(task.seed), device, p["threads"]):
         gen = torch.Generator(device=device).manual_seed(int(task.seed))

@@ -40,6 +40,27 @@ def standardise(x: np.ndarray, m: np.ndarray, rows: np.ndarray):
     return mu.astype(np.float32), sd.astype(np.float32)
 
 
+class Prepared:
+    """A task's observed matrix as the diffusion imputers train on it: raw values ``x`` (NaN held out),
+    mask ``m``, training spots ``train``, the z-score ``mu``/``sd`` and the standardised ``xs`` (0 held out)."""
+
+    def __init__(self, task, standardise_genes: bool = True):
+        self.x = np.array(task.observed, dtype=np.float32, copy=True)
+        self.m = np.array(task.observed_mask, dtype=bool, copy=True)
+        n, g = self.x.shape
+        train = np.asarray(task.train_spots, dtype=bool)
+        self.train = train if train.any() else np.ones(n, dtype=bool)
+        if standardise_genes:
+            self.mu, self.sd = standardise(self.x, self.m, self.train)
+        else:
+            self.mu, self.sd = np.zeros(g, np.float32), np.ones(g, np.float32)
+        self.xs = np.where(self.m, (np.nan_to_num(self.x) - self.mu) / self.sd, 0.0).astype(np.float32)
+
+    def back(self, a: np.ndarray) -> np.ndarray:
+        """From the standardised scale back to the task's."""
+        return a * self.sd + self.mu
+
+
 def sample_rows(sample_fn, rows: np.ndarray, shape: tuple[int, int], n_samples: int, chunk: int, device):
     """Run ``sample_fn(idx) -> (n_samples, len(idx), G)`` over ``rows`` in chunks; return the samples'
     median, mean and standard deviation as (n, G) arrays (zeros on rows not sampled)."""
