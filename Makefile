@@ -1,9 +1,6 @@
-# make demo: create .venv, install the project, run the demo workflow end to end (CPU, ~minutes)
-# make sweep: install
-	$(BIN)/snakemake --cores $(CORES) --configfile workflow/sweep.yaml
-	@echo "Rank stability: results/sweep/figures/  Tables: results/sweep/tables/"
-
-test: run the test suite
+# make demo:  create .venv, install the project, run the demo end to end in three parts (CPU; times printed)
+# make sweep: the protocol sweep on the demo section (rank stability)
+# make test:  the test suite
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
