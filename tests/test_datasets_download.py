@@ -7,6 +7,7 @@ import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 import yaml
 
@@ -183,3 +184,70 @@ def test_unknown_source_and_source_without_spatial(tmp_path):
         fetch("HBC", "nope", tmp_path)
     with pytest.raises(ConfigError, match="no established spatial data"):
         fetch("MOB", "geo", tmp_path)
+
+
+def test_reference_from_another_source_downloads_only_its_reference_files(server, tmp_path):
+    """A dataset's reference from the `geo` source: only that source's reference files are fetched
+    (manifest_reference.json), read as genes x cells with cell-type labels; unlabelled cells dropped."""
+    from stbench.datasets import load_recipe
+
+    c, loc = sb_files()
+    genes = [f"G{j}" for j in range(12)]
+    cells = [f"c{i}" for i in range(10)]
+    ref_csv = "," + ",".join(cells) + "\n" + "".join(f"{g}," + ",".join(str((i + j) % 4) for i in range(10)) + "\n"
+                                                for j, g in enumerate(genes[:8]))
+    labels = "cell,cell_ontology_class\n" + "".join(f"c{i},{'hepatocyte' if i % 2 else 'endothelial cell'}\n"
+                                                     for i in range(9))  # c9 failed QC: not listed
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("FACS/Liver-counts.csv", ref_csv)
+    server.files.update({"/Insitu_count.txt": c, "/Locations.txt": loc, "/FACS.zip": buf.getvalue(),
+                         "/annotations.csv": labels.encode()})
+    r = recipe(server.url, [{"name": "Insitu_count.txt"}, {"name": "Locations.txt"}])
+    r["sources"]["authors"]["expect"]["genes"] = [12, 12]
+    r["sources"]["geo"] = {
+        "accession": "toy geo", "expect": {"spots": [3, 4], "genes": [3, 3]}, "spatial": None,
+        "files": [{"name": "FACS.zip", "url": f"{server.url}/FACS.zip", "role": "reference", "unpack": True},
+                  {"name": "annotations.csv", "url": f"{server.url}/annotations.csv", "role": "reference"},
+                  {"name": "spatial.tar.gz", "url": f"{server.url}/never.tar.gz", "role": "spatial"}],
+        "reference": {"format": "scrna", "path": "FACS/**/Liver-counts.csv", "orientation": "genes_x_cells",
+                      "labels": "annotations.csv", "labels_cell_column": "cell", "labels_column": "cell_ontology_class"}}
+    r["reference_source"] = "geo"
+    fetch("TOY", "authors", tmp_path, recipe=r, retries=0)
+    with pytest.raises(DatasetError, match=r"manifest_reference\.json: no download manifest.*--reference-only"), \
+            pytest.warns(UserWarning):
+        load_recipe("TOY", "authors", tmp_path)
+    mpath = fetch("TOY", "geo", tmp_path, recipe=r, retries=0, reference_only=True)
+    assert mpath.name == "manifest_reference.json" and "/never.tar.gz" not in server.hits
+    assert [f["name"] for f in json.loads(mpath.read_text())["files"]] == ["FACS.zip", "annotations.csv"]
+    with pytest.warns(UserWarning):
+        adata, ref = load_recipe("TOY", "authors", tmp_path)
+    assert ref.shape == (9, 8) and list(ref.obs_names) == cells[:9]
+    assert ref.obs["cell_type"].tolist() == ["hepatocyte" if i % 2 else "endothelial cell" for i in range(9)]
+    assert ref.uns["unlabelled_cells_dropped"] == 1
+    np.testing.assert_array_equal(ref.X.toarray()[:, 0], [i % 4 for i in range(9)])
+    rep = adata.uns["prepare_report"]
+    assert rep["reference_source"] == "geo" and rep["reference_gene_overlap"] == 8
+    with pytest.warns(UserWarning):
+        _, none = load_recipe("TOY", "authors", tmp_path, reference_source="none")
+    assert none is None
+    with pytest.raises(ConfigError, match="reference_source 'nope' is not one of its sources"):
+        load_recipe("TOY", "authors", tmp_path, reference_source="nope")
+    with pytest.raises(ConfigError, match="source 'authors' has no reference files"):
+        fetch("TOY", "authors", tmp_path, recipe=r, reference_only=True)
+
+
+def test_paper_datasets_need_their_reference_download(tmp_path):
+    """Every packaged recipe takes its reference from `geo` by default, so a paper run downloads it."""
+    from stbench.datasets import list_recipes
+    from stbench.loaders import dataset_inputs
+
+    for rid in list_recipes():
+        files = dataset_inputs({"recipe": rid, "source": "authors"}, str(tmp_path))
+        assert files == [str(tmp_path / rid / "authors" / "manifest.json"),
+                         str(tmp_path / rid / "geo" / "manifest_reference.json")], rid
+        assert dataset_inputs({"recipe": rid, "source": "authors", "reference_source": "none"}, str(tmp_path)) == files[:1]
+    with pytest.raises(ConfigError, match="dataset 'x': recipe 'MOB': reference_source 'zenodo'"):
+        from stbench.loaders import check_spec
+
+        check_spec("x", {"recipe": "MOB", "reference_source": "zenodo"})

@@ -62,7 +62,7 @@ def test_load_recipe_packaged_hbc_on_fake_cache(tmp_path):
     counts, locs, m = sb_text(40, genes, rng)
     fake_cache(tmp_path, "HBC", get_recipe("HBC"), {"Insitu_count.txt": counts, "Locations.txt": locs})
     with pytest.warns(UserWarning) as rec:
-        adata, ref = load_recipe("HBC", "authors", tmp_path)
+        adata, ref = load_recipe("HBC", "authors", tmp_path, reference_source="authors")
     msgs = [str(w.message) for w in rec]
     assert any("40 spots, expected 4784-4785" in s for s in msgs) and any("15 genes, expected 1000-1000" in s for s in msgs)
     assert ref is None
@@ -92,7 +92,7 @@ def test_load_recipe_reference_overlap_and_empty_spots(tmp_path):
     scrna = "\t" + "\t".join(f"cell{j}" for j in range(50)) + "\n"
     scrna += "\n".join(g + "\t" + "\t".join(map(str, r)) for g, r in zip(ref_genes, ref)) + "\n"
     fake_cache(tmp_path, "ML", recipe, {"Insitu_count.txt": counts, "Locations.txt": locs, "scRNA_count.txt": scrna})
-    adata, reference = load_recipe("ML", "authors", tmp_path)
+    adata, reference = load_recipe("ML", "authors", tmp_path, reference_source="authors")
     rep = adata.uns["prepare_report"]
     assert adata.n_obs == 30 and rep["dropped_empty_spots"] == 1 and "warnings" not in rep
     assert reference.shape == (50, 8) and {"Alb", "Apoa1", "Cyp2e1"} <= set(reference.var_names)
@@ -132,8 +132,12 @@ def test_load_recipe_hbc_geo_layout(tmp_path):
     for a, b in (("matrix.mtx", "count_matrix_sparse.mtx"), ("features.tsv", "count_matrix_genes.tsv"),
                  ("barcodes.tsv", "count_matrix_barcodes.tsv")):
         (sc / a).rename(sc / b)
+    major = ["Cancer Epithelial", "T-cells", "CAFs", "Myeloid"]
+    (sc / "metadata.csv").write_text('"","orig.ident","celltype_major"\n'
+                                     + "".join(f'"cell{i}","CID4290","{major[i % 4]}"\n' for i in range(40)))
     adata, ref = load_recipe("HBC", "geo", tmp_path)
     assert adata.shape == (25, 12) and ref.shape == (40, 12)
+    assert ref.obs["cell_type"].tolist() == [major[i % 4] for i in range(40)]  # Tangram's clusters mode reads it
     assert adata.uns["source"]["platform"] == "10x Visium" and "4739739" in adata.uns["source"]["accession"]
     validate_dataset(adata, "HBC geo")
     validate_reference(ref, "HBC geo ref", adata.var_names)

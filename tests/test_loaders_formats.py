@@ -127,6 +127,55 @@ def test_scrna_dense_csv_and_h5ad(tmp_path):
     np.testing.assert_array_equal(b.layers["counts"].toarray(), m)
 
 
+def write_10x_h5(path, m, genes, barcodes):
+    """A Cell Ranger v3 HDF5 matrix (genes x cells CSC) of cells x genes counts ``m``."""
+    import h5py
+
+    csc = sp.csc_matrix(np.asarray(m).T)
+    with h5py.File(path, "w") as f:
+        g = f.create_group("matrix")
+        g["barcodes"] = np.array(barcodes, dtype="S")
+        g["data"], g["indices"], g["indptr"] = csc.data.astype(np.int32), csc.indices, csc.indptr
+        g["shape"] = np.array(csc.shape, dtype=np.int32)
+        ft = g.create_group("features")
+        ft["id"] = np.array([f"ENSG{i:011d}" for i in range(len(genes))], dtype="S")
+        ft["name"] = np.array(genes, dtype="S")
+        ft["feature_type"] = np.array(["Gene Expression"] * len(genes), dtype="S")
+        ft["genome"] = np.array(["GRCh38"] * len(genes), dtype="S")
+
+
+def test_scrna_folder_of_10x_h5_samples(tmp_path):
+    """GEO's <GSE>_RAW.tar may hold one Cell Ranger .h5 per sample (HP's GSE142489 is 10x v3)."""
+    m1, m2 = counts(9, 4), counts(6, 4)
+    (tmp_path / "GSE1_RAW").mkdir()
+    write_10x_h5(tmp_path / "GSE1_RAW" / "GSM1_veh_filtered_feature_bc_matrix.h5", m1, ["KRT5", "KRT8", "AR", "TP63"],
+                 [f"AC{i}-1" for i in range(9)])
+    write_10x_h5(tmp_path / "GSE1_RAW" / "GSM2_vitd_filtered_feature_bc_matrix.h5", m2, ["KRT5", "KRT8", "AR", "TP63"],
+                 [f"AC{i}-1" for i in range(6)])
+    a = LOADERS["scrna"]({"path": "GSE1_RAW"}, tmp_path)
+    assert a.shape == (15, 4) and a.obs_names[0] == "GSM1_veh_filtered_feature_bc_matrix:AC0-1"
+    np.testing.assert_array_equal(a.layers["counts"].toarray(), np.vstack([m1, m2]))
+
+
+def test_scrna_labels_from_obs_column_and_bad_label_tables(tmp_path):
+    """Cell-type labels land in obs['cell_type'] (Tangram's clusters mode); a wrong column or table is named."""
+    from stbench.loaders.scrna import attach_labels
+
+    m = counts(6, 3)
+    a = ad.AnnData(X=sp.csr_matrix(m.astype(np.float32)))
+    a.obs_names, a.var_names = [f"c{i}" for i in range(6)], ["A", "B", "C"]
+    a.obs["integrated_snn_res.1"] = [0, 1, 1, 2, 0, 2]
+    out = attach_labels(a.copy(), {"labels_column": "integrated_snn_res.1"})
+    assert out.obs["cell_type"].tolist() == ["0", "1", "1", "2", "0", "2"]
+    with pytest.raises(DatasetError, match=r"ref\.rds: has no cell metadata column 'seurat_clusters' \(columns: integrated_snn_res\.1"):
+        attach_labels(a.copy(), {"labels_column": "seurat_clusters"}, where="ref.rds")
+    (tmp_path / "meta.csv").write_text("barcode,type\nx1,T\nx2,B\n")
+    with pytest.raises(DatasetError, match=r"meta\.csv: none of the reference's 6 cells is listed in column 'barcode'"):
+        attach_labels(a.copy(), {"labels": "meta.csv", "labels_column": "type"}, tmp_path)
+    with pytest.raises(DatasetError, match=r"meta\.csv: has no column 'celltype_major' \(columns: barcode, type\)"):
+        attach_labels(a.copy(), {"labels": "meta.csv", "labels_column": "celltype_major"}, tmp_path)
+
+
 def test_scrna_bad_inputs_name_the_file(tmp_path):
     write_mtx(tmp_path / "x", counts(5, 3), ["A", "B"], [f"b{i}" for i in range(5)], gz=False)
     with pytest.raises(DatasetError, match=r"matrix\.mtx.*lists 2 genes"):

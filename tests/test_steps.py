@@ -19,7 +19,10 @@ def test_dataset_inputs_list_every_file_of_a_block():
         ["c.csv", "l.csv", "r.h5ad"]
     assert dataset_inputs({"format": "h5ad", "path": "x.h5ad", "reference": {"path": "mtx/", "genes": "g.tsv"}}) == \
         ["x.h5ad", "mtx/", "g.tsv"]
-    assert dataset_inputs({"recipe": "MOB", "source": "authors"}, "cache") == ["cache/MOB/authors/manifest.json"]
+    assert dataset_inputs({"recipe": "MOB", "source": "authors"}, "cache") == \
+        ["cache/MOB/authors/manifest.json", "cache/MOB/geo/manifest_reference.json"]  # the recipe's reference_source
+    assert dataset_inputs({"format": "st", "counts": "c.tsv", "reference": {"path": "r.csv", "labels": "meta.csv"}}) == \
+        ["c.tsv", "r.csv", "meta.csv"]
     assert dataset_inputs({"format": "simulate"}) == []
     assert input_folders({"format": "tables", "counts": "/a/b/c.csv", "locations": "/a/l.csv"}) == ["/a", "/a/b"]
 

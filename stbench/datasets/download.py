@@ -212,16 +212,19 @@ def source_dir(cache_dir, recipe_id: str, source: str) -> Path:
     return Path(cache_dir) / recipe_id / source
 
 
-def manifest_path(cache_dir, recipe_id: str, source: str) -> Path:
-    return source_dir(cache_dir, recipe_id, source) / "manifest.json"
+def manifest_path(cache_dir, recipe_id: str, source: str, *, reference_only: bool = False) -> Path:
+    """``manifest.json`` of a whole source, or ``manifest_reference.json`` of its reference files only."""
+    return source_dir(cache_dir, recipe_id, source) / ("manifest_reference.json" if reference_only else "manifest.json")
 
 
 def fetch(recipe_id: str, source: str, cache_dir, *, recipe: dict | None = None, retries: int = 3,
-          backoff: float = 1.0, refresh: bool = False, progressbar: bool = False) -> Path:
+          backoff: float = 1.0, refresh: bool = False, progressbar: bool = False, reference_only: bool = False) -> Path:
     """Download and verify every file of ``source``; write and return ``<cache>/<id>/<source>/manifest.json``.
 
-    ``recipe`` replaces the packaged recipe (tests, mirrors); ``refresh`` forgets recorded hashes and
-    cached copies first. Raises ConfigError for an unknown source or one with no spatial data.
+    ``reference_only``: only the files with ``role: reference`` (a dataset whose spatial matrix comes
+    from another source), written to ``manifest_reference.json``. ``recipe`` replaces the packaged
+    recipe (tests, mirrors); ``refresh`` forgets recorded hashes and cached copies first. Raises
+    ConfigError for an unknown source, one with no spatial data, or (``reference_only``) no reference.
     """
     from stbench.datasets.recipes import check_recipe, get_recipe, get_source
 
@@ -230,7 +233,11 @@ def fetch(recipe_id: str, source: str, cache_dir, *, recipe: dict | None = None,
     else:
         check_recipe(recipe, f"recipe '{recipe_id}'")
     src = get_source(recipe, source)
-    if not src.get("spatial"):
+    if reference_only:
+        src = dict(src, files=[f for f in src["files"] if f["role"] == "reference"])
+        if not src.get("reference") or not src["files"]:
+            raise ConfigError(f"recipe '{recipe_id}': source '{source}' has no reference files to download")
+    elif not src.get("spatial"):
         raise ConfigError(f"recipe '{recipe_id}': source '{source}' has no established spatial data "
                           f"({' '.join(str(src.get('description', '')).split())}); use source '{recipe['default_source']}'")
     cache_dir = Path(cache_dir)
@@ -259,7 +266,7 @@ def fetch(recipe_id: str, source: str, cache_dir, *, recipe: dict | None = None,
         entries.append(entry)
     manifest = {"recipe": recipe_id, "source": source, "created": _dt.datetime.now().isoformat(timespec="seconds"),
                 "recipe_data": recipe, "files": entries}
-    out = manifest_path(cache_dir, recipe_id, source)
+    out = manifest_path(cache_dir, recipe_id, source, reference_only=reference_only)
     write_json(out, manifest)
     return out
 
@@ -275,13 +282,15 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", default="resources/downloads")
     ap.add_argument("--refresh", action="store_true", help="forget recorded sha256s and cached copies first")
     ap.add_argument("--retries", type=int, default=3)
+    ap.add_argument("--reference-only", action="store_true", help="only the source's scRNA-seq reference files")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         from stbench.datasets.recipes import get_recipe
 
         source = args.source or get_recipe(args.recipe)["default_source"]
-        print(fetch(args.recipe, source, args.cache_dir, retries=args.retries, refresh=args.refresh, progressbar=True))
+        print(fetch(args.recipe, source, args.cache_dir, retries=args.retries, refresh=args.refresh, progressbar=True,
+                    reference_only=args.reference_only))
     except StbenchError as e:
         print(f"error: {e}")
         return 1

@@ -18,14 +18,15 @@ import pandas as pd
 from stbench.errors import DatasetError
 
 
-def read_manifest(cache_dir, recipe_id: str, source: str) -> tuple[dict, Path]:
+def read_manifest(cache_dir, recipe_id: str, source: str, *, reference_only: bool = False) -> tuple[dict, Path]:
     from stbench.datasets.download import manifest_path
 
-    path = manifest_path(cache_dir, recipe_id, source)
+    path = manifest_path(cache_dir, recipe_id, source, reference_only=reference_only)
     if not path.exists():
+        flag = " --reference-only" if reference_only else ""
         raise DatasetError(path, f"no download manifest; run the download step first: "
                                  f"`snakemake {path}` or `python -m stbench.datasets.download {recipe_id} {source} "
-                                 f"--cache-dir {cache_dir}`")
+                                 f"--cache-dir {cache_dir}{flag}`")
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -60,6 +61,8 @@ def _resolved_spec(spec: dict, base: Path) -> dict | None:
             if hit is None:
                 return None
             out[key] = str(hit)
+    if out.get("labels"):  # a cell-type label table: required once its matrix is there
+        out["labels"] = str(resolve_pattern(base, str(out["labels"])))
     for key in ("genes", "barcodes", "features"):  # relative to the matrix's folder when not found from base
         if key in out and "path" in out and not (base / out[key]).exists():
             out[key] = str(Path(out["path"]).parent / out[key])
@@ -106,8 +109,46 @@ def _source_record(recipe: dict, src: dict, files: list[dict]) -> dict:
     }
 
 
-def load_recipe(recipe_id: str, source: str, cache_dir):
-    """(spatial AnnData following the contract, reference AnnData or None) from a downloaded source."""
+def reference_source_of(recipe: dict, source: str, reference_source: str | None = None) -> str:
+    """Which source's ``reference`` block a dataset uses: the argument, else the recipe's
+    ``reference_source``, else the spatial source itself; ``none`` means no reference."""
+    from stbench.errors import ConfigError
+
+    ref = reference_source or recipe.get("reference_source") or source
+    if ref != "none" and ref not in (recipe.get("sources") or {}):
+        raise ConfigError(f"recipe '{recipe.get('id')}': reference_source '{ref}' is not one of its sources "
+                          f"({', '.join(recipe.get('sources') or {})}) or 'none'")
+    return ref
+
+
+def _load_reference(recipe: dict, recipe_id: str, ref_source: str, source: str, base: Path, cache_dir, report: dict):
+    """The reference AnnData (or None, with the reason in ``report``) from ``ref_source``'s download."""
+    from stbench.datasets.recipes import get_source
+    from stbench.loaders import get_loader
+
+    report["reference_source"] = ref_source
+    spec = None if ref_source == "none" else get_source(recipe, ref_source).get("reference")
+    if not spec:
+        report["reference"] = "none for this source" if ref_source != "none" else "switched off (reference_source: none)"
+        return None
+    if ref_source != source:
+        _, rpath = read_manifest(cache_dir, recipe_id, ref_source, reference_only=True)
+        base = rpath.parent / "files"
+    rspec = _resolved_spec(spec, base)
+    if rspec is None:
+        report["reference"] = "absent from this download (optional)"
+        return None
+    ref = get_loader(rspec["format"])(rspec, base)
+    ref.uns.pop("duplicate_genes_summed", None)
+    return ref
+
+
+def load_recipe(recipe_id: str, source: str, cache_dir, reference_source: str | None = None):
+    """(spatial AnnData following the contract, reference AnnData or None) from a downloaded source.
+
+    The reference comes from ``reference_source`` (see :func:`reference_source_of`); a source other
+    than the spatial one is read from its reference-only download (``manifest_reference.json``).
+    """
     import scipy.sparse as sp
 
     from stbench.contract import check_counts, validate_dataset
@@ -117,6 +158,7 @@ def load_recipe(recipe_id: str, source: str, cache_dir):
     manifest, mpath = read_manifest(cache_dir, recipe_id, source)
     recipe = manifest.get("recipe_data") or get_recipe(recipe_id)
     src = get_source(recipe, source)
+    ref_source = reference_source_of(recipe, source, reference_source)  # a bad value fails before any reading
     base = mpath.parent / "files"
     where = f"recipe {recipe_id} ({source}): {mpath.parent}"
     if not src.get("spatial"):
@@ -139,15 +181,9 @@ def load_recipe(recipe_id: str, source: str, cache_dir):
     _check_range(report, "spots", adata.n_obs, expect.get("spots"), recipe_id, source)
     _check_range(report, "genes", adata.n_vars, expect.get("genes"), recipe_id, source)
     validate_dataset(adata, where)
-    ref = None
-    if src.get("reference"):
-        rspec = _resolved_spec(src["reference"], base)
-        if rspec is None:
-            report["reference"] = "absent from this download (optional)"
-        else:
-            ref = get_loader(rspec["format"])(rspec, base)
-            ref.uns.pop("duplicate_genes_summed", None)
-            report.update(harmonise_reference(ref, adata.var_names), reference_cells=int(ref.n_obs),
-                          reference_genes=int(ref.n_vars))
+    ref = _load_reference(recipe, recipe_id, ref_source, source, base, cache_dir, report)
+    if ref is not None:
+        report.update(harmonise_reference(ref, adata.var_names), reference_cells=int(ref.n_obs),
+                      reference_genes=int(ref.n_vars))
     adata.uns["prepare_report"] = report
     return adata, ref

@@ -30,7 +30,7 @@ LOADERS = {
 }
 # the config keys of each format that name input files (declared as Snakemake inputs)
 INPUT_KEYS = {"h5ad": ("path",), "tables": ("counts", "locations"), "visium": ("matrix", "positions"),
-              "st": ("counts",), "spatialbenchmarking": ("counts", "locations"), "scrna": ("path", "genes", "barcodes"),
+              "st": ("counts",), "spatialbenchmarking": ("counts", "locations"), "scrna": ("path", "genes", "barcodes", "labels"),
               "simulate": (), "recipe": ()}
 FORMATS = tuple(sorted(INPUT_KEYS))
 
@@ -63,6 +63,13 @@ def check_spec(name: str, spec: dict) -> None:
 
         if spec["recipe"] not in list_recipes():
             raise ConfigError(f"dataset '{name}': unknown recipe '{spec['recipe']}'; known recipes: {', '.join(list_recipes())}")
+        from stbench.datasets import get_recipe
+        from stbench.datasets.prepare import reference_source_of
+
+        try:
+            reference_source_of(get_recipe(spec["recipe"]), spec.get("source", "authors"), spec.get("reference_source"))
+        except ConfigError as e:
+            raise ConfigError(f"dataset '{name}': {e}") from None
         return
     if fmt not in INPUT_KEYS:
         raise ConfigError(f"dataset '{name}': unknown or missing format {fmt!r}; use 'recipe: <ID>' or format one of "
@@ -75,7 +82,15 @@ def dataset_inputs(spec: dict, cache_dir: str = DEFAULT_CACHE_DIR) -> list[str]:
     if fmt == "recipe":
         from stbench.datasets.download import manifest_path
 
-        return [str(manifest_path(cache_dir, spec["recipe"], spec.get("source", "authors")))]
+        from stbench.datasets import get_recipe
+        from stbench.datasets.prepare import reference_source_of
+
+        source = spec.get("source", "authors")
+        files = [str(manifest_path(cache_dir, spec["recipe"], source))]
+        ref_source = reference_source_of(get_recipe(spec["recipe"]), source, spec.get("reference_source"))
+        if ref_source not in ("none", source):
+            files.append(str(manifest_path(cache_dir, spec["recipe"], ref_source, reference_only=True)))
+        return files
     files = [str(spec[k]) for k in INPUT_KEYS.get(fmt, ()) if spec.get(k)]
     ref = reference_spec(spec)
     if ref:
@@ -92,7 +107,7 @@ def load_dataset(name: str, spec: dict, *, base=None, cache_dir: str = DEFAULT_C
         from stbench.datasets import load_recipe
 
         source = spec.get("source", "authors")
-        adata, ref = load_recipe(spec["recipe"], source, cache_dir)
+        adata, ref = load_recipe(spec["recipe"], source, cache_dir, spec.get("reference_source"))
         return adata, ref, f"recipe {spec['recipe']} ({source})"
     if fmt == "simulate":
         from stbench.simulate import simulate_demo

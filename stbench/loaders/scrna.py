@@ -3,7 +3,7 @@
 Accepted inputs (``spec['path']``): an ``.h5ad``; a 10x ``.h5``; a Matrix Market ``.mtx(.gz)`` with
 ``genes``/``features`` and ``barcodes`` files; a folder holding one or more mtx triplets (10x
 ``matrix.mtx.gz`` + ``features.tsv.gz`` + ``barcodes.tsv.gz``, GEO ``GSMxxx_matrix.mtx.gz`` sets,
-Wu et al.'s ``count_matrix_sparse.mtx``), all samples concatenated; or a dense csv/tsv table
+Wu et al.'s ``count_matrix_sparse.mtx``) or 10x ``.h5`` files, all samples concatenated; or a dense csv/tsv table
 (``orientation``: ``genes_x_cells``, the default, or ``cells_x_genes``), read in chunks into a
 sparse matrix. Gene identifiers are harmonised by :func:`harmonise_genes`.
 """
@@ -158,6 +158,21 @@ def read_dense(path, orientation: str = "genes_x_cells", chunksize: int = 2000):
     return adata
 
 
+def read_folder(folder, sample: str | None = None):
+    """Every 10x matrix below ``folder`` (mtx triplets, else Cell Ranger ``.h5`` files), samples
+    concatenated: GEO's ``<GSE>_RAW.tar`` holds one matrix per sample in either form."""
+    folder = Path(folder)
+    h5s = sorted(p for p in folder.rglob("*") if _stem(p).endswith(".h5") and (not sample or sample in str(p)))
+    has_mtx = any(_stem(p).endswith(".mtx") for p in folder.rglob("*"))
+    if h5s and not has_mtx:
+        parts = [read_10x_h5(p) for p in h5s]
+        return concat_samples(parts, [p.name.split(".")[0] for p in h5s])
+    triplets = find_mtx_triplets(folder, sample)
+    parts = [read_mtx(*t) for t in triplets]
+    labels = [t[0].name[: t[0].name.lower().find("matrix")].strip("_.-") or t[0].parent.name for t in triplets]
+    return concat_samples(parts, labels)
+
+
 def read_reference(path, spec: dict | None = None):
     """Read any supported reference input at ``path`` (file or folder); see the module docstring."""
     spec = spec or {}
@@ -166,10 +181,7 @@ def read_reference(path, spec: dict | None = None):
         raise DatasetError(path, "file not found")
     name = _stem(path)
     if path.is_dir():
-        triplets = find_mtx_triplets(path, spec.get("sample"))
-        parts = [read_mtx(*t) for t in triplets]
-        labels = [t[0].name[: t[0].name.lower().find("matrix")].strip("_.-") or t[0].parent.name for t in triplets]
-        return concat_samples(parts, labels)
+        return read_folder(path, spec.get("sample"))
     if name.endswith(".h5ad"):
         from stbench.loaders.h5ad import read_h5ad
 
@@ -204,8 +216,53 @@ def read_10x_h5(path):
     return adata
 
 
+LABEL_COLUMN = "cell_type"  # where a reference's cell-type labels land (Tangram's clusters mode reads it)
+
+
+def attach_labels(adata, spec: dict, base=None, where=None):
+    """Copy cell-type labels into ``obs['cell_type']``, from a table (``labels``: csv/tsv path,
+    ``labels_cell_column``: cell ids, default its first column; ``labels_column``) or, without a
+    table, from an ``obs`` column of the reference itself (``labels_column``, e.g. a Seurat cluster).
+
+    Cells the label table does not list are dropped: the published label tables are the authors'
+    quality-controlled cell lists (Tabula Muris). The number dropped is kept in ``uns``.
+    """
+    column = spec.get("labels_column")
+    if not spec.get("labels") and not column:
+        return adata
+    if not column:
+        raise DatasetError(where or "<reference>", "`labels` needs `labels_column`, the label column of the table")
+    if spec.get("labels"):
+        from stbench.loaders.common import read_table
+
+        path = resolve(spec["labels"], base)
+        table = read_table(path, index_col=None)
+        cell_col = spec.get("labels_cell_column") or table.columns[0]
+        for c in (cell_col, column):
+            if c not in table.columns:
+                raise DatasetError(path, f"has no column '{c}' (columns: {', '.join(map(str, table.columns[:20]))})")
+        labels = pd.Series(table[column].astype(str).values, index=clean_names(table[cell_col]))
+        labels = labels[~labels.index.duplicated()]
+        found = pd.Index(adata.obs_names).isin(labels.index)
+        if not found.any():
+            raise DatasetError(path, f"none of the reference's {adata.n_obs} cells is listed in column '{cell_col}' "
+                                     f"(first cells: {', '.join(map(str, adata.obs_names[:3]))})")
+        if not found.all():
+            adata = adata[found].copy()
+        adata.obs[LABEL_COLUMN] = labels.reindex(adata.obs_names).values
+        adata.uns["unlabelled_cells_dropped"] = int((~found).sum())
+    else:
+        if column not in adata.obs.columns:
+            raise DatasetError(where or "<reference>", f"has no cell metadata column '{column}' "
+                                                       f"(columns: {', '.join(map(str, adata.obs.columns[:20]))})")
+        adata.obs[LABEL_COLUMN] = adata.obs[column].astype(str).values
+    adata.obs[LABEL_COLUMN] = adata.obs[LABEL_COLUMN].astype("category")
+    return adata
+
+
 def load_scrna(spec: dict, base=None):
-    """``spec``: ``path`` (file or folder), optional ``genes``, ``barcodes``, ``orientation``, ``sample``."""
+    """``spec``: ``path`` (file or folder), optional ``genes``, ``barcodes``, ``orientation``, ``sample``,
+    and cell-type labels (``labels``, ``labels_cell_column``, ``labels_column``: :func:`attach_labels`)."""
     path = resolve(spec["path"], base)
     adata = read_reference(path, spec)
     adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
@@ -213,5 +270,6 @@ def load_scrna(spec: dict, base=None):
     adata = harmonise_genes(adata, path)
     if pd.Index(adata.obs_names).has_duplicates:
         raise DatasetError(path, "duplicate cell barcodes")
+    adata = attach_labels(adata, spec, base, where=path)
     adata.uns["source"] = source_record(spec, url=str(path))
     return adata

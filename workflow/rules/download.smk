@@ -1,6 +1,8 @@
 # download: fetch and verify one recipe source (stbench/datasets/recipes/<recipe>.yaml) into the cache.
 # The only rule that touches the network; `prepare` reads the manifest and never downloads.
-# A dataset block `{recipe: MOB, source: authors}` needs {cache_dir}/MOB/authors/manifest.json.
+# A dataset block `{recipe: MOB, source: authors}` needs {cache_dir}/MOB/authors/manifest.json, and
+# its scRNA-seq reference, when it comes from another source (the recipe's `reference_source`, or the
+# block's), {cache_dir}/MOB/geo/manifest_reference.json: that source's reference files only.
 from stbench.datasets.recipes import RECIPE_DIR
 
 
@@ -20,3 +22,10 @@ rule download:
         f"{CACHE}/logs/{{recipe}}_{{source}}.log",
     script:
         "../scripts/download.py"
+
+
+use rule download as download_reference with:
+    output:
+        f"{CACHE}/{{recipe}}/{{source}}/manifest_reference.json",
+    log:
+        f"{CACHE}/logs/{{recipe}}_{{source}}_reference.log",
