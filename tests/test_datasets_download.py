@@ -251,3 +251,12 @@ def test_paper_datasets_need_their_reference_download(tmp_path):
         from stbench.loaders import check_spec
 
         check_spec("x", {"recipe": "MOB", "reference_source": "zenodo"})
+
+
+def test_published_size_is_checked_when_no_hash_is(server, tmp_path):
+    """Where only a file's size is published (GSE121891's files), a different size fails the download."""
+    server.files["/Locations.txt"] = LOCS
+    with pytest.raises(DatasetError, match=rf"Locations\.txt.*size mismatch: expected {len(LOCS) + 1} bytes, got {len(LOCS)} bytes"):
+        download_file(f"{server.url}/Locations.txt", tmp_path / "Locations.txt", size=len(LOCS) + 1, retries=0)
+    assert list(tmp_path.iterdir()) == []
+    assert download_file(f"{server.url}/Locations.txt", tmp_path / "Locations.txt", size=len(LOCS), retries=0)[1] == len(LOCS)

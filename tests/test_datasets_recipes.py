@@ -141,3 +141,48 @@ def test_load_recipe_hbc_geo_layout(tmp_path):
     assert adata.uns["source"]["platform"] == "10x Visium" and "4739739" in adata.uns["source"]["accession"]
     validate_dataset(adata, "HBC geo")
     validate_reference(ref, "HBC geo ref", adata.var_names)
+
+
+def _ref_manifest(cache, rid, recipe):
+    d = cache / rid / "geo"
+    (d / "files").mkdir(parents=True)
+    (d / "manifest_reference.json").write_text(json.dumps({"recipe": rid, "source": "geo", "recipe_data": recipe, "files": []}))
+    return d / "files"
+
+
+def test_packaged_mob_and_ml_references_read_with_labels(tmp_path):
+    """The packaged `geo` reference specs of MOB (GSE121891 dge + Seurat metadata) and ML (Tabula Muris
+    FACS matrix + annotations), on files laid out as the deposits are, give labelled references."""
+    import gzip
+
+    rng = np.random.default_rng(5)
+    genes = ["Th", "Penk", "Doc2g", "Alb", "Apoa1", "Cyp2e1"] + [f"Gm{i}" for i in range(6)]
+    cells = [f"WT1_AAAC{i}" for i in range(12)]
+    dge = "," + ",".join(f'"{c}"' for c in cells) + "\n" + "".join(
+        f'"{g}",' + ",".join(str(v) for v in rng.poisson(1, 12)) + "\n" for g in genes)
+    for rid, layout in (("MOB", "mob"), ("ML", "ml")):
+        recipe = get_recipe(rid)
+        recipe["sources"]["authors"]["expect"] = {"spots": [20, 40], "genes": [10, 20]}
+        counts, locs, _ = sb_text(30, genes, rng)
+        fake_cache(tmp_path / rid, rid, recipe, {"Insitu_count.txt": counts, "Locations.txt": locs})
+        src = recipe["sources"]["authors"]
+        src["spatial"] = {"format": "spatialbenchmarking", "counts": "Insitu_count.txt", "locations": "Locations.txt"}
+        (tmp_path / rid / rid / "authors" / "manifest.json").write_text(json.dumps(
+            {"recipe": rid, "source": "authors", "recipe_data": recipe, "files": []}))
+        files = _ref_manifest(tmp_path / rid, rid, recipe)
+        if layout == "mob":
+            with gzip.open(files / "GSE121891_OB_6_runs.raw.dge.csv.gz", "wt") as fh:
+                fh.write(dge)
+            with gzip.open(files / "GSE121891_OB_metaData_seurat.csv.gz", "wt") as fh:
+                fh.write('"","orig.ident","ClusterName"\n' + "".join(f'"{c}","WT1","N{i % 3 + 1}"\n' for i, c in enumerate(cells)))
+            want = [f"N{i % 3 + 1}" for i in range(12)]
+        else:
+            (files / "FACS" / "FACS").mkdir(parents=True)
+            (files / "FACS" / "FACS" / "Liver-counts.csv").write_text(dge)
+            (files / "annotations_FACS.csv").write_text("cell,cell_ontology_class,tissue\n" + "".join(
+                f"{c},{'hepatocyte' if i % 2 else 'Kupffer cell'},Liver\n" for i, c in enumerate(cells[:10])))
+            want = ["hepatocyte" if i % 2 else "Kupffer cell" for i in range(10)]
+        adata, ref = load_recipe(rid, "authors", tmp_path / rid)
+        assert ref.obs["cell_type"].tolist() == want, rid
+        assert adata.uns["prepare_report"]["reference_gene_overlap"] == len(genes), rid
+        validate_reference(ref, f"{rid} ref", adata.var_names, min_cells=5)

@@ -111,8 +111,10 @@ def _mismatch(label, what, expected, got) -> DatasetError:
                                "(upstream changed or the transfer was corrupt; see docs/datasets/README.md to refresh)")
 
 
-def _verify(path, label, expected_sha256, git_blob):
+def _verify(path, label, expected_sha256, git_blob, expected_size=None):
     sha, blob, size = file_digests(path)
+    if expected_size is not None and size != int(expected_size):  # a weaker pin where only the size is published
+        raise _mismatch(label, "size", f"{int(expected_size)} bytes", f"{size} bytes")
     if expected_sha256 and sha != expected_sha256.lower():
         raise _mismatch(label, "sha256", expected_sha256.lower(), sha)
     if git_blob and blob != git_blob.lower():
@@ -120,7 +122,7 @@ def _verify(path, label, expected_sha256, git_blob):
     return sha, size
 
 
-def download_file(url: str, dest, *, sha256: str | None = None, git_blob: str | None = None,
+def download_file(url: str, dest, *, sha256: str | None = None, git_blob: str | None = None, size: int | None = None,
                   retries: int = 3, backoff: float = 1.0, progressbar: bool = False) -> tuple[str, int]:
     """Make ``dest`` a verified copy of ``url``; returns (sha256, size).
 
@@ -136,7 +138,7 @@ def download_file(url: str, dest, *, sha256: str | None = None, git_blob: str | 
     label = f"{dest.name} ({url})"
     if dest.exists():
         try:
-            return _verify(dest, label, sha256, git_blob)
+            return _verify(dest, label, sha256, git_blob, size)
         except DatasetError as e:
             log.warning("%s; downloading it again", e)
     last = None
@@ -144,7 +146,7 @@ def download_file(url: str, dest, *, sha256: str | None = None, git_blob: str | 
         try:
             with atomic_path(dest, suffix=".part") as tmp:
                 choose_downloader(url, progressbar=progressbar)(url, str(tmp), None)
-                result = _verify(tmp, label, sha256, git_blob)
+                result = _verify(tmp, label, sha256, git_blob, size)
             return result
         except (requests.exceptions.RequestException, OSError, ValueError) as e:
             last = e  # network error, truncated transfer (urllib3 checks Content-Length) or hash mismatch
@@ -253,7 +255,7 @@ def fetch(recipe_id: str, source: str, cache_dir, *, recipe: dict | None = None,
         dest = files_dir / f["name"]
         pinned = f.get("sha256")
         recorded = (locked.get(f["url"]) or {}).get("sha256")
-        sha, size = download_file(f["url"], dest, sha256=pinned or recorded, git_blob=f.get("git_blob_sha1"),
+        sha, size = download_file(f["url"], dest, sha256=pinned or recorded, git_blob=f.get("git_blob_sha1"), size=f.get("size"),
                                   retries=retries, backoff=backoff, progressbar=progressbar)
         if not pinned and not recorded:
             record_hash(cache_dir, f["url"], {"sha256": sha, "size": size, "name": f["name"], "recipe": recipe_id,

@@ -83,6 +83,8 @@ def check_recipe(recipe, where) -> None:
             if "/" in f["name"] or f["name"] in seen:
                 raise ConfigError(f"{where}: file name '{f['name']}' of source '{name}' must be unique and contain no '/'")
             seen.add(f["name"])
+            if f.get("size") is not None and not (isinstance(f["size"], int) and f["size"] > 0):
+                raise ConfigError(f"{where}: file '{f['name']}' has a malformed size '{f['size']}' (bytes, a positive integer)")
             sha = f.get("sha256")
             if sha is not None and (len(str(sha)) != 64 or any(c not in "0123456789abcdef" for c in str(sha).lower())):
                 raise ConfigError(f"{where}: file '{f['name']}' has a malformed sha256 '{sha}'")
