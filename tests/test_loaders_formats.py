@@ -4,6 +4,7 @@ import gzip
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
@@ -167,6 +168,9 @@ def test_scrna_labels_from_obs_column_and_bad_label_tables(tmp_path):
     a.obs["integrated_snn_res.1"] = [0, 1, 1, 2, 0, 2]
     out = attach_labels(a.copy(), {"labels_column": "integrated_snn_res.1"})
     assert out.obs["cell_type"].tolist() == ["0", "1", "1", "2", "0", "2"]
+    a.obs["with_na"] = pd.Categorical(["x", None, "y", "x", "y", None])
+    assert attach_labels(a.copy(), {"labels_column": "with_na"}).obs["cell_type"].tolist() == \
+        ["x", "unlabelled", "y", "x", "y", "unlabelled"]
     with pytest.raises(DatasetError, match=r"ref\.rds: has no cell metadata column 'seurat_clusters' \(columns: integrated_snn_res\.1"):
         attach_labels(a.copy(), {"labels_column": "seurat_clusters"}, where="ref.rds")
     (tmp_path / "meta.csv").write_text("barcode,type\nx1,T\nx2,B\n")

@@ -5,7 +5,9 @@ Accepted inputs (``spec['path']``): an ``.h5ad``; a 10x ``.h5``; a Matrix Market
 ``matrix.mtx.gz`` + ``features.tsv.gz`` + ``barcodes.tsv.gz``, GEO ``GSMxxx_matrix.mtx.gz`` sets,
 Wu et al.'s ``count_matrix_sparse.mtx``) or 10x ``.h5`` files, all samples concatenated; or a dense csv/tsv table
 (``orientation``: ``genes_x_cells``, the default, or ``cells_x_genes``), read in chunks into a
-sparse matrix. Gene identifiers are harmonised by :func:`harmonise_genes`.
+sparse matrix; or an R ``.rds(.gz)`` holding a Seurat v3/v4 object (raw counts of ``spec['assay']``,
+default ``RNA``; meta.data as ``obs``) or a dgCMatrix, via rds2py (:mod:`stbench.loaders.seurat_rds`).
+Gene identifiers are harmonised by :func:`harmonise_genes`.
 """
 
 from __future__ import annotations
@@ -199,9 +201,15 @@ def read_reference(path, spec: dict | None = None):
         return read_mtx(path, resolve(genes, base), resolve(barcodes, base))
     if name.endswith(TABLE_SUFFIXES):
         return read_dense(path, spec.get("orientation", "genes_x_cells"))
-    if name.endswith((".rds", ".rdata", ".rda")):
-        raise DatasetError(path, "R objects (.rds/.RData) cannot be read; convert to .h5ad or 10x mtx first")
-    raise DatasetError(path, "unsupported reference format (expected .h5ad, .h5, .mtx(.gz), a 10x folder or a csv/tsv table)")
+    if name.endswith(".rds"):
+        from stbench.loaders.seurat_rds import read_seurat_rds
+
+        return read_seurat_rds(path, assay=spec.get("assay", "RNA"))
+    if name.endswith((".rdata", ".rda")):
+        raise DatasetError(path, "R workspaces (.RData/.rda) cannot be read; saveRDS() the Seurat object, "
+                                 "or convert to .h5ad or 10x mtx first")
+    raise DatasetError(path, "unsupported reference format (expected .h5ad, .h5, .mtx(.gz), .rds, a 10x folder "
+                             "or a csv/tsv table)")
 
 
 def read_10x_h5(path):
@@ -255,7 +263,8 @@ def attach_labels(adata, spec: dict, base=None, where=None):
         if column not in adata.obs.columns:
             raise DatasetError(where or "<reference>", f"has no cell metadata column '{column}' "
                                                        f"(columns: {', '.join(map(str, adata.obs.columns[:20]))})")
-        adata.obs[LABEL_COLUMN] = adata.obs[column].astype(str).values
+        col = adata.obs[column]
+        adata.obs[LABEL_COLUMN] = np.where(col.isna(), "unlabelled", col.astype(str))  # an NA cluster is not a type
     adata.obs[LABEL_COLUMN] = adata.obs[LABEL_COLUMN].astype("category")
     return adata
 
