@@ -102,6 +102,10 @@ def main() -> int:
         write_npz(out / "imputed.npz", imputed=np.asarray(arr, dtype=np.float32))
         record.update(status="ok")
     except BaseException as e:  # noqa: BLE001 - everything a method raises becomes a failed row
+        from stbench.methodkit import NotApplicable
+
+        if isinstance(e, NotApplicable):  # not run here, for a stated reason: a skipped row, not a failed one
+            record.update(status="skipped: " + str(e).split(" (")[0])  # the short reason; the whole message in `error`
         record.update(error=f"{type(e).__name__}: {e}", traceback="".join(traceback.format_exc(limit=20))[-5000:])
     record["impute_seconds"] = time.perf_counter() - t0
     record["peak_rss_mb"] = _peak_rss_mb()

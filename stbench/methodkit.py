@@ -11,6 +11,13 @@ import contextlib
 import numpy as np
 
 
+class NotApplicable(Exception):
+    """Raise from ``impute`` when the method cannot run on this dataset for a reason that is not a
+    failure (e.g. Tangram's clusters mode on a reference without cell-type labels); the runner
+    records ``skipped: <message up to its first ' ('>`` (the whole message as the error) and the
+    tables show it instead of a failed row."""
+
+
 def gene_means(task) -> np.ndarray:
     """Per-gene mean of the observed entries (float32, length n_genes); the overall mean where a gene has none."""
     m = task.observed_mask

@@ -61,3 +61,18 @@ def test_beats_the_per_gene_mean_on_held_out_entries(name, pair):
     assert got["rmse"] < mean["rmse"], (name, got, mean)
     assert got["pcc"] > mean["pcc"], (name, got, mean)
     assert got["pcc_gene"] > 0.2, (name, got)
+
+
+def test_tangram_clusters_mode_without_labels_is_not_applicable():
+    """On a reference without cell-type labels (HP, HO) the clusters variant is skipped, not failed;
+    a column the user names but the reference lacks stays an error."""
+    import pandas as pd
+
+    from stbench.methodkit import NotApplicable
+
+    find_label = discover()["tangram"].load_module("impute").find_label
+    assert find_label(pd.DataFrame({"orig.ident": ["a"], "cell_type": ["T"]}), "auto") == "cell_type"
+    with pytest.raises(NotApplicable, match=r"^no cell-type labels in the reference \(.*obs columns: orig\.ident"):
+        find_label(pd.DataFrame({"orig.ident": ["a"]}), "auto")
+    with pytest.raises(ValueError, match="no obs column 'ClusterName'"):
+        find_label(pd.DataFrame({"orig.ident": ["a"]}), "ClusterName")

@@ -62,3 +62,14 @@ def test_method_that_dies_is_failed_and_one_that_needs_a_missing_reference_is_sk
     rec = run_method(get_method("needsref", tmp_path / "m2"), {}, _task_file(tmp_path, small_pre, small_mask), tmp_path / "o2")
     assert rec["status"] == "skipped: no reference" and "needs a paired scRNA-seq reference" in rec["error"]
     assert json.loads((tmp_path / "o2" / "run.json").read_text())["status"] == "skipped: no reference"
+
+
+def test_a_method_that_does_not_apply_is_skipped_with_its_reason(tmp_path, small_pre, small_mask):
+    """methodkit.NotApplicable (e.g. Tangram's clusters mode without cell-type labels) gives a skipped row."""
+    body = ("from stbench.methodkit import NotApplicable\n"
+            "def impute(task):\n    raise NotApplicable('no cell-type labels in the reference (obs columns: none)')\n")
+    m = get_method("na", _write_method(tmp_path / "m", "na", body).parent)
+    rec = run_method(m, {}, _task_file(tmp_path, small_pre, small_mask), tmp_path / "o")
+    assert rec["status"] == "skipped: no cell-type labels in the reference"
+    assert "obs columns: none" in rec["error"]
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == rec["status"]

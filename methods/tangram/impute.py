@@ -9,6 +9,7 @@ import logging
 
 import numpy as np
 
+from stbench.methodkit import NotApplicable
 from stbench.reference_protocol import normalise_cells, reference_counts, reference_impute
 
 LABEL_KEYS = ("cell_type", "celltype", "cell_types", "CellType", "cell_subclass", "cell_class", "cluster", "clusters",
@@ -24,8 +25,8 @@ def find_label(obs, key: str):
     for k in LABEL_KEYS:
         if k in obs.columns:
             return k
-    raise ValueError(f"Tangram clusters mode needs cell-type labels; none of {LABEL_KEYS} in the reference's obs "
-                     f"(columns: {list(obs.columns)}); set cluster_label")
+    raise NotApplicable(f"no cell-type labels in the reference (clusters mode reads one of {', '.join(LABEL_KEYS)}; "
+                        f"obs columns: {', '.join(map(str, obs.columns)) or 'none'})")
 
 
 def _device(requested: str) -> str:
