@@ -120,7 +120,7 @@ def main(argv=None):
     ap.add_argument("--eval-steps", type=int, default=3)
     ap.add_argument("--sample-spots", type=int, default=64)
     ap.add_argument("--n-samples", type=int, default=10, help="samples per batched evaluation (ours)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stmcdi_vs_released_cpu.csv"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "released_vs_ours_stmcdi_cpu.csv"))
     args = ap.parse_args(argv)
     x, xy, m = synthetic(args.spots, args.genes)
     rows = [time_released(args, x, m, xy), time_ours(args, x, m, xy)]

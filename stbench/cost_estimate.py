@@ -76,11 +76,25 @@ def dataset_sizes(config: dict, results_dir: Path | None = None) -> dict[str, tu
     return out
 
 
-def load_rates(paths) -> list[dict]:
+RATE_COLUMNS = ("device", "channels", "layers", "heads", "batch_size", "n_spots", "n_genes", "train_steps_per_s")
+
+
+def load_rates(paths=None) -> list[dict]:
+    """Rows of bench_stmcdi.py's CSVs: ``paths``, or every ``benchmarks/results/stmcdi_*.csv`` of that
+    shape (other benchmark results there are skipped). A given CSV of another shape is an error naming it."""
+    from stbench.errors import ConfigError
+
+    given = bool(paths)
     rows = []
-    for p in paths:
+    for p in paths or sorted(RATES.glob("stmcdi_*.csv")):
         with open(p, newline="") as fh:
-            for r in csv.DictReader(fh):
+            reader = csv.DictReader(fh)
+            missing = [c for c in RATE_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing and not given:
+                continue
+            if missing:
+                raise ConfigError(f"{p}: not a rates file of benchmarks/bench_stmcdi.py (no column {', '.join(missing)})")
+            for r in reader:
                 r["_file"] = Path(p).name
                 rows.append(r)
     return rows
@@ -116,7 +130,7 @@ def estimate(config: dict, device: str, rate_files=None, results_dir=None) -> li
     from stbench import config as cfg
 
     config = cfg.with_defaults(config)
-    rates = load_rates(rate_files or sorted(RATES.glob("stmcdi_*.csv")))
+    rates = load_rates(rate_files)
     sizes = dataset_sizes(config, results_dir)
     n_jobs = len(cfg.seeds(config)) * len(cfg.masks(config))
     out = []
@@ -132,7 +146,7 @@ def estimate(config: dict, device: str, rate_files=None, results_dir=None) -> li
 
 
 def devices(rate_files=None) -> list[str]:
-    return sorted({r["device"] for r in load_rates(rate_files or sorted(RATES.glob("stmcdi_*.csv")))})
+    return sorted({r["device"] for r in load_rates(rate_files)})
 
 
 def report(costs: list[JobCost], device: str) -> str:

@@ -86,3 +86,15 @@ def test_paper_config_is_costed_from_the_committed_rates():
     costs = [c for c in cost_estimate.estimate(cfg, dev, results_dir=cost_estimate.ROOT / "no-such-run")
              if c.method == "stmcdi"]
     assert costs and all(c.hours is not None for c in costs)
+
+
+def test_a_csv_that_is_not_a_rates_file_is_named(tmp_path, capsys):
+    """A results CSV of another shape passed as rates gives an error naming it, not a KeyError."""
+    from stbench.cli import main
+
+    other = tmp_path / "stmcdi_other.csv"
+    other.write_text("code,train_s_per_step\nreleased,13.3\n")
+    (tmp_path / "c.yaml").write_text("datasets: {}\nmethods: {}\n")
+    assert main(["estimate", "--config", str(tmp_path / "c.yaml"), "--rates", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "stmcdi_other.csv: not a rates file" in err and "no column device" in err
