@@ -73,3 +73,17 @@ def test_bad_enum_fails_before_training(mod, small_pre, small_mask, tmp_path, mo
     monkeypatch.setattr(mod, "fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("fit was called")))
     with pytest.raises(ValueError, match="sampler='euler'"):
         mod.run(task, **{**METHOD.params("test"), "sampler": "euler"})
+
+
+def test_min_steps_is_a_floor_in_whole_epochs(mod, small_pre, small_mask, tmp_path):
+    """`min_steps` (the quick preset's 400) lengthens training on a small section only."""
+    held, train = small_mask
+    task = build_task(small_pre, held, train, seed=0, device="cpu", scratch=tmp_path)
+    p = METHOD.params("test")
+    n_train = int(task.train_spots.sum())
+    per_epoch = -(-n_train // int(p["batch_size"]))
+    short = mod.run(task, **{**p, "epochs": 1, "n_samples": 1})["history"]
+    assert short["steps"] == per_epoch
+    floored = mod.run(task, **{**p, "epochs": 1, "n_samples": 1, "min_steps": 3 * per_epoch - 1})["history"]
+    assert floored["steps"] == 3 * per_epoch and len(floored["loss"]) == 3
+    assert mod.run(task, **{**p, "epochs": 4, "n_samples": 1, "min_steps": 1})["history"]["steps"] == 4 * per_epoch

@@ -376,3 +376,16 @@ def test_figure4_is_written(small_pre, small_mask, tmp_path):
     figure4_from_files(d / "preprocessed.h5ad", d / "masks" / "m" / "seed0.npz", d / "tasks" / "m" / "seed0.npz",
                        {k: str(v) for k, v in files.items()}, png, title="ds / m")
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_min_steps_floors_and_max_steps_caps_training():
+    """`min_steps` (the quick preset's 400) lengthens training on a small section; `max_steps` caps it."""
+    from stbench_methods.stmcdi.train import total_steps
+
+    p = {"epochs": 40, "batch_size": 64}
+    assert total_steps(600, p) == (400, 10)  # the demo: unchanged by the quick preset's floor
+    assert total_steps(131, p) == (120, 3)  # a 131-cell seqFISH field
+    assert total_steps(131, {**p, "min_steps": 400}) == (400, 3)
+    assert total_steps(600, {**p, "min_steps": 400}) == (400, 10)
+    assert total_steps(131, {**p, "min_steps": 400, "max_steps": 200}) == (200, 3)
+    assert METHOD.params("quick")["min_steps"] == 400

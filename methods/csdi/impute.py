@@ -28,12 +28,14 @@ def check_params(p: dict) -> None:
 
 
 def fit(model: CSDI, X, O, train_idx, p: dict, gen) -> dict:
-    """Adam with MultiStepLR (x lr_gamma at each milestone fraction of the epochs), as upstream's utils.train."""
+    """Adam with MultiStepLR (x lr_gamma at each milestone fraction of the epochs), as upstream's utils.train;
+    at least ``min_steps`` optimiser steps (whole epochs), so that a small section trains as long as a large one."""
     opt = torch.optim.Adam(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
-    epochs = int(p["epochs"])
+    bs = int(p["batch_size"])
+    per_epoch = max(1, -(-int(train_idx.numel()) // bs))
+    epochs = max(int(p["epochs"]), -(-int(p.get("min_steps") or 0) // per_epoch))
     sched = torch.optim.lr_scheduler.MultiStepLR(
         opt, milestones=[int(m * epochs) for m in p["lr_milestones"]], gamma=float(p["lr_gamma"]))
-    bs = int(p["batch_size"])
     hist, steps, t0 = [], 0, time.perf_counter()
     model.train()
     for _ in range(epochs):

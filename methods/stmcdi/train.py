@@ -42,8 +42,10 @@ class EMA:
 
 
 def total_steps(n_train: int, p: dict) -> tuple[int, int]:
+    """(optimiser steps, steps per epoch): ``epochs`` over the training spots, at least ``min_steps``
+    (so that a small section trains as long as a large one), at most ``max_steps``."""
     per_epoch = max(1, math.ceil(n_train / int(p["batch_size"])))
-    total = int(p["epochs"]) * per_epoch
+    total = max(int(p["epochs"]) * per_epoch, int(p.get("min_steps") or 0))
     if p.get("max_steps"):
         total = min(total, int(p["max_steps"]))
     return total, per_epoch
