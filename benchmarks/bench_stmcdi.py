@@ -113,7 +113,8 @@ def bench_size(mods, n, g, args, dev):
             "ddpm_s_per_1000_spots": round(per_1000 * p["num_steps"], 2),
             "ddim_steps": p["sample_steps"], "ddim_s_per_1000_spots": round(per_1000 * p["sample_steps"], 2),
             "sample_peak_mem_mb": round(sample_mem, 1), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "host": platform.node()[:20]}
+            "threads": torch.get_num_threads(), "host": platform.node()[:20],
+            "encoder_path": "subgraph" if args.subgraph or dev.type != "cuda" else "full graph"}
 
 
 def main(argv=None):
@@ -130,10 +131,14 @@ def main(argv=None):
     ap.add_argument("--e2e", action="store_true", help="also run a full impute (DDIM) on the largest size")
     ap.add_argument("--e2e-samples", type=int, default=5)
     ap.add_argument("--e2e-steps", type=int, default=None, help="training steps of the end-to-end run (default --steps)")
+    ap.add_argument("--subgraph", action="store_true",
+                    help="train on each batch's k-hop subgraph on CUDA too (the path before the full-graph encoder)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     dev = torch.device(args.device)
     mods = load_stmcdi()
+    if args.subgraph:  # a before/after of train.use_full_graph on the same machine
+        mods["train"].use_full_graph = lambda *a, **k: False
     rows = []
     for n in args.sizes:
         r = bench_size(mods, n, args.genes, args, dev)
