@@ -8,7 +8,9 @@ Not a test, and the released code is not part of this project: pass a checkout o
     PYTHONPATH=. python benchmarks/compare_released_stmcdi.py --released /tmp/stMCDI-released
 
 Training: seconds per step (forward, backward, Adam), the released step including its own graph build
-and re-mask, on the same synthetic spots. Sampling: seconds per denoiser evaluation, scaled to 1000
+and re-mask, on the same synthetic spots; the two codes' steps alternate (ours in one continuing
+``fit``, a released step between two of ours), and each figure is a median, so that the machine's
+speed drifting over minutes hits both codes alike. Sampling: seconds per denoiser evaluation, scaled to 1000
 spots x samples x chain steps. The released sampler runs one sample at a time (a Python loop over
 samples, the full chain each); ours evaluates a chunk of spots x all samples in one batch.
 """
@@ -51,63 +53,97 @@ def released_batch(x, m, xy, idx):
             "location": torch.as_tensor(xy[idx], dtype=torch.float32)}
 
 
-def time_released(args, x, m, xy):
-    torch.manual_seed(0)
-    model, config = released_model(Path(args.released), x.shape[1])
-    opt = torch.optim.Adam(model.parameters(), lr=config["train"]["lr"], weight_decay=1e-6)
-    bs = config["train"]["batch_size"]
-    rng = np.random.default_rng(0)
-    times = []
-    for step in range(args.warmup + args.steps):
-        batch = released_batch(x, m, xy, rng.choice(len(x), bs, replace=False))
+class Released:
+    """The released model at its own configuration: one training step or one denoiser evaluation at a time."""
+
+    def __init__(self, path: Path, x, m, xy, sample_spots: int):
+        torch.manual_seed(0)
+        self.model, config = released_model(path, x.shape[1])
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=config["train"]["lr"], weight_decay=1e-6)
+        self.bs, self.T = config["train"]["batch_size"], self.model.num_steps
+        self.data, self.rng = (x, m, xy), np.random.default_rng(0)
+        self.chunk = released_batch(x, m, xy, np.arange(sample_spots))
+
+    def train_step(self) -> float:
+        x, m, xy = self.data
+        batch = released_batch(x, m, xy, self.rng.choice(len(x), self.bs, replace=False))
+        self.model.train()
         t0 = time.perf_counter()
-        opt.zero_grad()
-        loss = model(batch, is_train=1)
-        loss.backward()
-        opt.step()
-        if step >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    model.eval()
-    chunk = released_batch(x, m, xy, np.arange(args.sample_spots))
-    T = model.num_steps
-    model.num_steps = 1  # one denoiser evaluation per call: the chain is T of them
-    with torch.no_grad():
-        model.evaluate(chunk, n_samples=1)  # warm-up
-        model.num_steps = args.eval_steps
-        t0 = time.perf_counter()
-        model.evaluate(chunk, n_samples=1)
-    per_eval = (time.perf_counter() - t0) / args.eval_steps  # one sample of `sample_spots` spots
-    model.num_steps = T
-    return {"code": "released", "train_s_per_step": float(np.mean(times)), "batch_size": bs, "T": T,
-            "eval_s_per_1000_spot_samples": per_eval * 1000.0 / args.sample_spots}
+        self.opt.zero_grad()
+        self.model(batch, is_train=1).backward()
+        self.opt.step()
+        return time.perf_counter() - t0
+
+    def evals(self, k: int) -> float:
+        """Seconds for ``k`` denoiser evaluations of one sample of the chunk (its chain cut to k steps)."""
+        self.model.eval()
+        self.model.num_steps = k
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            self.model.evaluate(self.chunk, n_samples=1)
+            dt = time.perf_counter() - t0
+        self.model.num_steps = self.T
+        return dt
 
 
-def time_ours(args, x, m, xy):
-    mods = load_stmcdi()
-    p = METHOD.params("official", {"checkpoints": 0, "progress": False})
-    n, g = x.shape
-    mu = np.where(m, x, 0).sum(0) / m.sum(0)
-    X = torch.as_tensor(np.where(m, x - mu, 0).astype(np.float32))
-    O = torch.as_tensor(m)
-    ei = mods["graph"].knn_edge_index(xy, p["k_neighbors"])
-    torch.manual_seed(0)
-    model = mods["model"].STMCDI(g, p)
-    gen = torch.Generator().manual_seed(0)
-    idx = torch.arange(n)
-    mods["train"].fit(model, X, O, ei, idx, {**p, "max_steps": args.warmup}, gen)
-    t0 = time.perf_counter()
-    mods["train"].fit(model, X, O, ei, idx, {**p, "max_steps": args.steps}, gen)
-    train_s = (time.perf_counter() - t0) / args.steps
-    S = args.n_samples
-    with torch.no_grad():
-        Z = model.encode(X * O, ei)
-        zb = None if Z is None else Z[:args.sample_spots]
-        model.sample(X[:args.sample_spots], O[:args.sample_spots], zb, S, "ddim", 1, 0.0, gen)
-        t0 = time.perf_counter()
-        model.sample(X[:args.sample_spots], O[:args.sample_spots], zb, S, "ddim", args.eval_steps, 0.0, gen)
-    per_eval = (time.perf_counter() - t0) / args.eval_steps  # `sample_spots` spots x S samples
-    return {"code": "ours (official preset)", "train_s_per_step": train_s, "batch_size": p["batch_size"],
-            "T": p["num_steps"], "eval_s_per_1000_spot_samples": per_eval * 1000.0 / (args.sample_spots * S)}
+class Ours:
+    """Our stMCDI at the ``official`` preset on the same data."""
+
+    def __init__(self, x, m, xy, sample_spots: int, n_samples: int):
+        self.mods = mods = load_stmcdi()
+        self.p = p = METHOD.params("official", {"checkpoints": 0, "progress": False})
+        n, g = x.shape
+        mu = np.where(m, x, 0).sum(0) / m.sum(0)
+        self.X = torch.as_tensor(np.where(m, x - mu, 0).astype(np.float32))
+        self.O = torch.as_tensor(m)
+        self.ei = mods["graph"].knn_edge_index(xy, p["k_neighbors"])
+        torch.manual_seed(0)
+        self.model = mods["model"].STMCDI(g, p)
+        self.gen = torch.Generator().manual_seed(0)
+        self.s, self.S = sample_spots, n_samples
+
+    def train(self, steps: int, between) -> list[float]:
+        """Seconds of each of ``steps`` optimiser steps of one continuing ``fit``; ``between()`` runs
+        after each step, outside the timed span (the released code's step, interleaved)."""
+        times, last = [], [None]
+
+        def on_step(step, model, ema):
+            if last[0] is not None:
+                times.append(time.perf_counter() - last[0])
+            between()
+            last[0] = time.perf_counter()
+
+        self.mods["train"].fit(self.model, self.X, self.O, self.ei, torch.arange(len(self.X)),
+                               {**self.p, "max_steps": steps + 1}, self.gen, on_step=on_step)
+        return times  # the first step (optimiser set-up) is not timed
+
+    def evals(self, k: int) -> float:
+        """Seconds for ``k`` denoiser evaluations of ``sample_spots`` spots x ``n_samples`` samples."""
+        with torch.no_grad():
+            Z = self.model.encode(self.X * self.O, self.ei)
+            zb = None if Z is None else Z[:self.s]
+            t0 = time.perf_counter()
+            self.model.sample(self.X[:self.s], self.O[:self.s], zb, self.S, "ddim", k, 0.0, self.gen)
+            return time.perf_counter() - t0
+
+
+def measure(args, x, m, xy):
+    """Both codes, interleaved step by step so that a drift in the machine's speed hits both alike."""
+    rel = Released(Path(args.released), x, m, xy, args.sample_spots)
+    ours = Ours(x, m, xy, args.sample_spots, args.n_samples)
+    rel_train = []
+    our_train = ours.train(args.warmup + args.steps, lambda: rel_train.append(rel.train_step()))
+    rel_train, our_train = rel_train[args.warmup + 1:], our_train[args.warmup:]
+    rel.evals(1), ours.evals(1)  # warm-up
+    rel_eval, our_eval = [], []
+    for _ in range(args.eval_reps):
+        rel_eval.append(rel.evals(args.eval_steps) / args.eval_steps * 1000.0 / args.sample_spots)
+        our_eval.append(ours.evals(args.eval_steps) / args.eval_steps * 1000.0 / (args.sample_spots * args.n_samples))
+    return [{"code": "released", "train_s_per_step": float(np.median(rel_train)), "batch_size": rel.bs, "T": rel.T,
+             "eval_s_per_1000_spot_samples": float(np.median(rel_eval))},
+            {"code": "ours (official preset)", "train_s_per_step": float(np.median(our_train)),
+             "batch_size": ours.p["batch_size"], "T": ours.p["num_steps"],
+             "eval_s_per_1000_spot_samples": float(np.median(our_eval))}]
 
 
 def main(argv=None):
@@ -115,15 +151,16 @@ def main(argv=None):
     ap.add_argument("--released", required=True, help="a checkout of github.com/wenwenmin/stMCDI")
     ap.add_argument("--spots", type=int, default=2000)
     ap.add_argument("--genes", type=int, default=200, help="1000 needs more than 23 GB of RAM in the released model")
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=6, help="timed training steps of each code (median)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--eval-steps", type=int, default=3)
+    ap.add_argument("--eval-reps", type=int, default=3, help="repeats of the sampling timing (median)")
     ap.add_argument("--sample-spots", type=int, default=64)
     ap.add_argument("--n-samples", type=int, default=10, help="samples per batched evaluation (ours)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "released_vs_ours_stmcdi_cpu.csv"))
     args = ap.parse_args(argv)
     x, xy, m = synthetic(args.spots, args.genes)
-    rows = [time_released(args, x, m, xy), time_ours(args, x, m, xy)]
+    rows = measure(args, x, m, xy)
     for r in rows:
         # whole-run sampling costs per 1000 spots: each code's default, and the same chain for both
         r["ddpm_T1000_x100_s_per_1000_spots"] = r["eval_s_per_1000_spot_samples"] * 1000 * 100

@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from stbench.diffusion.dropout import dropout
+
 
 def sinusoidal_table(n: int, dim: int) -> torch.Tensor:
     """(n, dim) transformer positional table (the released code's embedding of the gene index)."""
@@ -70,9 +72,9 @@ class GeneAttention(nn.Module):
         q, k, v = self.qkv(x).view(b, g, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         a = F.scaled_dot_product_attention(q, k, v)  # no dropout on the attention weights: keeps the fused kernels
         a = a.transpose(1, 2).reshape(b, g, c)
-        x = self.norm1(x + F.dropout(self.out(a), p, self.training))
-        h = self.ff2(F.dropout(F.gelu(self.ff1(x)), p, self.training))
-        return self.norm2(x + F.dropout(h, p, self.training))
+        x = self.norm1(x + dropout(self.out(a), p, self.training))
+        h = self.ff2(dropout(F.gelu(self.ff1(x)), p, self.training))
+        return self.norm2(x + dropout(h, p, self.training))
 
 
 class ResidualBlock(nn.Module):
