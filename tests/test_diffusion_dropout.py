@@ -48,3 +48,13 @@ def test_gradient_is_the_scaled_mask():
 
 def test_p_one_drops_everything():
     assert torch.count_nonzero(dropout(torch.ones(10), 1.0, True)) == 0
+
+
+def test_other_devices_use_torch_dropout(monkeypatch):
+    """CUDA (here: the meta device) keeps F.dropout's fused kernel."""
+    import stbench.diffusion.dropout as mod
+
+    calls = []
+    monkeypatch.setattr(mod.F, "dropout", lambda x, p, training: calls.append((x.device.type, p)) or x)
+    x = torch.empty(8, 4, device="meta")
+    assert mod.dropout(x, 0.1, True) is x and calls == [("meta", 0.1)]
