@@ -113,7 +113,8 @@ def _rate(rates: list[dict], device: str, p: dict, n_spots: int, n_genes: int) -
 
 def diffusion_cost(p: dict, n_spots: int, n_genes: int, rates: list[dict], device: str) -> tuple:
     """(train steps, train seconds, sampling seconds, rate used) of one stMCDI fit + imputation."""
-    steps = int(p["epochs"]) * max(1, math.ceil(n_spots / int(p["batch_size"])))
+    # as the method's training loop counts them (methods/stmcdi/train.py total_steps): epochs, floored, capped
+    steps = max(int(p["epochs"]) * max(1, math.ceil(n_spots / int(p["batch_size"]))), int(p.get("min_steps") or 0))
     if p.get("max_steps"):
         steps = min(steps, int(p["max_steps"]))
     r = _rate(rates, device, p, n_spots, n_genes)

@@ -45,6 +45,19 @@ def test_diffusion_job_cost_follows_the_measured_rates(tmp_path):
     assert next(c for c in costs if c.method == "mean").hours is None  # CPU baselines are not modelled
 
 
+def test_training_steps_follow_the_floor_and_the_cap(tmp_path):
+    rates = [_rates(tmp_path / "r.csv")]
+
+    def steps(**params):
+        cfg = _config(variants={"default": {"params": params}})
+        return next(c for c in cost_estimate.estimate(cfg, "GPU X", rates, tmp_path) if c.method == "stmcdi").train_steps
+
+    per_epoch = math.ceil(600 / get_method("stmcdi").params("quick")["batch_size"])  # the demo's 600 spots
+    assert steps(epochs=5, min_steps=None) == 5 * per_epoch
+    assert steps(epochs=5, min_steps=400) == 400  # the quick preset's floor, as the training loop applies it
+    assert steps(epochs=5, min_steps=400, max_steps=30) == 30
+
+
 def test_sampling_cost_scales_with_samples_and_chain(tmp_path):
     rates = [_rates(tmp_path / "r.csv")]
     base = next(c for c in cost_estimate.estimate(_config(), "GPU X", rates, tmp_path) if c.method == "stmcdi")
