@@ -134,7 +134,8 @@ def measure(args, x, m, xy):
     rel_train = []
     our_train = ours.train(args.warmup + args.steps, lambda: rel_train.append(rel.train_step()))
     rel_train, our_train = rel_train[args.warmup + 1:], our_train[args.warmup:]
-    rel.evals(1), ours.evals(1)  # warm-up
+    rel.evals(1)  # warm-up
+    ours.evals(1)
     rel_eval, our_eval = [], []
     for _ in range(args.eval_reps):
         rel_eval.append(rel.evals(args.eval_steps) / args.eval_steps * 1000.0 / args.sample_spots)
