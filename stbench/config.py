@@ -30,6 +30,7 @@ class Variant:
     figure: str | None = None
     x: float | None = None
     resources: dict = field(default_factory=dict)
+    priority: int = 0
     env: str = ""
     container: str | None = None
 
@@ -149,7 +150,8 @@ def variants(config: dict, methods_dir=None) -> list[Variant]:
                 raise ConfigError(f"variant '{vname}': {e}") from None
             out.append(Variant(mname, str(vname), params, table=v.get("table", "table1"),
                                label=v.get("label") or (method.label(params) if vname == "default" else f"{method.title} ({vname})"),
-                               figure=v.get("figure"), x=v.get("x"), resources=resources, env=str(method.env),
+                               figure=v.get("figure"), x=v.get("x"), resources=resources,
+                               priority=int(block.get("priority") or 0), env=str(method.env),
                                container=method.container))
     if not out:
         raise ConfigError(f"config selects no method; available methods: {', '.join(available)}")

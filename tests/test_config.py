@@ -45,6 +45,7 @@ def test_with_defaults_fills_the_top_level_from_the_schema():
     ({"methods": {"knn": {"variants": {"default": {"params": {"k": "banana"}}}}}}, "parameter k='banana' is invalid"),
     ({"methods": {"knn": {"variants": {"default": {"params": {"kk": 3}}}}}}, "unknown parameter(s) kk"),
     ({"methods": {"nosuch": {}}}, "unknown method 'nosuch'"),
+    ({"methods": {"knn": {"priority": "high"}}}, "priority"),
     ({"datasets": {"x": {"format": "xlsx"}}}, "dataset 'x': unknown or missing format 'xlsx'"),
     ({"datasets": {"x": {"recipe": "NOPE"}}}, "dataset 'x': unknown recipe 'NOPE'"),
 ])
@@ -73,6 +74,13 @@ def test_variant_defaults_apply_once_and_can_be_refused():
     assert v["gat"].params["epochs"] == 1 and v["gat"].params["encoder"] == "gat" and v["gat"].table == "table3"
     assert v["mlp"].params["epochs"] == 2 and v["mlp"].table == "table2"
     assert v["gat"].env.endswith("envs/torch.yaml")
+
+
+def test_a_method_priority_reaches_its_variants():
+    c = _config(methods={"stmcdi": {"preset": "test", "priority": 2, "variants": {"default": {}, "gat": {"params": {"encoder": "gat"}}}},
+                         "knn": {}})
+    v = {(x.method, x.name): x.priority for x in cfg.variants(c)}
+    assert v == {("stmcdi", "default"): 2, ("stmcdi", "gat"): 2, ("knn", "default"): 0}
 
 
 def test_the_shipped_configs_validate():

@@ -17,6 +17,7 @@ rule impute:
         isolation=config["isolation"],
         methods_dir=config.get("methods_dir"),
     threads: lambda wc: int(variant_of(wc).resources["threads"])
+    priority: lambda wc: variant_of(wc).priority
     resources:
         gpu=lambda wc: int(variant_of(wc).resources["gpu"]),
         mem_mb=lambda wc: int(variant_of(wc).resources["mem_mb"]),
