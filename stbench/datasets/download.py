@@ -303,7 +303,7 @@ def _fetch_entry(f: dict, who: str, recipe_id: str, source: str, cache_dir: Path
                                         progressbar=progressbar)
         except DatasetError as e:
             raise DatasetError(who, f"{e} [looked for: {looked_for}]. {hint}") from None
-        if not pinned and not recorded:
+        if not pinned and (locked.get(item.url) or {}).get("sha256") != sha:  # so an offline rerun can check the copy
             record_hash(cache_dir, item.url, {"sha256": sha, "size": nbytes, "name": dest.name, "recipe": recipe_id,
                                               "source": source, "recorded": _dt.date.today().isoformat()})
         verified = [v for v, ok in ((f"md5 ({item.published_by})", item.md5),
@@ -333,7 +333,8 @@ def _accept_placed(f, dest, who, recipe_id, source, cache_dir, files_dir, locked
     verified = [v for v, ok in (("sha256 (recipe pin)", pinned), ("sha256 (lock)", known and not pinned),
                                 ("git blob sha1 (recipe pin)", f.get("git_blob_sha1")),
                                 ("size (recipe pin)", f.get("size"))) if ok]
-    entry = _entry(f, dest, files_dir, url, sha, nbytes, verified, reason, "placed by hand")
+    entry = _entry(f, dest, files_dir, url, sha, nbytes, verified, reason,
+                   "locked" if rec and not rec.get("placed_by_hand") else "placed by hand")
     entry["not_verified_against_source"] = reason
     return entry
 
