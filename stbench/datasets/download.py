@@ -1,11 +1,16 @@
-"""Download and verify a recipe source's files into ``<cache>/<recipe>/<source>/`` and write its manifest.
+"""Resolve, download and verify a recipe source's files into ``<cache>/<recipe>/<source>/`` and write its manifest.
 
-Transfers use pooch's downloaders (http(s), ftp, doi) with retries. Every file is written to a
-temporary sibling and renamed into place only after its checksum is verified, so a partial or
-corrupt download never counts as done and leaves nothing behind. Checksums: a sha256 pinned in the
-recipe wins; otherwise the first download records its sha256 in ``<cache>/checksums.lock.yaml``
-(trust on first use) and every later download or re-use is checked against it. ``--refresh``
-forgets those recorded hashes (see docs/datasets/README.md).
+Where a file comes from: a ``resolve:`` entry is looked up in its source's own file listing at download
+time (Zenodo record, figshare article, GEO suppl folder; ``listings``) by a regular expression and an
+expected count, and checked against what that listing publishes (Zenodo/figshare md5 and size; GEO
+size); a ``url:`` entry is fetched as given (GitHub raw files, pinned by git blob id / sha256). A
+sha256 or size pinned in the recipe is always enforced too. Files with no published hash have their
+sha256 recorded on first download in ``<cache>/checksums.lock.yaml`` and checked on every later use.
+
+Transfers use pooch's downloaders with retries. Every file is written to a temporary sibling and
+renamed into place only after all checks pass, so a partial or corrupt download leaves nothing behind.
+A file that cannot be resolved raises DatasetError naming the dataset, what was looked for, what the
+listing holds, and where to place the file by hand; a file placed there is then checked and accepted.
 
     python -m stbench.datasets.download HBC authors --cache-dir resources/downloads [--refresh]
 """
@@ -94,11 +99,14 @@ def record_hash(cache_dir, url: str, entry: dict) -> None:
         _write_lock(cache_dir, files)
 
 
-def forget_hashes(cache_dir, urls) -> int:
-    """Drop lock entries for ``urls``; returns how many were dropped."""
+def forget_source(cache_dir, recipe_id: str, source: str, urls=()) -> int:
+    """Drop the lock entries of one recipe source (and of ``urls``); returns how many were dropped."""
+    urls = {u for u in urls if u}
     with _locked(cache_dir):
         files = read_lock(cache_dir)
-        gone = [u for u in urls if files.pop(u, None) is not None]
+        gone = [u for u, e in files.items() if u in urls or (e.get("recipe"), e.get("source")) == (recipe_id, source)]
+        for u in gone:
+            files.pop(u)
         if gone:
             _write_lock(cache_dir, files)
     return len(gone)
@@ -111,10 +119,18 @@ def _mismatch(label, what, expected, got) -> DatasetError:
                                "(upstream changed or the transfer was corrupt; see docs/datasets/README.md to refresh)")
 
 
-def _verify(path, label, expected_sha256, git_blob, expected_size=None):
+def _verify(path, label, expected_sha256, git_blob, expected_size=None, md5=None, size_slack=0):
+    """Check a file against every published or pinned value; the md5 with pooch's hasher (a listing's ``md5:``)."""
     sha, blob, size = file_digests(path)
-    if expected_size is not None and size != int(expected_size):  # a weaker pin where only the size is published
-        raise _mismatch(label, "size", f"{int(expected_size)} bytes", f"{size} bytes")
+    if expected_size is not None and abs(size - int(expected_size)) > int(size_slack):
+        want = f"{int(expected_size)} bytes" + (f" (+/- {int(size_slack)}, the listing rounds)" if size_slack else "")
+        raise _mismatch(label, "size", want, f"{size} bytes")
+    if md5:
+        from pooch import file_hash
+
+        got = file_hash(str(path), alg="md5")
+        if got != md5.lower():
+            raise _mismatch(label, "md5", md5.lower(), got)
     if expected_sha256 and sha != expected_sha256.lower():
         raise _mismatch(label, "sha256", expected_sha256.lower(), sha)
     if git_blob and blob != git_blob.lower():
@@ -123,12 +139,16 @@ def _verify(path, label, expected_sha256, git_blob, expected_size=None):
 
 
 def download_file(url: str, dest, *, sha256: str | None = None, git_blob: str | None = None, size: int | None = None,
-                  retries: int = 3, backoff: float = 1.0, progressbar: bool = False) -> tuple[str, int]:
+                  md5: str | None = None, size_slack: int = 0, retries: int = 3, backoff: float = 1.0,
+                  progressbar: bool = False) -> tuple[str, int]:
     """Make ``dest`` a verified copy of ``url``; returns (sha256, size).
 
-    An existing ``dest`` is re-used when it matches the known hash (or when no hash is known: it
-    can only be a complete earlier download or a file the user placed there). Each attempt streams
-    into a temporary sibling that is renamed onto ``dest`` only after verification.
+    Checked against every value given: ``md5`` (what Zenodo and figshare list), ``size`` (+/- ``size_slack``,
+    GEO's listing), ``sha256`` (a recipe pin or the lock) and ``git_blob``. An existing ``dest`` is re-used
+    when it matches (or when nothing is known: it can only be a complete earlier download or a file the
+    user placed there). Each attempt streams through pooch's downloader into a temporary sibling renamed
+    onto ``dest`` only after every check passed (``pooch.retrieve`` is not used because it moves the file
+    into place after its one hash check, before the size and other checks).
     """
     import requests
 
@@ -136,9 +156,10 @@ def download_file(url: str, dest, *, sha256: str | None = None, git_blob: str | 
 
     dest = Path(dest)
     label = f"{dest.name} ({url})"
+    checks = dict(expected_sha256=sha256, git_blob=git_blob, expected_size=size, md5=md5, size_slack=size_slack)
     if dest.exists():
         try:
-            return _verify(dest, label, sha256, git_blob, size)
+            return _verify(dest, label, **checks)
         except DatasetError as e:
             log.warning("%s; downloading it again", e)
     last = None
@@ -146,7 +167,7 @@ def download_file(url: str, dest, *, sha256: str | None = None, git_blob: str | 
         try:
             with atomic_path(dest, suffix=".part") as tmp:
                 choose_downloader(url, progressbar=progressbar)(url, str(tmp), None)
-                result = _verify(tmp, label, sha256, git_blob, size)
+                result = _verify(tmp, label, **checks)
             return result
         except (requests.exceptions.RequestException, OSError, ValueError) as e:
             last = e  # network error, truncated transfer (urllib3 checks Content-Length) or hash mismatch
@@ -219,14 +240,126 @@ def manifest_path(cache_dir, recipe_id: str, source: str, *, reference_only: boo
     return source_dir(cache_dir, recipe_id, source) / ("manifest_reference.json" if reference_only else "manifest.json")
 
 
+def _lock_entry_for(locked: dict, recipe_id: str, source: str, name: str) -> dict | None:
+    """The lock entry recorded for a file by recipe, source and name (its URL may be unknown offline)."""
+    for entry in locked.values():
+        if (entry.get("recipe"), entry.get("source"), entry.get("name")) == (recipe_id, source, name):
+            return entry
+    return None
+
+
+def _by_hand(dest: Path, count: int, src_dir: Path) -> str:
+    """How to place a file by hand: where and under which name(s)."""
+    if count == 1:
+        where = f"save it as {dest}"
+    else:
+        where = f"save the {count} files, under the names the source gives them, in the folder {dest}/"
+    return (f"To place it by hand: download it from the source (any mirror) and {where}, then run the download "
+            f"again. A file already there is checked against the source's listing when that can be read, else "
+            f"against a pinned or recorded sha256, and accepted (the manifest in {src_dir} says how it was verified; "
+            f"see docs/datasets/README.md, 'Placing files by hand').")
+
+
+def _placed(dest: Path, count: int) -> list[Path]:
+    """Files a user placed at ``dest`` (count 1) or in the folder ``dest`` (count > 1); [] if not all there."""
+    if count == 1:
+        return [dest] if dest.is_file() else []
+    found = sorted(p for p in dest.glob("*") if p.is_file() and not p.name.startswith(".")) if dest.is_dir() else []
+    return found if len(found) == count else []
+
+
+def _fetch_entry(f: dict, who: str, recipe_id: str, source: str, cache_dir: Path, files_dir: Path, locked: dict,
+                 retries: int, backoff: float, progressbar: bool) -> list[dict]:
+    """Resolve, download and verify one recipe file entry; its manifest entries (one per file)."""
+    from stbench.datasets import listings
+
+    res = f.get("resolve")
+    count = int(res.get("count", 1)) if res else 1
+    target = files_dir / f["name"]
+    looked_for = listings.describe(res, f["name"]) if res else f["url"]
+    hint = _by_hand(target, count, files_dir.parent)
+    pinned = f.get("sha256")
+    if res:
+        try:
+            items = listings.resolve(res, f["name"])
+        except listings.Unresolved as e:
+            placed = _placed(target, count)
+            if not placed:
+                raise DatasetError(who, f"cannot resolve file '{f['name']}': {e}. {hint}") from None
+            log.warning("%s: %s; using the file(s) placed at %s", who, e, target)
+            return [_accept_placed(f, p, who, recipe_id, source, cache_dir, files_dir, locked, str(e), hint) for p in placed]
+        pairs = [(it, target if count == 1 else target / it.name) for it in items]
+    else:
+        from stbench.datasets.listings import Listed
+
+        pairs = [(Listed(f["name"], f["url"], published_by="recipe url"), target)]
+    out = []
+    for item, dest in pairs:
+        recorded = None if item.md5 else (locked.get(item.url) or {}).get("sha256")
+        size, slack = (f["size"], 0) if f.get("size") is not None else (item.size, item.size_slack)
+        try:
+            sha, nbytes = download_file(item.url, dest, sha256=pinned or recorded, git_blob=f.get("git_blob_sha1"),
+                                        size=size, size_slack=slack, md5=item.md5, retries=retries, backoff=backoff,
+                                        progressbar=progressbar)
+        except DatasetError as e:
+            raise DatasetError(who, f"{e} [looked for: {looked_for}]. {hint}") from None
+        if not pinned and (locked.get(item.url) or {}).get("sha256") != sha:  # so an offline rerun can check the copy
+            record_hash(cache_dir, item.url, {"sha256": sha, "size": nbytes, "name": dest.name, "recipe": recipe_id,
+                                              "source": source, "recorded": _dt.date.today().isoformat()})
+        verified = [v for v, ok in ((f"md5 ({item.published_by})", item.md5),
+                                    ("size (recipe pin)" if f.get("size") is not None else
+                                     f"size{' within ' + str(slack) + ' bytes' if slack else ''} ({item.published_by})",
+                                     size is not None),
+                                    ("sha256 (recipe pin)", pinned), ("sha256 (lock)", recorded),
+                                    ("git blob sha1 (recipe pin)", f.get("git_blob_sha1"))) if ok]
+        out.append(_entry(f, dest, files_dir, item.url, sha, nbytes, verified, looked_for,
+                          "pinned" if pinned else "listing md5" if item.md5 else "locked" if recorded else "recorded now"))
+    return out
+
+
+def _accept_placed(f, dest, who, recipe_id, source, cache_dir, files_dir, locked, reason, hint) -> dict:
+    """A file placed by hand whose source listing cannot be used: checked against a pin or the lock, then accepted."""
+    pinned = f.get("sha256")
+    rec = _lock_entry_for(locked, recipe_id, source, dest.name)
+    known = pinned or (rec or {}).get("sha256")
+    try:
+        sha, nbytes = _verify(dest, f"{dest.name} (placed by hand)", known, f.get("git_blob_sha1"), f.get("size"))
+    except DatasetError as e:
+        raise DatasetError(who, f"{e}. {hint}") from None
+    url = (rec or {}).get("url") or f"file://{dest}"
+    if not known:
+        record_hash(cache_dir, url, {"sha256": sha, "size": nbytes, "name": dest.name, "recipe": recipe_id,
+                                     "source": source, "recorded": _dt.date.today().isoformat(), "placed_by_hand": True})
+    verified = [v for v, ok in (("sha256 (recipe pin)", pinned), ("sha256 (lock)", known and not pinned),
+                                ("git blob sha1 (recipe pin)", f.get("git_blob_sha1")),
+                                ("size (recipe pin)", f.get("size"))) if ok]
+    entry = _entry(f, dest, files_dir, url, sha, nbytes, verified, reason,
+                   "locked" if rec and not rec.get("placed_by_hand") else "placed by hand")
+    entry["not_verified_against_source"] = reason
+    return entry
+
+
+def _entry(f, dest, files_dir, url, sha, nbytes, verified, looked_for, checksum) -> dict:
+    entry = {"name": dest.name, "url": url, "role": f["role"], "sha256": sha, "size": nbytes, "checksum": checksum,
+             "verified_by": verified, "resolved_from": looked_for,
+             "path": dest.relative_to(files_dir.parent).as_posix(), "unpacked": None}
+    if f.get("unpack"):
+        entry["unpacked"] = unpack(dest, sha).relative_to(files_dir.parent).as_posix()
+    return entry
+
+
 def fetch(recipe_id: str, source: str, cache_dir, *, recipe: dict | None = None, retries: int = 3,
           backoff: float = 1.0, refresh: bool = False, progressbar: bool = False, reference_only: bool = False) -> Path:
-    """Download and verify every file of ``source``; write and return ``<cache>/<id>/<source>/manifest.json``.
+    """Resolve, download and verify every file of ``source``; write and return ``<cache>/<id>/<source>/manifest.json``.
 
-    ``reference_only``: only the files with ``role: reference`` (a dataset whose spatial matrix comes
+    A file entry with ``resolve:`` is found in its source's own listing (Zenodo, figshare, GEO; see
+    ``listings``) and checked against the md5 or size published there; one with ``url:`` is fetched as
+    is. ``reference_only``: only the files with ``role: reference`` (a dataset whose spatial matrix comes
     from another source), written to ``manifest_reference.json``. ``recipe`` replaces the packaged
     recipe (tests, mirrors); ``refresh`` forgets recorded hashes and cached copies first. Raises
-    ConfigError for an unknown source, one with no spatial data, or (``reference_only``) no reference.
+    ConfigError for an unknown source, one with no spatial data, or (``reference_only``) no reference;
+    DatasetError naming the dataset, what was looked for and how to place the file by hand when a file
+    cannot be resolved or verified.
     """
     from stbench.datasets.recipes import check_recipe, get_recipe, get_source
 
@@ -246,26 +379,15 @@ def fetch(recipe_id: str, source: str, cache_dir, *, recipe: dict | None = None,
     files_dir = source_dir(cache_dir, recipe_id, source) / "files"
     files_dir.mkdir(parents=True, exist_ok=True)
     if refresh:
-        forget_hashes(cache_dir, [f["url"] for f in src["files"]])
+        forget_source(cache_dir, recipe_id, source, [f.get("url") for f in src["files"]])
         for f in src["files"]:
-            (files_dir / f["name"]).unlink(missing_ok=True)
+            p = files_dir / f["name"]
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     locked = read_lock(cache_dir)
+    who = f"dataset {recipe_id} (source {source})"
     entries = []
     for f in src["files"]:
-        dest = files_dir / f["name"]
-        pinned = f.get("sha256")
-        recorded = (locked.get(f["url"]) or {}).get("sha256")
-        sha, size = download_file(f["url"], dest, sha256=pinned or recorded, git_blob=f.get("git_blob_sha1"), size=f.get("size"),
-                                  retries=retries, backoff=backoff, progressbar=progressbar)
-        if not pinned and not recorded:
-            record_hash(cache_dir, f["url"], {"sha256": sha, "size": size, "name": f["name"], "recipe": recipe_id,
-                                              "source": source, "recorded": _dt.date.today().isoformat()})
-        entry = {"name": f["name"], "url": f["url"], "role": f["role"], "sha256": sha, "size": size,
-                 "checksum": "pinned" if pinned else ("locked" if recorded else "recorded now"),
-                 "path": f"files/{f['name']}", "unpacked": None}
-        if f.get("unpack"):
-            entry["unpacked"] = "files/" + unpack(dest, sha).name
-        entries.append(entry)
+        entries += _fetch_entry(f, who, recipe_id, source, cache_dir, files_dir, locked, retries, backoff, progressbar)
     manifest = {"recipe": recipe_id, "source": source, "created": _dt.datetime.now().isoformat(timespec="seconds"),
                 "recipe_data": recipe, "files": entries}
     out = manifest_path(cache_dir, recipe_id, source, reference_only=reference_only)

@@ -1,7 +1,8 @@
 """The dataset recipes (``recipes/<ID>.yaml``): where each of the paper's six datasets comes from.
 
 A recipe names the dataset, the paper's figures (Table 4), and per source (``authors``: the stMCDI
-authors' matrices; ``geo``: the original deposits) the files to download (url, name, sha256, role)
+authors' matrices; ``geo``: the original deposits) the files to download (name, role, and either a
+fixed ``url`` or ``resolve:``, a pattern over the source's own file listing; optional sha256/size pins)
 and how to read them (``spatial`` / ``reference`` loader specs, paths relative to the download
 folder, ``*``/``**`` globs allowed). ``check_recipe`` rejects a malformed recipe up front.
 """
@@ -17,7 +18,7 @@ from stbench.errors import ConfigError
 
 RECIPE_DIR = Path(__file__).with_name("recipes")
 REQUIRED = ("id", "title", "tissue", "species", "platform", "citation", "paper", "default_source", "sources")
-FILE_KEYS = ("name", "url", "role")
+FILE_KEYS = ("name", "role")
 ROLES = ("spatial", "reference")
 
 
@@ -53,6 +54,31 @@ def get_source(recipe: dict, source: str) -> dict:
     return sources[source]
 
 
+def _check_origin(f: dict, where: str) -> None:
+    """A file comes either from a fixed ``url`` or from its source's listing (``resolve:``), not both."""
+    import re
+
+    from stbench.datasets.listings import spec_of
+
+    if bool(f.get("url")) == bool(f.get("resolve")):
+        raise ConfigError(f"{where}: give exactly one of url: or resolve:")
+    res = f.get("resolve")
+    if res is None:
+        return
+    if not isinstance(res, dict):
+        raise ConfigError(f"{where}: resolve: must be a mapping such as {{zenodo: 13329582, pattern: '...', count: 1}}")
+    try:
+        spec_of(res)
+        re.compile(res.get("pattern") or "")
+    except (ValueError, re.error) as e:
+        raise ConfigError(f"{where}: resolve: {e}") from None
+    if not (isinstance(res.get("count", 1), int) and res.get("count", 1) >= 1):
+        raise ConfigError(f"{where}: resolve: count must be a positive integer")
+    unknown = set(res) - {"zenodo", "figshare", "geo", "pattern", "count"}
+    if unknown:
+        raise ConfigError(f"{where}: resolve: unknown key(s) {', '.join(sorted(unknown))}")
+
+
 def check_recipe(recipe, where) -> None:
     """Structural checks of a recipe dict (so that a typo fails before any download)."""
     if not isinstance(recipe, dict):
@@ -80,6 +106,7 @@ def check_recipe(recipe, where) -> None:
                 raise ConfigError(f"{where}: a file of source '{name}' lacks {', '.join(lack)}: {f}")
             if f["role"] not in ROLES:
                 raise ConfigError(f"{where}: file '{f['name']}' has role '{f['role']}'; roles: {', '.join(ROLES)}")
+            _check_origin(f, f"{where}: file '{f['name']}' of source '{name}'")
             if "/" in f["name"] or f["name"] in seen:
                 raise ConfigError(f"{where}: file name '{f['name']}' of source '{name}' must be unique and contain no '/'")
             seen.add(f["name"])
