@@ -294,9 +294,12 @@ def kill_job_tree(child_pid: int, token: str) -> int:
         except (ProcessLookupError, PermissionError):
             pass
         targets = {p.pid: p for p in _descendants(me)}
-        for p in psutil.process_iter():
-            if p.pid not in targets and p.pid != me and _carries_token(p, token):
-                targets[p.pid] = p
+        try:
+            for p in psutil.process_iter():
+                if p.pid not in targets and p.pid != me and _carries_token(p, token):
+                    targets[p.pid] = p
+        except (psutil.Error, OSError, IndexError):  # no readable /proc: the session and the orphans only
+            pass
         alive = {}
         for pid, p in targets.items():
             try:
