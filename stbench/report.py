@@ -274,9 +274,10 @@ def build_report(out_html, *, run: str, protocols: dict, tables_dir, metric_file
     import jinja2
 
     from stbench import __version__
-    from stbench.tables import protocol_text
+    from stbench.tables import isolation_text, protocol_text
 
     tables_dir = Path(tables_dir)
+    metric_files = list(metric_files)
     figures = figures or {}
     comparisons = {t: paper_comparison(tables_dir / f"{t}_vs_paper.csv") for t in ("table1", "table2", "table3")}
     notes = list(notes or [])
@@ -289,7 +290,8 @@ def build_report(out_html, *, run: str, protocols: dict, tables_dir, metric_file
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     page = env.get_template(TEMPLATE.name).render(
         run=run, version=__version__, generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        protocol=protocol_text(protocols).splitlines(), protocols=json.dumps(protocols, indent=1, sort_keys=True),
+        protocol=[*protocol_text(protocols).splitlines(), *filter(None, [isolation_text(list(metric_files))])],
+        protocols=json.dumps(protocols, indent=1, sort_keys=True),
         grids=results_grids(tables_dir / "table1_long.csv"), comparisons=comparisons, flag_rule=FLAG_RULE,
         figures={k: _figures(figures.get(k) or []) for k in FIGURE_KEYS}, spatial_rule=spatial_rule,
         cost=cost_rows(tables_dir / "cost.csv"), problems=problem_runs(metric_files), notes=notes,

@@ -300,3 +300,16 @@ def test_with_the_simulator_in_the_box_the_truth_is_rebuilt(small_pre, small_mas
     _, ev = run(near_tmp, "regenerate_cheater", {}, methods_dir=CHEATERS)
     assert ev["method_info"]["importable"]["stbench.simulate"] and ev["method_info"]["seed"] == 3
     assert ev["metrics"]["rmse"] < 1e-5
+
+
+def test_every_table_header_names_the_isolation_level(tmp_path):
+    from stbench.tables import isolation_text
+
+    files = []
+    for i, (m, lvl) in enumerate([("mean", "bwrap"), ("knn", "bwrap"), ("shuffle", "process")]):
+        f = tmp_path / f"{i}.json"
+        f.write_text(json.dumps({"method": m, "variant": "default", "isolation": lvl}))
+        files.append(f)
+    assert isolation_text(files[:2]) == "Method isolation: bwrap (every run; README: the method boundary)."
+    mixed = isolation_text(files)
+    assert "bwrap (2 runs)" in mixed and "process (1 runs: shuffle (default))" in mixed
