@@ -280,10 +280,11 @@ def _carries_token(proc, token: str) -> bool:
         return False
 
 
-def kill_job_tree(child_pid: int, token: str) -> int:
+def kill_job_tree(child_pid: int, token: str, spare=frozenset()) -> int:
     """SIGKILL everything the job left: the child's session, every process below this one (orphans are re-parented
     here, the subreaper) and any process carrying the job's token. Returns how many were killed besides the child.
-    The child itself is killed but not reaped (the caller waits for it)."""
+    The child itself is killed but not reaped (the caller waits for it); ``spare``: this process's children from
+    before the job, with their descendants (a caller's own processes)."""
     import psutil
 
     me = os.getpid()
@@ -293,7 +294,8 @@ def kill_job_tree(child_pid: int, token: str) -> int:
             os.killpg(child_pid, signal.SIGKILL)  # the child's session (start_new_session: pgid == its pid)
         except (ProcessLookupError, PermissionError):
             pass
-        targets = {p.pid: p for p in _descendants(me)}
+        spared = set(spare) | {d.pid for s in spare for d in _descendants(s)}
+        targets = {p.pid: p for p in _descendants(me) if p.pid not in spared}
         try:
             for p in psutil.process_iter():
                 if p.pid not in targets and p.pid != me and _carries_token(p, token):
@@ -376,6 +378,7 @@ def supervise(cmd, *, cwd: Path, env: dict, timeout: float, log, mem_limit_bytes
     import psutil
 
     _set_subreaper()
+    spare = frozenset(c.pid for c in psutil.Process().children())
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                          close_fds=True, start_new_session=True, preexec_fn=_limit_data(mem_limit_bytes))
@@ -413,7 +416,7 @@ def supervise(cmd, *, cwd: Path, env: dict, timeout: float, log, mem_limit_bytes
             next_gpu_check = time.perf_counter() + 1.0
         time.sleep(POLL_S)
     wall = time.perf_counter() - t0
-    killed = kill_job_tree(p.pid, token)
+    killed = kill_job_tree(p.pid, token, spare)
     if status is None:
         _, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
