@@ -313,3 +313,24 @@ def test_every_table_header_names_the_isolation_level(tmp_path):
     assert isolation_text(files[:2]) == "Method isolation: bwrap (every run; README: the method boundary)."
     mixed = isolation_text(files)
     assert "bwrap (2 runs)" in mixed and "process (1 runs: shuffle (default))" in mixed
+
+
+# ----------------------------------------------------------------------------- 7. the among: nonzero leak, visible
+
+def test_the_nonzero_mean_control_shows_what_among_nonzero_gives_away(small_pre, tmp_path):
+    """Under `among: nonzero` the control beats the per-gene Mean by knowing only the rule; under `among: all`
+    it does not. The margin is the protocol's leak (README)."""
+    from stbench.masks import MaskSpec, make_mask
+
+    counts = np.asarray(small_pre.layers["counts"])
+    rmse = {}
+    for among in ("all", "nonzero"):
+        held, train = make_mask(counts > 0, MaskSpec("random", 0.1, among=among), seed=0)
+        write_inputs(tmp_path / among, small_pre, held, train)
+        _, ev = run(tmp_path / among, "nonzero_mean", {})
+        _, ev_mean = run(tmp_path / among, "mean", {"axis": "gene"})
+        assert ev["status"] == "ok", ev.get("error")
+        rmse[among] = (ev["metrics"]["rmse"], ev_mean["metrics"]["rmse"])
+    print("rmse (control, per-gene mean):", rmse)
+    assert rmse["nonzero"][0] < rmse["nonzero"][1] - 0.02, rmse  # measured: 0.975 against 1.027
+    assert rmse["all"][0] > rmse["all"][1], rmse
