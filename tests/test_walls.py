@@ -334,3 +334,24 @@ def test_the_nonzero_mean_control_shows_what_among_nonzero_gives_away(small_pre,
     print("rmse (control, per-gene mean):", rmse)
     assert rmse["nonzero"][0] < rmse["nonzero"][1] - 0.02, rmse  # measured: 0.975 against 1.027
     assert rmse["all"][0] > rmse["all"][1], rmse
+
+
+# ----------------------------------------------------------------------------- 6b. a seed no method can know
+
+def test_a_secret_simulation_seed_is_drawn_at_run_time_and_kept_out_of_the_methods_files(tmp_path):
+    from stbench import config as cfg
+    from stbench.simulate import simulate_demo
+    from stbench.steps import prepare
+
+    spec = {"format": "simulate", "seed": "secret", "n_rows": 6, "n_cols": 6, "n_genes": 30, "n_cells": 60}
+    cfg.check_datasets({"datasets": {"sim": spec}})
+    reports = [prepare("sim", spec, tmp_path / str(i) / "prepared.h5ad", tmp_path / str(i) / "prepare.json")
+               for i in range(2)]
+    seeds = [r["simulation_seed"] for r in reports]
+    assert seeds[0] != seeds[1]  # drawn, not fixed (2^31 values)
+    import anndata as ad
+
+    ref = ad.read_h5ad(tmp_path / "0" / "reference.h5ad")  # the one file of the dataset a method receives
+    assert "secret" in ref.uns["source"]["accession"] and str(seeds[0]) not in json.dumps(ref.uns["source"])
+    again, _ = simulate_demo(seed=seeds[0], n_rows=6, n_cols=6, n_genes=30, n_cells=60)  # revealed: reproducible
+    assert (ad.read_h5ad(tmp_path / "0" / "prepared.h5ad").X != again.X).nnz == 0
