@@ -226,6 +226,8 @@ def dataset_card(name: str, spec: dict, qc_json=None, prepare_json=None, docs_di
             card["facts"].append((key, str(src[key])))
     if prep:
         card["facts"].append(("spots x genes (prepared)", f"{prep.get('spots')} x {prep.get('genes')}"))
+        if prep.get("simulation_seed") is not None:  # `seed: secret`: revealed here, after the run
+            card["facts"].append(("simulation seed", f"{prep['simulation_seed']} ({prep.get('simulation_seed_note', '')})"))
         if prep.get("has_reference"):
             card["facts"].append(("scRNA-seq reference", f"{prep.get('reference_cells')} cells, "
                                   f"{prep.get('reference_gene_overlap')} genes shared"))
