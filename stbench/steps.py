@@ -24,6 +24,7 @@ def prepare(name: str, spec: dict, out_prepared, out_report, *, base=None, cache
 
     adata, ref, where = load_dataset(name, spec, base=base, cache_dir=cache_dir)
     validate_dataset(adata, where)
+    adata.uns["input"] = str(where)  # the user's file, named by later steps' errors
     if "counts" not in adata.layers:
         adata.layers["counts"] = adata.X.copy()
     if not sp.issparse(adata.layers["counts"]):
@@ -50,9 +51,18 @@ def preprocess_step(prepared, options, out_h5ad, out_qc) -> dict:
     from stbench.loaders.h5ad import read_h5ad
     from stbench.preprocess import preprocess
 
+    from stbench.errors import DatasetError
+
     adata = read_h5ad(prepared)
-    validate_dataset(adata, prepared)
-    pre, qc = preprocess(adata, options, path=prepared)
+    where = f"{adata.uns['input']} (prepared as {prepared})" if "input" in adata.uns else prepared
+    validate_dataset(adata, where)
+    try:
+        pre, qc = preprocess(adata, options, path=where)
+    except DatasetError:
+        # the dataset cannot be used under this protocol: nothing of it stays in the results (a rerun prepares it anew)
+        for f in (Path(prepared), Path(prepared).with_name("prepare.json"), Path(prepared).with_name("reference.h5ad")):
+            f.unlink(missing_ok=True)
+        raise
     write_h5ad(out_h5ad, pre)
     write_json(out_qc, qc)
     return qc
