@@ -371,6 +371,16 @@ def _limit_data(limit_bytes: int | None):
     return apply
 
 
+def _wait_exit(pidfd, seconds: float) -> None:
+    """Sleep up to ``seconds``, returning early when the child exits (its pidfd becomes readable)."""
+    if pidfd is None:
+        time.sleep(seconds)
+        return
+    import select
+
+    select.select([pidfd], [], [], seconds)
+
+
 def supervise(cmd, *, cwd: Path, env: dict, timeout: float, log, mem_limit_bytes: int | None, token: str,
               gpu_passed: bool = False) -> dict:
     """Run the child, measure it from outside (wall time, peak RSS of the tree, peak threads, GPU use), kill its
@@ -382,6 +392,10 @@ def supervise(cmd, *, cwd: Path, env: dict, timeout: float, log, mem_limit_bytes
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                          close_fds=True, start_new_session=True, preexec_fn=_limit_data(mem_limit_bytes))
+    try:
+        pidfd = os.pidfd_open(p.pid)
+    except (AttributeError, OSError):  # before Linux 5.3: plain sleeps
+        pidfd = None
     peak_rss = peak_threads = peak_procs = 0
     gpu = False
     timed_out = False
@@ -414,8 +428,11 @@ def supervise(cmd, *, cwd: Path, env: dict, timeout: float, log, mem_limit_bytes
         if gpu_passed and not gpu and time.perf_counter() >= next_gpu_check:
             gpu = any(_uses_gpu(q.pid) for q in procs)
             next_gpu_check = time.perf_counter() + 1.0
-        time.sleep(POLL_S)
+        # sample often at first (short runs), then every 0.25 s (a scan of /proc costs a few ms); wake at the exit
+        _wait_exit(pidfd, POLL_S if time.perf_counter() - t0 < 2 else 5 * POLL_S)
     wall = time.perf_counter() - t0
+    if pidfd is not None:
+        os.close(pidfd)
     killed = kill_job_tree(p.pid, token, spare)
     if status is None:
         _, status, ru = os.wait4(p.pid, 0)
