@@ -52,6 +52,7 @@ LOG_CAP = 256 * 1024            # bytes of the child's output kept in the job's 
 INFO_CAP = 256 * 1024           # bytes of child.json read at most
 MEM_HEADROOM = (2.0, 1024)      # the data limit: max(2 x mem_mb, mem_mb + 1024 MB) (README: resources)
 POLL_S = 0.05
+_OOM = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "std::bad_alloc", "out of memory")
 _ENV_KEEP = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
              "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "HIP_VISIBLE_DEVICES", "SSL_CERT_FILE",
              "HF_HUB_OFFLINE")
@@ -396,19 +397,40 @@ def supervise(cmd, *, cwd: Path, env: dict, timeout: float, log, mem_limit_bytes
         pidfd = os.pidfd_open(p.pid)
     except (AttributeError, OSError):  # before Linux 5.3: plain sleeps
         pidfd = None
+    try:
+        status, ru, timed_out, peaks = _watch(p, pidfd, t0, timeout, gpu_passed)
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM from the scheduler): the job's processes go with it
+        kill_job_tree(p.pid, token, spare)
+        raise
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    wall = time.perf_counter() - t0
+    killed = kill_job_tree(p.pid, token, spare)
+    if status is None:
+        _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    # ru: the child's own usage plus its reaped descendants' (the largest process of the tree, by its peak)
+    peak_rss = max(peaks["rss"], ru.ru_maxrss * (1 if sys.platform == "darwin" else 1024))
+    return {"exit_code": p.returncode, "timed_out": timed_out, "wall_time_s": wall, "peak_rss_mb": peak_rss / 2**20,
+            "peak_threads": peaks["threads"], "peak_processes": peaks["procs"], "gpu_used": peaks["gpu"],
+            "leftover_killed": killed}
+
+
+def _watch(p, pidfd, t0: float, timeout: float, gpu_passed: bool):
+    """Wait for the child, sampling its process tree (summed RSS, threads, processes, GPU use), until it exits or
+    its time is up. Returns (wait status or None, rusage or None, timed out, peaks)."""
+    import psutil
+
     peak_rss = peak_threads = peak_procs = 0
     gpu = False
-    timed_out = False
-    status = None
     next_gpu_check = 0.0
     while True:
         pid, st, ru = os.wait4(p.pid, os.WNOHANG)
         if pid:
-            status = st
-            break
+            return st, ru, False, {"rss": peak_rss, "threads": peak_threads, "procs": peak_procs, "gpu": gpu}
         if time.perf_counter() - t0 > timeout:
-            timed_out = True
-            break
+            return None, None, True, {"rss": peak_rss, "threads": peak_threads, "procs": peak_procs, "gpu": gpu}
         procs = [psutil.Process(p.pid)] if psutil.pid_exists(p.pid) else []
         procs += _descendants(p.pid)
         rss = threads = 0
@@ -430,17 +452,6 @@ def supervise(cmd, *, cwd: Path, env: dict, timeout: float, log, mem_limit_bytes
             next_gpu_check = time.perf_counter() + 1.0
         # sample often at first (short runs), then every 0.25 s (a scan of /proc costs a few ms); wake at the exit
         _wait_exit(pidfd, POLL_S if time.perf_counter() - t0 < 2 else 5 * POLL_S)
-    wall = time.perf_counter() - t0
-    if pidfd is not None:
-        os.close(pidfd)
-    killed = kill_job_tree(p.pid, token, spare)
-    if status is None:
-        _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    # ru: the child's own usage plus its reaped descendants' (the largest process of the tree, by its peak)
-    peak_rss = max(peak_rss, ru.ru_maxrss * (1 if sys.platform == "darwin" else 1024))
-    return {"exit_code": p.returncode, "timed_out": timed_out, "wall_time_s": wall, "peak_rss_mb": peak_rss / 2**20,
-            "peak_threads": peak_threads, "peak_processes": peak_procs, "gpu_used": gpu, "leftover_killed": killed}
 
 
 # ----------------------------------------------------------------------------- reading the child's output
@@ -610,7 +621,7 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
             info.update(status="failed", error=f"timeout: the method ran past its limit of {timeout:g} s "
                                                "(timeout_s in method.yaml or the config)")
         elif info["status"] == "failed" and mem_limit and (
-                str(info.get("error") or "").startswith("MemoryError") or (raw is None and cost["exit_code"] < 0)):
+                any(m in str(info.get("error") or "") for m in _OOM) or (raw is None and cost["exit_code"] < 0)):
             info["error"] = (f"memory limit: the method needed more than its data limit of {mem_limit / 2**20:.0f} MB "
                              f"(declared mem_mb {mem_mb}; README: resources). " + str(info.get("error") or ""))[:2000]
         imputed = None
