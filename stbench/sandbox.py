@@ -110,11 +110,22 @@ def _bwrap_args(box: Path | None, *, network: bool, gpu: bool, checkpoint_dir: P
         for d in sorted(Path("/dev").glob("nvidia[0-9]*")) + [Path("/dev") / n for n in _GPU_DEV]:
             a += ["--dev-bind-try", str(d), str(d)]
         a += ["--ro-bind-try", "/sys", "/sys"]
+        for d in _gpu_library_dirs():  # the driver's libraries where the cluster keeps them outside /usr
+            a += ["--ro-bind-try", d, d]
     if box is not None:
         a += ["--bind", str(box), str(BOX), "--chdir", str(BOX)]
         if checkpoint_dir is not None:
             a += ["--bind", str(checkpoint_dir), str(BOX / "checkpoints")]
     return a
+
+
+def _gpu_library_dirs() -> list[str]:
+    """Existing absolute folders of $LD_LIBRARY_PATH outside the system folders (passed on with a GPU only)."""
+    out = []
+    for d in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep):
+        if d.startswith("/") and Path(d).is_dir() and not any(d == s or d.startswith(s + "/") for s in _SYSTEM):
+            out.append(str(Path(d).resolve()))
+    return list(dict.fromkeys(out))
 
 
 @functools.lru_cache(maxsize=None)
@@ -242,8 +253,10 @@ def remove_stale_boxes(parent: Path) -> list[Path]:
     return removed
 
 
-def _child_env(inner: Path, threads: int, token: str) -> dict:
+def _child_env(inner: Path, threads: int, token: str, gpu: bool = False) -> dict:
     env = {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
+    if gpu and os.environ.get("LD_LIBRARY_PATH"):  # the GPU driver's libraries (bound read-only under bwrap)
+        env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
     t = str(int(threads))
     env.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=str(inner / "home"), TMPDIR=str(inner / "tmp"),
                PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1", MPLBACKEND="Agg",
@@ -602,7 +615,7 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
         if level == "bwrap":
             cmd = [*_bwrap_args(box, network=network, gpu=gpu, checkpoint_dir=checkpoint_dir), *cmd]
         with tempfile.TemporaryFile(dir=tmp_parent) as log:  # unnamed: the child cannot swap it for a FIFO
-            cost = supervise(cmd, cwd=box, env=_child_env(inner, int(threads), token), timeout=timeout, log=log,
+            cost = supervise(cmd, cwd=box, env=_child_env(inner, int(threads), token, gpu), timeout=timeout, log=log,
                              mem_limit_bytes=mem_limit, token=token, gpu_passed=gpu)
             size = log.seek(0, os.SEEK_END)
             log.seek(max(0, size - LOG_CAP))
