@@ -89,7 +89,8 @@ def _prefixes() -> list[Path]:
     return out
 
 
-def _bwrap_args(box: Path | None, *, network: bool, gpu: bool, checkpoint_dir: Path | None = None) -> list[str]:
+def _bwrap_args(box: Path | None, *, network: bool, gpu: bool, checkpoint_dir: Path | None = None,
+                inputs: dict | None = None) -> list[str]:
     """bubblewrap's arguments: namespaces, no capabilities, uid 65534, read-only system and Python, the box at /box."""
     a = [_bwrap_exe(), "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
          "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "stbench"]
@@ -116,6 +117,8 @@ def _bwrap_args(box: Path | None, *, network: bool, gpu: bool, checkpoint_dir: P
         a += ["--bind", str(box), str(BOX), "--chdir", str(BOX)]
         if checkpoint_dir is not None:
             a += ["--bind", str(checkpoint_dir), str(BOX / "checkpoints")]
+        for name, src in (inputs or {}).items():  # the task file and reference: read-only, not copied
+            a += ["--ro-bind", str(src), str(BOX / name)]
     return a
 
 
@@ -215,7 +218,8 @@ def _copy_tree(src: Path, dst: Path, only=None) -> None:
 
 
 def _place(src: Path, dst: Path) -> None:
-    """Copy (never a link: a hard link shares its inode with the project's file, a symlink names it)."""
+    """Copy (never a link: a hard link shares its inode with the project's file, which the child could rewrite
+    for every later method; a symlink names it). Under bwrap the inputs are bound read-only instead."""
     shutil.copyfile(src, dst)
 
 
@@ -596,9 +600,14 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
         _copy_tree(_PACKAGE, lib / "stbench", only=CHILD_MODULES)
         (lib / "stbench_methods").mkdir()
         _copy_tree(Path(method.folder), lib / "stbench_methods" / method.name)
-        _place(Path(task_file), box / "task.npz")
+        inputs = {"task.npz": Path(task_file).resolve()}
         if reference_file is not None and Path(reference_file).exists():
-            _place(Path(reference_file), box / "reference.h5ad")
+            inputs["reference.h5ad"] = Path(reference_file).resolve()
+        for name, src in inputs.items():
+            if level == "bwrap":
+                (box / name).touch()  # the mount point of a read-only bind
+            else:
+                _place(src, box / name)
         ckpt_inner = None
         if checkpoint_dir is not None:
             if level == "bwrap":
@@ -613,7 +622,7 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
                 "from stbench.child import main; sys.exit(main())")
         cmd = [sys.executable, "-I", "-c", boot, str(inner / "lib")]
         if level == "bwrap":
-            cmd = [*_bwrap_args(box, network=network, gpu=gpu, checkpoint_dir=checkpoint_dir), *cmd]
+            cmd = [*_bwrap_args(box, network=network, gpu=gpu, checkpoint_dir=checkpoint_dir, inputs=inputs), *cmd]
         with tempfile.TemporaryFile(dir=tmp_parent) as log:  # unnamed: the child cannot swap it for a FIFO
             cost = supervise(cmd, cwd=box, env=_child_env(inner, int(threads), token, gpu), timeout=timeout, log=log,
                              mem_limit_bytes=mem_limit, token=token, gpu_passed=gpu)

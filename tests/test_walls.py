@@ -355,3 +355,26 @@ def test_a_secret_simulation_seed_is_drawn_at_run_time_and_kept_out_of_the_metho
     assert "secret" in ref.uns["source"]["accession"] and str(seeds[0]) not in json.dumps(ref.uns["source"])
     again, _ = simulate_demo(seed=seeds[0], n_rows=6, n_cols=6, n_genes=30, n_cells=60)  # revealed: reproducible
     assert (ad.read_h5ad(tmp_path / "0" / "prepared.h5ad").X != again.X).nnz == 0
+
+
+@needs_bwrap
+def test_the_task_file_is_read_only_in_the_box(small_pre, small_mask, near_tmp, monkeypatch):
+    """Under bwrap the task file is bound read-only (not copied, never hard-linked: a rewrite would reach every
+    later method of the same task)."""
+    _inputs(near_tmp, small_pre, small_mask)
+    task = near_tmp / "results/run/ds/tasks/m/seed0.npz"
+    before = task.read_bytes()
+    d = near_tmp / "methods" / "rewriter"
+    d.mkdir(parents=True)
+    (d / "method.yaml").write_text((CHEATERS / "pth_cheater" / "method.yaml").read_text().replace("pth_cheater", "rewriter"))
+    (d / "impute.py").write_text("import numpy as np\n"
+                                 "def impute(task):\n"
+                                 "    try:\n"
+                                 "        open('task.npz', 'r+b').write(b'x' * 64)\n"
+                                 "        task.info['rewrote'] = True\n"
+                                 "    except OSError as e:\n"
+                                 "        task.info['rewrote'] = e.strerror\n"
+                                 "    return np.nan_to_num(task.observed)\n")
+    _, rec = run(near_tmp, "rewriter", {}, methods_dir=d.parent, isolation="bwrap", evaluate=False)
+    assert rec["method_info"]["rewrote"] == "Read-only file system", rec
+    assert task.read_bytes() == before
