@@ -378,3 +378,26 @@ def test_the_task_file_is_read_only_in_the_box(small_pre, small_mask, near_tmp, 
     _, rec = run(near_tmp, "rewriter", {}, methods_dir=d.parent, isolation="bwrap", evaluate=False)
     assert rec["method_info"]["rewrote"] == "Read-only file system", rec
     assert task.read_bytes() == before
+
+
+def test_timeout_s_comes_from_the_config_block_else_method_yaml(tmp_path):
+    from stbench import config as cfg
+    from stbench.errors import ConfigError, MethodError
+    from stbench.registry import discover as disc
+
+    base = {"datasets": {"d": {"format": "simulate"}}}
+    d = tmp_path / "methods"
+    shutil.copytree(CHEATERS / "blocking_cheater", d / "blocking_cheater")
+    (d / "blocking_cheater" / "method.yaml").write_text(
+        (CHEATERS / "blocking_cheater" / "method.yaml").read_text() + "timeout_s: 30\n")
+    shutil.copytree(CHEATERS / "greedy_cheater", d / "greedy_cheater")
+    vs = {x.method: x for x in cfg.variants({**base, "methods": {"blocking_cheater": {}, "greedy_cheater": {}}}, d)}
+    assert vs["blocking_cheater"].timeout_s == 30 and vs["greedy_cheater"].timeout_s is None
+    vs = cfg.variants({**base, "methods": {"blocking_cheater": {"timeout_s": 5}}}, d)
+    assert vs[0].timeout_s == 5
+    with pytest.raises(ConfigError, match="timeout_s"):
+        cfg.validate({**base, "methods": {"blocking_cheater": {"timeout_s": -1}}}, d)
+    (d / "greedy_cheater" / "method.yaml").write_text(
+        (CHEATERS / "greedy_cheater" / "method.yaml").read_text() + "timeout_s: soon\n")
+    with pytest.raises(MethodError, match="timeout_s must be a positive number"):
+        disc(d)
