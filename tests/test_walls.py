@@ -401,3 +401,22 @@ def test_timeout_s_comes_from_the_config_block_else_method_yaml(tmp_path):
         (CHEATERS / "greedy_cheater" / "method.yaml").read_text() + "timeout_s: soon\n")
     with pytest.raises(MethodError, match="timeout_s must be a positive number"):
         disc(d)
+
+
+def test_every_stbench_module_a_method_imports_is_in_the_box():
+    """A module added to stbench and imported by a method (or by the box's own modules) must be listed in
+    sandbox.CHILD_MODULES, or the method fails in its sandbox; the simulator and loaders must never be."""
+    import re
+
+    root = Path(sandbox.__file__).resolve().parent
+    allowed = {m.removesuffix(".py") for m in sandbox.CHILD_MODULES}
+    files = list((root.parent / "methods").rglob("*.py"))
+    files += [p for m in sandbox.CHILD_MODULES for p in ([root / m] if m.endswith(".py") else (root / m).rglob("*.py"))]
+    needed = set()
+    for f in files:
+        for mod in re.findall(r"^\s*(?:from|import)\s+stbench\.([a-z_]+)", f.read_text(), flags=re.M):
+            if mod != "sandbox":  # runner.run_method's parent-side import, never run in the child
+                needed.add((mod, f.name))
+    missing = sorted((m, f) for m, f in needed if m not in allowed)
+    assert not missing, f"imported in the box but not in sandbox.CHILD_MODULES: {missing}"
+    assert not allowed & {"simulate", "loaders", "datasets"}
