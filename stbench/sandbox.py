@@ -539,17 +539,33 @@ def validate_info(raw) -> dict:
 
 
 def read_predictions(box: Path, n_spots: int, n_genes: int):
-    """``out/imputed.npz`` as an array, or (None, why): a regular file within the size of a float64 matrix of the task's
-    shape plus the container's overhead, no link followed, no pickle."""
+    """``out/imputed.npz`` as an array, or (None, why). The file: regular, no link followed, at most the float64
+    matrix of the task's shape plus 64 KiB; inside it, one array ``imputed`` whose header (checked before any data is
+    inflated: no zip bomb) says the task's shape and a float dtype, and whose declared size fits; no pickle."""
+    import zipfile
+
     import numpy as np
 
-    cap = n_spots * n_genes * 8 + 64 * 1024
-    data = _open_in(box, "out/imputed.npz", cap)
+    raw = n_spots * n_genes * 8
+    data = _open_in(box, "out/imputed.npz", raw + 64 * 1024)
     if data is None:
-        return None, f"out/imputed.npz is missing, not a regular file, or larger than {cap} bytes"
+        return None, f"out/imputed.npz is missing, not a regular file, or larger than {raw + 64 * 1024} bytes"
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            return np.asarray(z["imputed"]), None
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            if zf.namelist() != ["imputed.npy"]:
+                return None, f"out/imputed.npz holds {zf.namelist()[:5]}, not one array 'imputed'"
+            info = zf.getinfo("imputed.npy")
+            if info.file_size > raw + 4096:
+                return None, f"out/imputed.npz declares {info.file_size} bytes, more than the task's matrix"
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+            if tuple(shape) != (n_spots, n_genes) or dtype.kind != "f" or dtype.itemsize > 8:
+                return None, f"out/imputed.npz holds a {dtype} array of shape {tuple(shape)}, expected float " \
+                             f"({n_spots}, {n_genes})"
+            with zf.open(info) as fh:
+                return np.lib.format.read_array(fh, allow_pickle=False), None
     except Exception as e:  # noqa: BLE001 - a malformed file is the method's failure
         return None, f"out/imputed.npz cannot be read ({type(e).__name__}: {e})"
 

@@ -420,3 +420,28 @@ def test_every_stbench_module_a_method_imports_is_in_the_box():
     missing = sorted((m, f) for m, f in needed if m not in allowed)
     assert not missing, f"imported in the box but not in sandbox.CHILD_MODULES: {missing}"
     assert not allowed & {"simulate", "loaders", "datasets"}
+
+
+def test_predictions_are_read_only_when_they_are_what_the_task_asks(tmp_path):
+    """A zip bomb, a wrong shape, a pickle or a symlink in place of out/imputed.npz is refused, not loaded."""
+    import zipfile
+
+    out = tmp_path / "out"
+    out.mkdir()
+    good = np.zeros((4, 3), np.float32)
+    np.savez_compressed(out / "imputed.npz", imputed=good)
+    arr, why = sandbox.read_predictions(tmp_path, 4, 3)
+    assert why is None and arr.shape == (4, 3)
+    np.savez_compressed(out / "imputed.npz", imputed=np.zeros((5000, 5000), np.float32))  # 100 MB inflated, ~100 KB
+    assert sandbox.read_predictions(tmp_path, 4, 3)[1] is not None
+    with zipfile.ZipFile(out / "imputed.npz", "w", zipfile.ZIP_DEFLATED) as zf:  # small, header says 4x3, body huge
+        buf = __import__("io").BytesIO()
+        np.lib.format.write_array(buf, np.zeros((400, 300), np.float32))
+        zf.writestr("imputed.npy", buf.getvalue())
+    assert "declares" in sandbox.read_predictions(tmp_path, 4, 3)[1]
+    np.savez(out / "imputed.npz", imputed=np.array([{"a": 1}] * 12, dtype=object).reshape(4, 3))
+    assert sandbox.read_predictions(tmp_path, 4, 3)[1] is not None
+    (out / "imputed.npz").unlink()
+    np.savez(tmp_path / "elsewhere.npz", imputed=good)
+    (out / "imputed.npz").symlink_to(tmp_path / "elsewhere.npz")
+    assert "not a regular file" in sandbox.read_predictions(tmp_path, 4, 3)[1]
