@@ -1,7 +1,8 @@
 """The cost table: what each method cost per dataset, from every run's ``run.json`` (mean over seeds).
 
-Wall time is the whole sandboxed run (process start to result); peak RSS is the method process's own;
-peak GPU memory is ``torch.cuda.max_memory_allocated`` (empty on CPU); device is what the run used.
+Wall time is the whole sandboxed run (process start to exit) and peak RSS that of the method's process tree, both
+measured by the impute process (stbench.sandbox); peak GPU memory is ``torch.cuda.max_memory_allocated`` as the
+method's process reports it (empty on CPU); device is the GPU the method's process held open, else cpu.
 (Estimates before a run are ``stbench.cost_estimate``'s; this table is what was measured.)
 """
 
