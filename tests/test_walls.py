@@ -119,6 +119,8 @@ def test_a_child_cannot_claim_another_row(small_pre, small_mask, near_tmp, monke
     claim = delivered[0]
     assert (claim["method"], claim["variant"], claim["device"], claim["isolation"]) == ("mean", "per_gene",
                                                                                           "NVIDIA H100", "none")
+    first_pass = {**run_json, **claim}  # what `record.update(res["record"])` made of it
+    assert (first_pass["method"], first_pass["variant"], first_pass["seed"]) == ("mean", "per_gene", 99)
     # ... and changed nothing the parent owns
     for rec in (run_json, ev):
         assert (rec["method"], rec["variant"], rec["dataset"], rec["seed"]) == ("record_cheater", "default", "ds", 0)
