@@ -234,6 +234,8 @@ def test_a_run_over_its_memory_limit_fails_with_the_reason(small_pre, small_mask
     _, rec = run(near_tmp, "greedy_cheater", {"alloc_mb": 1500}, methods_dir=CHEATERS, mem_mb=300, evaluate=False)
     assert rec["status"] == "failed" and rec["error"].startswith("memory limit"), rec.get("error")
     assert rec["limits"]["mem_limit_mb"] == pytest.approx(1324)
+    log = (near_tmp / "results/run/ds/m/seed0/greedy_cheater/default/impute.log").read_text()
+    assert "Traceback" in log and "MemoryError" in log and "memory limit" in log  # the child's traceback, in the job's log
     # negative control: with no declared memory (no limit), the same allocation goes through
     _, free = run(near_tmp, "greedy_cheater", {"alloc_mb": 1500}, methods_dir=CHEATERS, mem_mb=None, evaluate=False)
     assert free["status"] == "ok" and free["method_info"]["allocated_mb"] == 1500, free.get("error")
