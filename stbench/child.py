@@ -1,8 +1,9 @@
 """The child side of a method run: load the truth-free task, call ``impute``, validate, write.
 
 Runs inside the sandbox folder made by ``stbench.sandbox`` (its working directory), from a copy
-of this package and of the method folder under ``lib/``. It reads ``job.json`` and ``task.npz``
-(and ``reference.h5ad`` if present) and writes ``out/imputed.npz`` and ``out/child.json``.
+of part of this package and of the method folder under ``lib/``. It reads ``job.json`` and ``task.npz``
+(and ``reference.h5ad`` if present) and writes ``out/imputed.npz`` and ``out/child.json`` (the ``info``
+block: status, error, traceback, method_info, versions; the parent validates it and measures the rest).
 Nothing here knows where the project or its results are.
 """
 
@@ -12,7 +13,6 @@ import gc
 import json
 import os
 import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -54,13 +54,6 @@ def _versions() -> dict:
     return out
 
 
-def _peak_rss_mb() -> float:
-    import resource
-
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / 1024.0 if sys.platform != "darwin" else r / 1024.0**2
-
-
 def main() -> int:
     box = Path.cwd()
     lib = box / "lib"
@@ -69,7 +62,6 @@ def main() -> int:
     out = box / "out"
     out.mkdir(exist_ok=True)
     record = {"status": "failed", "error": None}
-    t0 = time.perf_counter()
     try:
         import numpy as np
 
@@ -86,7 +78,8 @@ def main() -> int:
         scratch = box / "scratch"
         scratch.mkdir(exist_ok=True)
         # "auto" stays "auto": task.torch_device() resolves it, so methods without torch never import it
-        task = load_task(box / "task.npz", reference=reference, device=job["device"], scratch=scratch)
+        task = load_task(box / "task.npz", reference=reference, device=job["device"], scratch=scratch,
+                         checkpoint_dir=job.get("checkpoint_dir"))
         import importlib
 
         module = importlib.import_module(f"stbench_methods.{job['method']}.impute")
@@ -107,13 +100,9 @@ def main() -> int:
         if isinstance(e, NotApplicable):  # not run here, for a stated reason: a skipped row, not a failed one
             record.update(status="skipped: " + str(e).split(" (")[0])  # the short reason; the whole message in `error`
         record.update(error=f"{type(e).__name__}: {e}", traceback="".join(traceback.format_exc(limit=20))[-5000:])
-    record["impute_seconds"] = time.perf_counter() - t0
-    record["peak_rss_mb"] = _peak_rss_mb()
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        record.update(peak_cuda_mb=torch.cuda.max_memory_allocated() / 2**20, device=torch.cuda.get_device_name())
-    else:
-        record["device"] = "cpu"
+    if torch is not None and torch.cuda.is_available():  # self-reported (the parent cannot read CUDA's allocator)
+        record["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     record["versions"] = _versions()
     tmp = out / "child.json.tmp"
     tmp.write_text(json.dumps(record, default=str))

@@ -33,6 +33,7 @@ class Variant:
     priority: int = 0
     env: str = ""
     container: str | None = None
+    timeout_s: float | None = None
 
 
 def schema() -> dict:
@@ -152,10 +153,18 @@ def variants(config: dict, methods_dir=None) -> list[Variant]:
                                label=v.get("label") or (method.label(params) if vname == "default" else f"{method.title} ({vname})"),
                                figure=v.get("figure"), x=v.get("x"), resources=resources,
                                priority=int(block.get("priority") or 0), env=str(method.env),
-                               container=method.container))
+                               container=method.container, timeout_s=_timeout(block, method)))
     if not out:
         raise ConfigError(f"config selects no method; available methods: {', '.join(available)}")
     return out
+
+
+def _timeout(block: dict, method) -> float | None:
+    """A method block's ``timeout_s`` (seconds per run), else method.yaml's, else None (the sandbox's default)."""
+    t = block.get("timeout_s", method.timeout_s)
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0):
+        raise ConfigError(f"method '{method.name}': timeout_s must be a positive number of seconds, got {t!r}")
+    return float(t) if t is not None else None
 
 
 def seeds(config: dict) -> list[int]:

@@ -14,6 +14,18 @@ from stbench.errors import DatasetError
 SOURCE_KEYS = ("accession", "url", "checksum", "platform", "species", "tissue", "citation")
 MIN_SPOTS = 20
 MIN_GENES = 10
+# The largest plausible count of one gene in one spot. UMI counts per spot are 1e3-1e5 in total on every
+# platform of the paper; read counts of one gene in a deep non-UMI library stay below 1e6. Above 2**24
+# (1.7e7) float32, in which the harness stores counts, no longer holds every integer. 1e7 is above anything
+# measured and below that limit: a larger value is a unit or file error (normalised or summed data).
+MAX_COUNT = 1e7
+# The largest plausible coordinate (absolute value): pixels of a full-resolution image (~3e4), micrometres
+# of a whole slide (~1e5) and array indices all lie far below; 1e300 or 1e12 is a file error.
+MAX_COORD = 1e8
+
+
+class CoordinateWarning(UserWarning):
+    """Spot coordinates that are valid but degenerate (all on one line): spatial methods lose their signal."""
 
 
 def counts_matrix(adata):
@@ -46,6 +58,10 @@ def check_counts(m, path, what: str = "counts") -> None:
     n_neg = int((v < 0).sum())
     if n_neg:
         raise DatasetError(path, f"{what} contain {n_neg} negative value(s) (min {v.min():g}); raw counts must be >= 0")
+    big = v > MAX_COUNT
+    if big.any():
+        raise DatasetError(path, f"{what} contain {int(big.sum())} value(s) above {MAX_COUNT:.0e} (max {v.max():.3g}); "
+                                 "no single gene in one spot is counted that often: normalised or summed data?")
     frac = v != np.round(v)
     if frac.any():
         raise DatasetError(
@@ -53,6 +69,22 @@ def check_counts(m, path, what: str = "counts") -> None:
             f"{what} contain {int(frac.sum())} non-integer value(s) (e.g. {v[frac][0]:g}); "
             "the harness expects raw counts, not normalised data",
         )
+
+
+def check_coordinates(xy: np.ndarray, path) -> None:
+    """Coordinates must be within MAX_COORD and not all at one point; all on one line is a CoordinateWarning."""
+    import warnings
+
+    far = np.abs(xy).max()
+    if far > MAX_COORD:
+        raise DatasetError(path, f"obsm['spatial'] has a coordinate of {far:.3g}, beyond {MAX_COORD:.0e}: "
+                                 "not pixels, micrometres or array indices")
+    extent = xy.max(0) - xy.min(0)
+    if (extent == 0).all():
+        raise DatasetError(path, f"obsm['spatial']: every spot has the same coordinate {tuple(xy[0])}")
+    if (extent == 0).any() or len(np.unique(xy, axis=0)) < 0.5 * len(xy):
+        warnings.warn(f"{path}: obsm['spatial'] is degenerate (spots on one line, or most of them sharing a "
+                      "coordinate); spatial methods will see little structure", CoordinateWarning, stacklevel=3)
 
 
 def check_names(names, path, what: str) -> None:
@@ -83,6 +115,7 @@ def validate_dataset(adata, path, *, min_spots: int = MIN_SPOTS, min_genes: int 
         raise DatasetError(path, f"obsm['spatial'] must be n_spots x 2, got shape {xy.shape}")
     if not np.issubdtype(xy.dtype, np.number) or not np.isfinite(xy.astype(float)).all():
         raise DatasetError(path, "obsm['spatial'] has missing or non-numeric coordinates")
+    check_coordinates(xy.astype(np.float64), path)
     check_names(adata.obs_names, path, "spot")
     check_names(adata.var_names, path, "gene")
     m = counts_matrix(adata)

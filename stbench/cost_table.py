@@ -1,7 +1,8 @@
 """The cost table: what each method cost per dataset, from every run's ``run.json`` (mean over seeds).
 
-Wall time is the whole sandboxed run (process start to result); peak RSS is the method process's own;
-peak GPU memory is ``torch.cuda.max_memory_allocated`` (empty on CPU); device is what the run used.
+Wall time is the whole sandboxed run (process start to exit) and peak RSS that of the method's process tree, both
+measured by the impute process (stbench.sandbox); peak GPU memory is ``torch.cuda.max_memory_allocated`` as the
+method's process reports it (empty on CPU); device is the GPU the method's process held open, else cpu.
 (Estimates before a run are ``stbench.cost_estimate``'s; this table is what was measured.)
 """
 
@@ -66,7 +67,13 @@ def cost_markdown(df: pd.DataFrame) -> str:
 def write_cost(run_files, variants, out_dir) -> pd.DataFrame:
     """Write cost.csv and cost.md under ``out_dir``."""
     out_dir = Path(out_dir)
+    run_files = list(run_files)
     df = cost_table(run_files, variants)
     write_csv(out_dir / "cost.csv", df, index=False)
-    write_text(out_dir / "cost.md", "# Cost per method and dataset (mean over seeds)\n\n" + cost_markdown(df))
+    from stbench.tables import isolation_text
+
+    head = ("# Cost per method and dataset (mean over seeds)\n\n" + isolation_text(list(run_files)) +
+            " Wall time, peak RSS and device are measured by the harness; peak GPU memory is the method "
+            "process's own report (torch.cuda.max_memory_allocated).\n\n")
+    write_text(out_dir / "cost.md", head + cost_markdown(df))
     return df

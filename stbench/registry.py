@@ -21,7 +21,7 @@ from stbench.errors import ConfigError, MethodError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 MANIFEST_KEYS = {"name", "title", "label", "citation", "needs", "resources", "env", "container", "params", "param_schema",
-                 "presets", "fidelity", "implementation", "url"}
+                 "presets", "fidelity", "implementation", "url", "timeout_s", "network"}
 DEFAULT_RESOURCES = {"gpu": 0, "mem_mb": 2000, "threads": 1}
 
 
@@ -53,6 +53,17 @@ class Method:
     @property
     def resources(self) -> dict:
         return {**DEFAULT_RESOURCES, **(self.manifest.get("resources") or {})}
+
+    @property
+    def timeout_s(self) -> float | None:
+        """The method's wall-clock limit per run (``timeout_s`` in method.yaml; the config may override it)."""
+        t = self.manifest.get("timeout_s")
+        return float(t) if t is not None else None
+
+    @property
+    def network(self) -> bool:
+        """Whether the method's process may use the network (``network: true`` in method.yaml); off by default."""
+        return bool(self.manifest.get("network", False))
 
     @property
     def env(self) -> Path:
@@ -148,6 +159,11 @@ def validate_manifest(manifest, folder: Path) -> dict:
     for k in ("needs", "resources", "presets", "param_schema"):
         if k in manifest and not isinstance(manifest[k] or {}, dict):
             raise MethodError(folder.name, f"{path}: '{k}' must be a mapping")
+    t = manifest.get("timeout_s")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0):
+        raise MethodError(folder.name, f"{path}: timeout_s must be a positive number of seconds, got {t!r}")
+    if not isinstance(manifest.get("network", False), bool):
+        raise MethodError(folder.name, f"{path}: network must be true or false")
     schema_unknown = set(manifest.get("param_schema") or {}) - set(manifest.get("params") or {})
     if schema_unknown:
         raise MethodError(folder.name, f"{path}: param_schema names unknown parameter(s) {', '.join(sorted(schema_unknown))}")

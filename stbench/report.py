@@ -226,6 +226,8 @@ def dataset_card(name: str, spec: dict, qc_json=None, prepare_json=None, docs_di
             card["facts"].append((key, str(src[key])))
     if prep:
         card["facts"].append(("spots x genes (prepared)", f"{prep.get('spots')} x {prep.get('genes')}"))
+        if prep.get("simulation_seed") is not None:  # `seed: secret`: revealed here, after the run
+            card["facts"].append(("simulation seed", f"{prep['simulation_seed']} ({prep.get('simulation_seed_note', '')})"))
         if prep.get("has_reference"):
             card["facts"].append(("scRNA-seq reference", f"{prep.get('reference_cells')} cells, "
                                   f"{prep.get('reference_gene_overlap')} genes shared"))
@@ -274,9 +276,10 @@ def build_report(out_html, *, run: str, protocols: dict, tables_dir, metric_file
     import jinja2
 
     from stbench import __version__
-    from stbench.tables import protocol_text
+    from stbench.tables import isolation_text, protocol_text
 
     tables_dir = Path(tables_dir)
+    metric_files = list(metric_files)
     figures = figures or {}
     comparisons = {t: paper_comparison(tables_dir / f"{t}_vs_paper.csv") for t in ("table1", "table2", "table3")}
     notes = list(notes or [])
@@ -289,7 +292,8 @@ def build_report(out_html, *, run: str, protocols: dict, tables_dir, metric_file
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     page = env.get_template(TEMPLATE.name).render(
         run=run, version=__version__, generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        protocol=protocol_text(protocols).splitlines(), protocols=json.dumps(protocols, indent=1, sort_keys=True),
+        protocol=[*protocol_text(protocols).splitlines(), *filter(None, [isolation_text(list(metric_files))])],
+        protocols=json.dumps(protocols, indent=1, sort_keys=True),
         grids=results_grids(tables_dir / "table1_long.csv"), comparisons=comparisons, flag_rule=FLAG_RULE,
         figures={k: _figures(figures.get(k) or []) for k in FIGURE_KEYS}, spatial_rule=spatial_rule,
         cost=cost_rows(tables_dir / "cost.csv"), problems=problem_runs(metric_files), notes=notes,

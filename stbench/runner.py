@@ -44,9 +44,12 @@ def check_output(result, task, method: str) -> np.ndarray:
 
 def run_method(method, params: dict, task_file, out_dir, *, reference_file=None, device: str = "auto",
                threads: int = 1, hide=(), isolation: str = "auto", variant: str = "default", timeout=None,
-               log_file=None) -> dict:
-    """Run ``method`` (a registry.Method) on a task file; write imputed.npz and run.json to ``out_dir``."""
-    from stbench.sandbox import run_in_sandbox
+               mem_mb=None, log_file=None, checkpoint_dir=None) -> dict:
+    """Run ``method`` (a registry.Method) on a task file; write imputed.npz and run.json to ``out_dir``.
+
+    The record is this process's: method, variant, dataset, seed, isolation, device and cost are set or measured
+    here; of the child's output only the predictions and its validated ``info`` block are taken."""
+    from stbench.sandbox import resolve_isolation, run_in_sandbox
     from stbench.task import load_task
 
     out_dir = Path(out_dir)
@@ -58,14 +61,26 @@ def run_method(method, params: dict, task_file, out_dir, *, reference_file=None,
     arr = None
     if method.needs_reference and not has_reference:
         # not a failure: the method does not apply to this dataset (tables show "skipped: no reference")
-        record.update(status=SKIPPED_NO_REFERENCE, error=f"method '{method.name}' needs a paired scRNA-seq reference "
-                                                         f"and dataset '{task.dataset}' has none")
+        record.update(status=SKIPPED_NO_REFERENCE, isolation=resolve_isolation(isolation),
+                      error=f"method '{method.name}' needs a paired scRNA-seq reference and dataset '{task.dataset}' "
+                            "has none")
     else:
         res = run_in_sandbox(method, params, task_file, reference_file=reference_file if has_reference else None,
                              device=device, threads=threads, hide=hide, isolation=isolation, timeout=timeout,
-                             log_file=log_file)
-        record.update(res["record"])
-        if record.get("status") == "ok":
+                             mem_mb=mem_mb, log_file=log_file, checkpoint_dir=checkpoint_dir,
+                             shape=(task.n_spots, task.n_genes))
+        info, cost = res["info"], res["cost"]
+        record.update(status=info["status"], error=info.get("error"), isolation=res["isolation"],
+                      limits=res["limits"], exit_code=cost["exit_code"], wall_time_s=cost["wall_time_s"],
+                      peak_rss_mb=cost["peak_rss_mb"], peak_threads=cost["peak_threads"],
+                      peak_processes=cost["peak_processes"], leftover_processes_killed=cost["leftover_killed"],
+                      device=_gpu_model() if cost["gpu_used"] else "cpu")
+        for k in ("traceback", "method_info", "versions", "peak_cuda_mb_self_reported"):
+            if info.get(k) is not None:
+                record[k] = info[k]
+        if "peak_cuda_mb_self_reported" in record:  # the cost table's column (documented as the method's own report)
+            record["peak_cuda_mb"] = record["peak_cuda_mb_self_reported"]
+        if record["status"] == "ok":
             try:
                 arr = check_output(res["imputed"], task, method.name)
             except MethodError as e:
@@ -73,7 +88,8 @@ def run_method(method, params: dict, task_file, out_dir, *, reference_file=None,
     if arr is not None:
         write_npz(out_dir / "imputed.npz", imputed=arr)
     else:
-        record.setdefault("error", "unknown error")
+        if not record.get("error"):
+            record["error"] = "unknown error"
         write_npz(out_dir / "imputed.npz", failed=np.array(str(record["error"])))
     write_json(out_dir / "run.json", record)
     if log_file is not None and not Path(log_file).exists():
@@ -81,3 +97,9 @@ def run_method(method, params: dict, task_file, out_dir, *, reference_file=None,
 
         write_text(log_file, "")
     return record
+
+
+def _gpu_model() -> str:
+    from stbench.sandbox import _gpu_model as model
+
+    return model()

@@ -1,53 +1,177 @@
-"""Run one method in a child process that never held the truth and cannot find it nearby.
+"""Run one method in a child process that never held the truth, cannot reach it, and cannot outlive its job.
 
-The sandbox is a fresh temporary folder outside the project (``$TMPDIR``) holding only a copy of the
-truth-free task file, the reference (if any), a copy of the ``stbench`` package and of the method
-folder (``lib/``), and ``job.json`` (method name, parameters, device). The child's working directory
-is that folder; its environment is a short whitelist with no project path; its output and logs stay
-in the folder until the parent moves them into ``results/``.
+The parent makes a fresh folder (the *box*) outside the project holding only a copy of the truth-free
+task file, the reference (if any), the part of ``stbench`` a method may use (not the simulator, the
+loaders or the dataset recipes), the method folder (``lib/``) and ``job.json``. The child runs
+``stbench.child`` there and leaves ``out/imputed.npz`` and ``out/child.json`` (a short, validated
+``info`` block). Everything else of the run's record (method, variant, dataset, seed, isolation,
+device, wall time, peak memory, threads) is measured by the parent (``stbench.runner``).
 
-Isolation levels (recorded in run.json as ``isolation``):
-- ``namespace`` (used when the kernel allows unprivileged user namespaces): the child also runs in
-  its own user + mount namespace where the project checkout, the results and download folders and
-  the dataset's input folders are empty (a tmpfs over each; the Python environment is bound back),
-  and other processes' ``/proc`` entries are closed to it.
-- ``process``: the sandbox folder and environment only. A method that deliberately scans the whole
-  machine is not stopped at this level: run it in a container (``container:`` in method.yaml).
+Isolation levels (``isolation`` in the config; each row's run.json and every table header name the one used):
+- ``bwrap``: the child runs under bubblewrap (https://github.com/containers/bubblewrap) in its own
+  user, mount, PID, IPC, UTS, cgroup and network namespaces, as uid 65534 with every capability dropped,
+  in a root made of read-only binds of the system folders and the Python environment plus the box
+  (read-write, at ``/box``) and fresh ``/tmp``, ``/dev``, ``/proc``: the checkout, the results, the
+  download cache, dataset inputs and ``$HOME`` do not exist there, and nothing is hidden beneath a
+  mount that the child could undo. It dies with its parent and with its PID namespace.
+- ``process``: the box, a clean environment, its own session; what a deliberate cheater can reach
+  on the machine is not stopped at this level (README: threat model).
+- ``auto``: ``bwrap`` where bubblewrap works (probed once by the parent, before any child), else ``process``.
+A level that was asked for and cannot be had fails the job before the method starts; the level is
+never changed after a child ran. Containers (``container:`` in method.yaml, ``--use-apptainer``)
+wrap the whole job and are recorded as ``apptainer+<level>``.
+
+Every job ends with its whole process tree killed (PID namespace; for ``process``, the session, the
+processes re-parented to this one as a child subreaper, and any process carrying the job's token).
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import io
 import json
 import os
-import shlex
+import secrets
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ISOLATION = ("auto", "namespace", "process")
-_ENV_KEEP = ("HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "CUDA_VISIBLE_DEVICES",
-             "CUDA_DEVICE_ORDER", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "HIP_VISIBLE_DEVICES",
-             "SSL_CERT_FILE", "HF_HUB_OFFLINE")
+from stbench.errors import StbenchError
+
+ISOLATION = ("auto", "bwrap", "process")
+DEFAULT_TIMEOUT_S = 48 * 3600   # a method that sets none still ends: two days, above any paper-size run measured
+SANDBOX_UID = 65534             # "nobody" inside the sandbox's user namespace
+BOX = Path("/box")              # the box's path inside bwrap
+LOG_CAP = 256 * 1024            # bytes of the child's output kept in the job's log (the tail)
+INFO_CAP = 256 * 1024           # bytes of child.json read at most
+MEM_HEADROOM = (2.0, 1024)      # the data limit: max(2 x mem_mb, mem_mb + 1024 MB) (README: resources)
+POLL_S = 0.05
+_OOM = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "std::bad_alloc", "out of memory")
+_ENV_KEEP = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
+             "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "HIP_VISIBLE_DEVICES", "SSL_CERT_FILE",
+             "HF_HUB_OFFLINE")
 _PACKAGE = Path(__file__).resolve().parent
+# the part of stbench a method may use (stbench.child's imports and the shared model code): not the simulator,
+# the loaders or the dataset recipes, from which a public simulated dataset's truth can be rebuilt
+CHILD_MODULES = ("__init__.py", "errors.py", "atomic.py", "child.py", "task.py", "preprocess.py", "contract.py",
+                 "options.py", "methodkit.py", "reference_protocol.py", "runner.py", "diffusion")
+# system folders bound read-only into the bwrap root (those that exist; symlinks are recreated as symlinks)
+_SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_ETC = ("passwd", "group", "nsswitch.conf", "hosts", "host.conf", "resolv.conf", "ld.so.cache", "ld.so.conf",
+        "ld.so.conf.d", "localtime", "alternatives", "ssl", "ca-certificates", "pki", "os-release", "mime.types")
+_GPU_DEV = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset", "nvidia-caps", "dri", "kfd")
+
+
+class SandboxError(StbenchError, RuntimeError):
+    """The isolation asked for cannot be had here, or the box cannot be made."""
+
+
+# ----------------------------------------------------------------------------- availability (parent only)
+
+def _bwrap_exe() -> str | None:
+    return shutil.which("bwrap") if sys.platform.startswith("linux") else None
+
+
+def _prefixes() -> list[Path]:
+    """The Python environment's folders (bound read-only): the venv, its base interpreter, the executable's folder."""
+    ps = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(sys.executable).resolve().parent.parent]
+    out = []
+    for p in ps:
+        p = p.resolve()
+        if p != Path("/") and p not in out and not any(str(p).startswith(s + "/") or str(p) == s for s in _SYSTEM):
+            out.append(p)
+    return out
+
+
+def _bwrap_args(box: Path | None, *, network: bool, gpu: bool, checkpoint_dir: Path | None = None,
+                inputs: dict | None = None) -> list[str]:
+    """bubblewrap's arguments: namespaces, no capabilities, uid 65534, read-only system and Python, the box at /box."""
+    a = [_bwrap_exe(), "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+         "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "stbench"]
+    if network:
+        a.append("--share-net")
+    for s in _SYSTEM:
+        p = Path(s)
+        if p.is_symlink():
+            a += ["--symlink", os.readlink(p), s]
+        elif p.is_dir():
+            a += ["--ro-bind", s, s]
+    for e in _ETC:
+        a += ["--ro-bind-try", f"/etc/{e}", f"/etc/{e}"]
+    for p in _prefixes():
+        a += ["--ro-bind", str(p), str(p)]
+    a += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--tmpfs", "/var/tmp"]
+    if gpu:
+        for d in sorted(Path("/dev").glob("nvidia[0-9]*")) + [Path("/dev") / n for n in _GPU_DEV]:
+            a += ["--dev-bind-try", str(d), str(d)]
+        a += ["--ro-bind-try", "/sys", "/sys"]
+        for d in _gpu_library_dirs():  # the driver's libraries where the cluster keeps them outside /usr
+            a += ["--ro-bind-try", d, d]
+    if box is not None:
+        a += ["--bind", str(box), str(BOX), "--chdir", str(BOX)]
+        if checkpoint_dir is not None:
+            a += ["--bind", str(checkpoint_dir), str(BOX / "checkpoints")]
+        for name, src in (inputs or {}).items():  # the task file and reference: read-only, not copied
+            a += ["--ro-bind", str(src), str(BOX / name)]
+    return a
+
+
+def _gpu_library_dirs() -> list[str]:
+    """Existing absolute folders of $LD_LIBRARY_PATH outside the system folders (passed on with a GPU only)."""
+    out = []
+    for d in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep):
+        if d.startswith("/") and Path(d).is_dir() and not any(d == s or d.startswith(s + "/") for s in _SYSTEM):
+            out.append(str(Path(d).resolve()))
+    return list(dict.fromkeys(out))
 
 
 @functools.lru_cache(maxsize=None)
-def namespace_available() -> bool:
-    """True where ``unshare --user --map-root-user --mount`` works (and can mount a tmpfs)."""
-    exe = shutil.which("unshare")
-    if not exe or not sys.platform.startswith("linux"):
-        return False
+def bwrap_probe() -> tuple[bool, str]:
+    """(works, why not): run the interpreter under the sandbox's own bubblewrap arguments once."""
+    exe = _bwrap_exe()
+    if not exe:
+        return False, "bubblewrap (bwrap) is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
     try:
-        r = subprocess.run([exe, "-r", "-m", "--", "/bin/sh", "-c", "mount -t tmpfs none /mnt 2>/dev/null || "
-                            "mount -t tmpfs none /tmp"], capture_output=True, timeout=20)
-        return r.returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
+        r = subprocess.run([*_bwrap_args(None, network=False, gpu=False), sys.executable, "-I", "-c",
+                            "import os; assert os.getuid() == %d" % SANDBOX_UID],
+                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as e:
+        return False, f"bwrap could not start: {e}"
+    if r.returncode != 0:
+        return False, f"bwrap failed (exit {r.returncode}): {r.stderr.decode(errors='replace').strip()[:300]}"
+    return True, ""
 
+
+def bwrap_available() -> bool:
+    return bwrap_probe()[0]
+
+
+def resolve_isolation(requested: str) -> str:
+    """The level this job runs under, decided here (the parent) before any child starts."""
+    if requested not in ISOLATION:
+        raise SandboxError(f"isolation must be one of {', '.join(ISOLATION)}, got {requested!r}")
+    if requested == "process":
+        return "process"
+    ok, why = bwrap_probe()
+    if ok:
+        return "bwrap"
+    if requested == "bwrap":
+        raise SandboxError(f"isolation 'bwrap' was requested but bubblewrap cannot run here: {why}. Install it, or set "
+                           "`isolation: process` (weaker: README, threat model)")
+    return "process"
+
+
+def _in_container() -> bool:
+    return bool(os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"))
+
+
+# ----------------------------------------------------------------------------- the box
 
 def _inside(path: Path, root: Path) -> bool:
     try:
@@ -58,8 +182,7 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def hidden_roots(paths) -> list[Path]:
-    """The folders to empty in the child's view: resolved, existing, outermost only, never / or $HOME."""
-    home = Path.home().resolve()
+    """The folders a child must not see (resolved, existing, outermost only, never /): the box must lie outside them."""
     out = []
     for p in paths:
         if not p:
@@ -67,46 +190,11 @@ def hidden_roots(paths) -> list[Path]:
         p = Path(p).resolve()
         if p.is_file():
             p = p.parent
-        if not p.exists() or p == Path("/") or p == home or _inside(home, p):
+        if not p.exists() or p == Path("/"):
             continue
         out.append(p)
     out = sorted(set(out), key=lambda q: len(q.parts))
     return [p for i, p in enumerate(out) if not any(_inside(p, q) for q in out[:i])]
-
-
-TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # private in the child (as systemd's PrivateTmp): other runs' files live there
-
-
-def _namespace_script(hide: list[Path], keep: list[Path]) -> str:
-    """Shell commands run inside the new mount namespace before the child starts: an empty tmpfs over
-    each hidden folder, then each kept folder inside one of them (the sandbox, the Python environment)
-    bound back from a file descriptor opened before the hiding."""
-    lines = ["set -e"]
-    kept = list(dict.fromkeys(k for k in keep if any(_inside(k, h) for h in hide)))[:7]  # sh: fds 3-9
-    for i, k in enumerate(kept):
-        lines.append(f"exec {3 + i}< {shlex.quote(str(k))}")
-    for h in hide:
-        mode = "1777" if str(h) in TEMP_DIRS else "755"
-        lines.append(f"mount -t tmpfs -o mode={mode} stbench-hidden {shlex.quote(str(h))}")
-    for i, k in enumerate(kept):
-        lines.append(f"mkdir -p {shlex.quote(str(k))}")
-        lines.append(f"mount --no-canonicalize --rbind /proc/self/fd/{3 + i} {shlex.quote(str(k))}")
-        lines.append(f"exec {3 + i}<&-")
-    lines.append(': > "$STBENCH_NS_READY"')  # the namespace is set up: what fails from here on is the method's
-    lines.append("unset STBENCH_NS_READY")
-    lines.append('exec "$@"')
-    return "\n".join(lines)
-
-
-def _child_env(box: Path, threads: int, hide: list[Path]) -> dict:
-    env = {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
-    path = [p for p in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
-            if p and not any(_inside(Path(p).resolve(), h) for h in hide)]
-    env.update(PATH=os.pathsep.join(path) or "/usr/bin:/bin", TMPDIR=str(box / "tmp"), PYTHONHASHSEED="0",
-               PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1", MPLBACKEND="Agg", MPLCONFIGDIR=str(box / "tmp"),
-               NUMBA_CACHE_DIR=str(box / "tmp"), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               OPENBLAS_NUM_THREADS=str(threads), CUBLAS_WORKSPACE_CONFIG=":4096:8")
-    return env
 
 
 def _checkout_root() -> Path | None:
@@ -115,27 +203,24 @@ def _checkout_root() -> Path | None:
     return root if (root / "methods").is_dir() and (root / "Snakefile").exists() else None
 
 
-def _copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints"))
+def _copy_tree(src: Path, dst: Path, only=None) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+    if only is None:
+        shutil.copytree(src, dst, ignore=ignore)
+        return
+    dst.mkdir(parents=True)
+    for name in only:
+        s = src / name
+        if s.is_dir():
+            shutil.copytree(s, dst / name, ignore=ignore)
+        elif s.exists():
+            shutil.copyfile(s, dst / name)
 
 
 def _place(src: Path, dst: Path) -> None:
-    """Hard-link when possible (large references), else copy; never a symlink (it would name the source)."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
-def _run_child(cmd, box: Path, env: dict, timeout):
-    """Run the child with its output in the sandbox's log (never an inherited file of the project)."""
-    env = {**env, "STBENCH_NS_READY": str(box / ".ns-ready")}
-    with open(box / "child.log", "ab") as log:
-        try:
-            return subprocess.run(cmd, cwd=box, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                  timeout=timeout, close_fds=True).returncode
-        except subprocess.TimeoutExpired:
-            return "timeout"
+    """Copy (never a link: a hard link shares its inode with the project's file, which the child could rewrite
+    for every later method; a symlink names it). Under bwrap the inputs are bound read-only instead."""
+    shutil.copyfile(src, dst)
 
 
 def _owner() -> str:
@@ -145,8 +230,8 @@ def _owner() -> str:
 
 
 def remove_stale_boxes(parent: Path) -> list[Path]:
-    """Remove sandbox folders left by a killed run (a SIGKILL leaves no chance to clean up): those whose
-    owner (``<box>.owner``: host and pid of the impute process) is a process of this host that is gone."""
+    """Remove boxes left by a killed run: those whose owner (``<box>.owner``: host and pid of the impute
+    process) is a process of this host that is gone."""
     import socket
 
     removed = []
@@ -172,72 +257,429 @@ def remove_stale_boxes(parent: Path) -> list[Path]:
     return removed
 
 
-def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, device: str = "auto", threads: int = 1,
-                   hide=(), isolation: str = "auto", timeout: float | None = None, log_file=None) -> dict:
-    """Run ``method`` (a registry.Method) on the task file in a child process.
+def _child_env(inner: Path, threads: int, token: str, gpu: bool = False) -> dict:
+    env = {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
+    if gpu and os.environ.get("LD_LIBRARY_PATH"):  # the GPU driver's libraries (bound read-only under bwrap)
+        env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
+    t = str(int(threads))
+    env.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=str(inner / "home"), TMPDIR=str(inner / "tmp"),
+               PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1", MPLBACKEND="Agg",
+               MPLCONFIGDIR=str(inner / "tmp"), NUMBA_CACHE_DIR=str(inner / "tmp"), OMP_NUM_THREADS=t,
+               MKL_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, NUMEXPR_NUM_THREADS=t, VECLIB_MAXIMUM_THREADS=t,
+               CUBLAS_WORKSPACE_CONFIG=":4096:8", STBENCH_JOB=token)
+    return env
 
-    Returns {'record': the child's record + isolation + wall time, 'imputed': array or None}.
-    ``hide``: folders the child must not see (results, downloads, dataset inputs; the checkout is added).
-    """
+
+# ----------------------------------------------------------------------------- supervision (parent only)
+
+def _set_subreaper() -> bool:
+    """Make this process the child subreaper: orphans of the job (double-forked daemons) are re-parented
+    here instead of to init, so the end-of-job sweep finds them whatever session or environment they took."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def _descendants(root_pid: int):
+    """psutil processes below ``root_pid`` (this process's other jobs never run at the same time)."""
+    import psutil
+
+    try:
+        return psutil.Process(root_pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _carries_token(proc, token: str) -> bool:
+    try:
+        return proc.environ().get("STBENCH_JOB") == token
+    except Exception:  # noqa: BLE001 - gone, or not ours to read
+        return False
+
+
+def kill_job_tree(child_pid: int, token: str, spare=frozenset()) -> int:
+    """SIGKILL everything the job left: the child's session, every process below this one (orphans are re-parented
+    here, the subreaper) and any process carrying the job's token. Returns how many were killed besides the child.
+    The child itself is killed but not reaped (the caller waits for it); ``spare``: this process's children from
+    before the job, with their descendants (a caller's own processes)."""
+    import psutil
+
+    me = os.getpid()
+    killed = set()
+    for _ in range(50):  # a forking process may spawn while it is being killed: sweep until nothing is left
+        try:
+            os.killpg(child_pid, signal.SIGKILL)  # the child's session (start_new_session: pgid == its pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+        spared = set(spare) | {d.pid for s in spare for d in _descendants(s)}
+        targets = {p.pid: p for p in _descendants(me) if p.pid not in spared}
+        try:
+            for p in psutil.process_iter():
+                if p.pid not in targets and p.pid != me and _carries_token(p, token):
+                    targets[p.pid] = p
+        except (psutil.Error, OSError, IndexError):  # no readable /proc: the session and the orphans only
+            pass
+        alive = {}
+        for pid, p in targets.items():
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    alive[pid] = p
+            except psutil.Error:
+                pass
+        if not alive:
+            break
+        for p in alive.values():
+            try:
+                p.kill()
+                killed.add(p.pid)
+            except psutil.Error:
+                pass
+        time.sleep(0.01)
+    for pid in killed - {child_pid}:  # reap the re-parented orphans (zombies otherwise)
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    return len(killed - {child_pid})
+
+
+def _ppid(p) -> int | None:
+    try:
+        return p.ppid()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _gpu_model() -> str:
+    """The GPU's model from the driver (no CUDA context in the parent)."""
+    models = set()
+    for info in Path("/proc/driver/nvidia/gpus").glob("*/information"):
+        try:
+            for line in info.read_text().splitlines():
+                if line.startswith("Model:"):
+                    models.add(line.split(":", 1)[1].strip())
+        except OSError:
+            pass
+    return ", ".join(sorted(models)) or "GPU"
+
+
+def _uses_gpu(pid: int) -> bool:
+    """Whether the process holds a GPU device open (read from /proc by the parent)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(("/dev/nvidia", "/dev/dri", "/dev/kfd")):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def _limit_data(limit_bytes: int | None):
+    """preexec_fn: RLIMIT_DATA (private writable memory: heap and anonymous mappings, not reserved address space)."""
+    def apply():
+        if limit_bytes:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_DATA, (limit_bytes, limit_bytes))
+    return apply
+
+
+def _wait_exit(pidfd, seconds: float) -> None:
+    """Sleep up to ``seconds``, returning early when the child exits (its pidfd becomes readable)."""
+    if pidfd is None:
+        time.sleep(seconds)
+        return
+    import select
+
+    select.select([pidfd], [], [], seconds)
+
+
+def supervise(cmd, *, cwd: Path, env: dict, timeout: float, log, mem_limit_bytes: int | None, token: str,
+              gpu_passed: bool = False) -> dict:
+    """Run the child, measure it from outside (wall time, peak RSS of the tree, peak threads, GPU use), kill its
+    whole tree at the end. The parent reads nothing the child controls here: the log is an unnamed file it opened."""
+    import psutil
+
+    _set_subreaper()
+    spare = frozenset(c.pid for c in psutil.Process().children())
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                         close_fds=True, start_new_session=True, preexec_fn=_limit_data(mem_limit_bytes))
+    try:
+        pidfd = os.pidfd_open(p.pid)
+    except (AttributeError, OSError):  # before Linux 5.3: plain sleeps
+        pidfd = None
+    try:
+        status, ru, timed_out, peaks = _watch(p, pidfd, t0, timeout, gpu_passed)
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM from the scheduler): the job's processes go with it
+        kill_job_tree(p.pid, token, spare)
+        raise
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    wall = time.perf_counter() - t0
+    killed = kill_job_tree(p.pid, token, spare)
+    if status is None:
+        _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    # ru: the child's own usage plus its reaped descendants' (the largest process of the tree, by its peak)
+    peak_rss = max(peaks["rss"], ru.ru_maxrss * (1 if sys.platform == "darwin" else 1024))
+    return {"exit_code": p.returncode, "timed_out": timed_out, "wall_time_s": wall, "peak_rss_mb": peak_rss / 2**20,
+            "peak_threads": peaks["threads"], "peak_processes": peaks["procs"], "gpu_used": peaks["gpu"],
+            "leftover_killed": killed}
+
+
+def _watch(p, pidfd, t0: float, timeout: float, gpu_passed: bool):
+    """Wait for the child, sampling its process tree (summed RSS, threads, processes, GPU use), until it exits or
+    its time is up. Returns (wait status or None, rusage or None, timed out, peaks)."""
+    import psutil
+
+    peak_rss = peak_threads = peak_procs = 0
+    gpu = False
+    next_gpu_check = 0.0
+    while True:
+        pid, st, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            return st, ru, False, {"rss": peak_rss, "threads": peak_threads, "procs": peak_procs, "gpu": gpu}
+        if time.perf_counter() - t0 > timeout:
+            return None, None, True, {"rss": peak_rss, "threads": peak_threads, "procs": peak_procs, "gpu": gpu}
+        procs = [psutil.Process(p.pid)] if psutil.pid_exists(p.pid) else []
+        procs += _descendants(p.pid)
+        rss = threads = 0
+        mine = []  # the method's processes (bubblewrap's own two are not counted)
+        for q in procs:
+            try:
+                with q.oneshot():
+                    if q.name() == "bwrap":
+                        continue
+                    rss += q.memory_info().rss
+                    threads += q.num_threads()
+                    mine.append(q)
+            except psutil.Error:
+                pass
+        procs = mine
+        peak_rss, peak_threads, peak_procs = max(peak_rss, rss), max(peak_threads, threads), max(peak_procs, len(procs))
+        if gpu_passed and not gpu and time.perf_counter() >= next_gpu_check:
+            gpu = any(_uses_gpu(q.pid) for q in procs)
+            next_gpu_check = time.perf_counter() + 1.0
+        # sample often at first (short runs), then every 0.25 s (a scan of /proc costs a few ms); wake at the exit
+        _wait_exit(pidfd, POLL_S if time.perf_counter() - t0 < 2 else 5 * POLL_S)
+
+
+# ----------------------------------------------------------------------------- reading the child's output
+
+def _open_in(box: Path, rel: str, max_bytes: int) -> bytes | None:
+    """The bytes of ``box/rel`` if every component is a real folder/file (no link followed), a regular file, at most
+    ``max_bytes``; else None. Opened non-blocking: a FIFO or device in its place never blocks the parent."""
+    parts = Path(rel).parts
+    fd = os.open(box, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for d in parts[:-1]:
+            nfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        ffd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    except OSError:
+        os.close(fd)
+        return None
+    os.close(fd)
+    try:
+        st = os.fstat(ffd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+            return None
+        with os.fdopen(ffd, "rb", closefd=False) as fh:
+            data = fh.read(max_bytes + 1)
+        return data if len(data) <= max_bytes else None
+    finally:
+        os.close(ffd)
+
+
+def _str(x, cap: int):
+    return None if x is None else str(x)[:cap]
+
+
+def validate_info(raw) -> dict:
+    """The child's ``info`` block, whitelisted: status ('ok', 'failed', 'skipped: <reason>'), error, traceback,
+    method_info (a mapping of scalars, or of one level of such mappings), versions, self-reported peak CUDA memory.
+    Anything else is dropped; a malformed block is a failed run."""
+    if not isinstance(raw, dict):
+        return {"status": "failed", "error": "the method's process wrote no valid info block"}
+    status = raw.get("status")
+    if not (status in ("ok", "failed") or (isinstance(status, str) and status.startswith("skipped: "))):
+        return {"status": "failed", "error": f"the method's process wrote an invalid status {str(status)[:80]!r}"}
+    out = {"status": status[:120], "error": _str(raw.get("error"), 2000), "traceback": _str(raw.get("traceback"), 8000)}
+
+    def scalar(v):
+        return v if isinstance(v, (bool, int, float)) or v is None else str(v)[:200]
+
+    mi = raw.get("method_info")
+    if isinstance(mi, dict):
+        clean = {}
+        for k, v in list(mi.items())[:50]:
+            if isinstance(v, dict):
+                clean[str(k)[:64]] = {str(kk)[:64]: scalar(vv) for kk, vv in list(v.items())[:50]
+                                      if not isinstance(vv, (dict, list))}
+            elif isinstance(v, list):
+                clean[str(k)[:64]] = [scalar(x) for x in v[:50] if not isinstance(x, (dict, list))]
+            else:
+                clean[str(k)[:64]] = scalar(v)
+        out["method_info"] = clean
+    vs = raw.get("versions")
+    if isinstance(vs, dict):
+        out["versions"] = {str(k)[:64]: str(v)[:64] for k, v in list(vs.items())[:32]}
+    cuda = raw.get("peak_cuda_mb")
+    if isinstance(cuda, (int, float)) and not isinstance(cuda, bool) and 0 <= cuda < 1e9:
+        out["peak_cuda_mb_self_reported"] = float(cuda)
+    return out
+
+
+def read_predictions(box: Path, n_spots: int, n_genes: int):
+    """``out/imputed.npz`` as an array, or (None, why). The file: regular, no link followed, at most the float64
+    matrix of the task's shape plus 64 KiB; inside it, one array ``imputed`` whose header (checked before any data is
+    inflated: no zip bomb) says the task's shape and a float dtype, and whose declared size fits; no pickle."""
+    import zipfile
+
     import numpy as np
 
-    if isolation not in ISOLATION:
-        raise ValueError(f"isolation must be one of {ISOLATION}, got {isolation!r}")
-    use_ns = isolation == "namespace" or (isolation == "auto" and namespace_available())
-    if isolation == "namespace" and not namespace_available():
-        raise RuntimeError("isolation 'namespace' requested but user namespaces are not available on this machine")
+    raw = n_spots * n_genes * 8
+    data = _open_in(box, "out/imputed.npz", raw + 64 * 1024)
+    if data is None:
+        return None, f"out/imputed.npz is missing, not a regular file, or larger than {raw + 64 * 1024} bytes"
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            if zf.namelist() != ["imputed.npy"]:
+                return None, f"out/imputed.npz holds {zf.namelist()[:5]}, not one array 'imputed'"
+            info = zf.getinfo("imputed.npy")
+            if info.file_size > raw + 4096:
+                return None, f"out/imputed.npz declares {info.file_size} bytes, more than the task's matrix"
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+            if tuple(shape) != (n_spots, n_genes) or dtype.kind != "f" or dtype.itemsize > 8:
+                return None, f"out/imputed.npz holds a {dtype} array of shape {tuple(shape)}, expected float " \
+                             f"({n_spots}, {n_genes})"
+            with zf.open(info) as fh:
+                return np.lib.format.read_array(fh, allow_pickle=False), None
+    except Exception as e:  # noqa: BLE001 - a malformed file is the method's failure
+        return None, f"out/imputed.npz cannot be read ({type(e).__name__}: {e})"
+
+
+# ----------------------------------------------------------------------------- one job
+
+def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, device: str = "auto", threads: int = 1,
+                   hide=(), isolation: str = "auto", timeout: float | None = None, mem_mb: int | None = None,
+                   log_file=None, checkpoint_dir=None, shape=None) -> dict:
+    """Run ``method`` (a registry.Method) on the task file in its sandbox.
+
+    Returns {'isolation', 'cost': what the parent measured, 'info': the child's validated info block,
+    'imputed': array or None}. ``hide``: folders the box must lie outside (results, downloads, dataset
+    inputs; the checkout is added). ``shape``: (n_spots, n_genes), which bounds the predictions' size.
+    """
+    level = resolve_isolation(isolation)  # decided before the child, never changed after it ran
+    recorded = f"apptainer+{level}" if _in_container() else level
+    network = method.network
+    timeout = float(timeout) if timeout else DEFAULT_TIMEOUT_S
+    gpu = device != "cpu" and any(Path("/dev").glob("nvidia[0-9]*"))
+    # RLIMIT_DATA is not applied where a GPU is passed in: CUDA's driver maps large writable regions of its own
+    mem_limit = None
+    if mem_mb and not gpu:
+        mem_limit = int(max(MEM_HEADROOM[0] * mem_mb, mem_mb + MEM_HEADROOM[1]) * 2**20)
     hide_roots = hidden_roots([*hide, _checkout_root(), Path.cwd()])
     tmp_parent = Path(tempfile.gettempdir()).resolve()
     if any(_inside(tmp_parent, h) for h in hide_roots):  # $TMPDIR inside the project: use the system's
         tmp_parent = Path("/tmp")
+    if level == "bwrap":
+        for p in _prefixes():
+            bad = [h for h in hide_roots if _inside(h, p)]
+            if bad:
+                raise SandboxError(f"the Python environment {p} contains {bad[0]}, which the method must not see; "
+                                   "use an environment outside the project and results folders")
+    if checkpoint_dir is not None:
+        checkpoint_dir = Path(checkpoint_dir).resolve()
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_boxes(tmp_parent)
     box = Path(tempfile.mkdtemp(prefix="stbench-", dir=tmp_parent)).resolve()
     owner = box.with_name(box.name + ".owner")  # beside the box, not in it: the child never sees it
     owner.write_text(_owner())
-    t0 = time.perf_counter()
+    inner = BOX if level == "bwrap" else box
+    token = secrets.token_hex(16)
     try:
-        (box / "tmp").mkdir()
+        for d in ("tmp", "home", "out", "scratch"):
+            (box / d).mkdir()
         lib = box / "lib"
-        _copy_tree(_PACKAGE, lib / "stbench")
+        _copy_tree(_PACKAGE, lib / "stbench", only=CHILD_MODULES)
+        (lib / "stbench_methods").mkdir()
         _copy_tree(Path(method.folder), lib / "stbench_methods" / method.name)
-        _place(Path(task_file), box / "task.npz")
+        inputs = {"task.npz": Path(task_file).resolve()}
         if reference_file is not None and Path(reference_file).exists():
-            _place(Path(reference_file), box / "reference.h5ad")
+            inputs["reference.h5ad"] = Path(reference_file).resolve()
+        for name, src in inputs.items():
+            if level == "bwrap":
+                (box / name).touch()  # the mount point of a read-only bind
+            else:
+                _place(src, box / name)
+        ckpt_inner = None
+        if checkpoint_dir is not None:
+            if level == "bwrap":
+                (box / "checkpoints").mkdir()
+                ckpt_inner = str(BOX / "checkpoints")
+            else:
+                (box / "checkpoints").symlink_to(checkpoint_dir, target_is_directory=True)
+                ckpt_inner = str(box / "checkpoints")
         (box / "job.json").write_text(json.dumps({"method": method.name, "params": params, "device": device,
-                                                  "threads": int(threads)}, default=str))
+                                                  "threads": int(threads), "checkpoint_dir": ckpt_inner}, default=str))
         boot = ("import sys; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[:1]; "
                 "from stbench.child import main; sys.exit(main())")
-        cmd = plain = [sys.executable, "-I", "-c", boot, str(lib)]
-        if use_ns:
-            keep = [box, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent]
-            temp = [Path(t) for t in {*TEMP_DIRS, tempfile.gettempdir()} if Path(t).is_dir()]
-            script = _namespace_script(hidden_roots([*hide_roots, *temp]), keep)
-            cmd = [shutil.which("unshare"), "-r", "-m", "--", "/bin/sh", "-c", script, "stbench-child", *cmd]
-        rc = _run_child(cmd, box, _child_env(box, int(threads), hide_roots), timeout)
-        if use_ns and isolation == "auto" and not (box / ".ns-ready").exists():
-            # the kernel let us probe a namespace but not set this one up: fall back, and say so in the log
-            with open(box / "child.log", "a") as fh:
-                fh.write("stbench: namespace setup failed; running with process isolation\n")
-            use_ns = False
-            rc = _run_child(plain, box, _child_env(box, int(threads), hide_roots), timeout)
-        rec_path = box / "out" / "child.json"
-        record = json.loads(rec_path.read_text()) if rec_path.exists() else {
-            "status": "failed", "error": f"the method's process ended without a result (exit code {rc}); see its log"}
-        if rc == "timeout":
-            record.update(status="failed", error=f"timed out after {timeout} s")
-        record["isolation"] = "namespace" if use_ns else "process"
-        record["exit_code"] = rc
+        cmd = [sys.executable, "-I", "-c", boot, str(inner / "lib")]
+        if level == "bwrap":
+            cmd = [*_bwrap_args(box, network=network, gpu=gpu, checkpoint_dir=checkpoint_dir, inputs=inputs), *cmd]
+        with tempfile.TemporaryFile(dir=tmp_parent) as log:  # unnamed: the child cannot swap it for a FIFO
+            cost = supervise(cmd, cwd=box, env=_child_env(inner, int(threads), token, gpu), timeout=timeout, log=log,
+                             mem_limit_bytes=mem_limit, token=token, gpu_passed=gpu)
+            size = log.seek(0, os.SEEK_END)
+            log.seek(max(0, size - LOG_CAP))
+            child_log = log.read(LOG_CAP).decode(errors="replace")
+            if size > LOG_CAP:
+                child_log = f"[... {size - LOG_CAP} earlier bytes of output cut ...]\n" + child_log
+        raw = _open_in(box, "out/child.json", INFO_CAP)
+        try:
+            info = validate_info(json.loads(raw) if raw is not None else None)
+        except ValueError:
+            info = validate_info(None)
+        if raw is None:
+            info["error"] = (f"the method's process ended without a result (exit code {cost['exit_code']}); "
+                             "see its log")
+        if cost["timed_out"]:
+            info.update(status="failed", error=f"timeout: the method ran past its limit of {timeout:g} s "
+                                               "(timeout_s in method.yaml or the config)")
+        elif info["status"] == "failed" and mem_limit and (
+                any(m in str(info.get("error") or "") for m in _OOM) or (raw is None and cost["exit_code"] < 0)):
+            info["error"] = (f"memory limit: the method needed more than its data limit of {mem_limit / 2**20:.0f} MB "
+                             f"(declared mem_mb {mem_mb}; README: resources). " + str(info.get("error") or ""))[:2000]
         imputed = None
-        if record.get("status") == "ok":
-            with np.load(box / "out" / "imputed.npz", allow_pickle=False) as z:
-                imputed = np.asarray(z["imputed"])
-        if log_file is not None:  # the child's output, appended to the job's log
+        if info["status"] == "ok":
+            if shape is None:
+                raise ValueError("run_in_sandbox needs the task's shape to read predictions")
+            imputed, why = read_predictions(box, *shape)
+            if imputed is None:
+                info.update(status="failed", error=why)
+        if log_file is not None:  # the child's output (capped) and its traceback, appended to the job's log
             Path(log_file).parent.mkdir(parents=True, exist_ok=True)
             with open(log_file, "a") as fh:
-                fh.write(f"--- {method.name}: child process output ({record['isolation']} isolation) ---\n")
-                fh.write((box / "child.log").read_text(errors="replace"))
-        record["wall_time_s"] = time.perf_counter() - t0
-        return {"record": record, "imputed": imputed}
+                fh.write(f"--- {method.name}: child process output ({recorded} isolation) ---\n{child_log}")
+                if info["status"] != "ok":
+                    fh.write(f"--- {method.name}: {info['status']}: {info.get('error')}\n")
+                    if info.get("traceback"):
+                        fh.write(info["traceback"] + ("" if info["traceback"].endswith("\n") else "\n"))
+        return {"isolation": recorded, "cost": cost, "info": info, "imputed": imputed,
+                "limits": {"timeout_s": timeout, "mem_limit_mb": mem_limit / 2**20 if mem_limit else None,
+                           "network": network}}
     finally:
         shutil.rmtree(box, ignore_errors=True)
         owner.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ def prepare(name: str, spec: dict, out_prepared, out_report, *, base=None, cache
 
     adata, ref, where = load_dataset(name, spec, base=base, cache_dir=cache_dir)
     validate_dataset(adata, where)
+    adata.uns["input"] = str(where)  # the user's file, named by later steps' errors
     if "counts" not in adata.layers:
         adata.layers["counts"] = adata.X.copy()
     if not sp.issparse(adata.layers["counts"]):
@@ -50,9 +51,18 @@ def preprocess_step(prepared, options, out_h5ad, out_qc) -> dict:
     from stbench.loaders.h5ad import read_h5ad
     from stbench.preprocess import preprocess
 
+    from stbench.errors import DatasetError
+
     adata = read_h5ad(prepared)
-    validate_dataset(adata, prepared)
-    pre, qc = preprocess(adata, options, path=prepared)
+    where = f"{adata.uns['input']} (prepared as {prepared})" if "input" in adata.uns else prepared
+    validate_dataset(adata, where)
+    try:
+        pre, qc = preprocess(adata, options, path=where)
+    except DatasetError:
+        # the dataset cannot be used under this protocol: nothing of it stays in the results (a rerun prepares it anew)
+        for f in (Path(prepared), Path(prepared).with_name("prepare.json"), Path(prepared).with_name("reference.h5ad")):
+            f.unlink(missing_ok=True)
+        raise
     write_h5ad(out_h5ad, pre)
     write_json(out_qc, qc)
     return qc
@@ -94,14 +104,17 @@ def task_step(preprocessed, mask_npz, out_task, *, dataset: str = "") -> None:
 
 def impute_step(task_file, method_name: str, variant: str, params: dict, out_dir, *, reference=None,
                 device: str = "auto", threads: int = 1, hide=(), isolation: str = "auto", methods_dir=None,
-                log_file=None) -> dict:
-    """Run one method variant on a task file in its sandbox (it never sees preprocessed.h5ad or a mask)."""
+                log_file=None, timeout_s=None, mem_mb=None, checkpoint_dir=None) -> dict:
+    """Run one method variant on a task file in its sandbox (it never sees preprocessed.h5ad or a mask).
+    ``timeout_s``: the config's or else method.yaml's limit; ``mem_mb``: the declared memory (the data limit's base)."""
     from stbench.registry import get_method
     from stbench.runner import run_method
 
     method = get_method(method_name, methods_dir)
     return run_method(method, params, task_file, out_dir, reference_file=reference, device=device, threads=threads,
-                      hide=hide, isolation=isolation, variant=variant, log_file=log_file)
+                      hide=hide, isolation=isolation, variant=variant, log_file=log_file,
+                      timeout=timeout_s if timeout_s is not None else method.timeout_s, mem_mb=mem_mb,
+                      checkpoint_dir=checkpoint_dir)
 
 
 SUSPECT = "suspect: near-perfect on held-out entries"

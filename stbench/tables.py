@@ -45,7 +45,8 @@ def collect(metric_files, variants: list[dict]) -> pd.DataFrame:
                 "among": mask.get("among"), "seed": rec["seed"], "method": rec["method"], "variant": rec["variant"],
                 "label": v.get("label", f"{rec['method']} ({rec['variant']})"), "table": v.get("table", "table1"),
                 "figure": v.get("figure"), "x": v.get("x"), "status": rec.get("status"), "error": rec.get("error"),
-                "wall_time_s": rec.get("wall_time_s"), "ref_genes": _ref_genes(rec)}
+                "wall_time_s": rec.get("wall_time_s"), "ref_genes": _ref_genes(rec),
+                "isolation": rec.get("isolation") or "unknown"}
         metrics = rec.get("metrics") or {}
         if rec.get("status") != "ok" or not metrics:
             rows.extend({**base, "metric": k, "value": np.nan} for k in TABLE1)
@@ -283,6 +284,21 @@ def protocol_text(protocols: dict) -> str:
                                  "over genes of each gene's PCC over its held-out entries; mean±std over seeds.")
 
 
+def isolation_text(metric_files) -> str:
+    """Which isolation level (stbench/sandbox.py) the runs behind a table ran under, named in its header."""
+    levels: dict[str, list[str]] = {}
+    for f in metric_files:
+        rec = json.loads(Path(f).read_text())
+        levels.setdefault(rec.get("isolation") or "unknown", []).append(f"{rec.get('method')} ({rec.get('variant')})")
+    if not levels:
+        return ""
+    if len(levels) == 1:
+        return f"Method isolation: {next(iter(levels))} (every run; README: the method boundary)."
+    parts = [f"{lvl} ({len(runs)} runs{': ' + ', '.join(sorted(set(runs))) if lvl != 'bwrap' else ''})"
+             for lvl, runs in sorted(levels.items())]
+    return "Method isolation differs between runs: " + "; ".join(parts) + " (README: the method boundary)."
+
+
 def accuracy_scores(summary: pd.DataFrame) -> pd.DataFrame:
     """SpaDiT's Accuracy Score per dataset and mask over the Table 1 methods."""
     from stbench.metrics import accuracy_score
@@ -328,10 +344,12 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
     """Write table1_long.csv, table1.csv, table1.md, table1.tex (+ table2/3 in the same three formats, figure3 data,
     paper comparisons)."""
     out_dir = Path(out_dir)
+    metric_files = list(metric_files)
     df = collect(metric_files, variants)
     summary = summarise(df)
     write_csv(out_dir / "table1_long.csv", summary.drop(columns=["figure", "x"]), index=False)
-    header = protocol_text(protocols)
+    metric_files = list(metric_files)
+    header = protocol_text(protocols) + ("\n" + isolation_text(metric_files) if metric_files else "")
     t1 = table1_wide(summary)
     write_csv(out_dir / "table1.csv", t1)
     tex_head = "".join(f"% {line}\n" for line in header.splitlines())

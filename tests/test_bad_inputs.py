@@ -126,3 +126,49 @@ def test_missing_and_unparsable_files(tmp_path):
     bad.write_bytes(b"not an hdf5 file")
     with pytest.raises(DatasetError, match=r"corrupt\.h5ad: cannot be read as h5ad"):
         _run(tmp_path, {"format": "h5ad", "path": str(bad)})
+
+
+@pytest.mark.parametrize("where,value", [("one", 1e12), ("gene", 1e20)])
+def test_implausibly_large_counts(tmp_path, where, value):
+    """Issue 22: one count of 1e12, or a whole gene at 1e20, used to be scored 'ok' (contract.MAX_COUNT)."""
+    c = _good_counts().astype(float)
+    if where == "one":
+        c.iloc[2, 3] = value
+    else:
+        c.iloc[:, 0] = value
+    with pytest.raises(DatasetError, match=r"counts\.csv: counts contain \d+ value\(s\) above 1e\+07"):
+        _run(tmp_path, _tables(tmp_path, c))
+
+
+@pytest.mark.parametrize("xy,msg", [((5.0, 5.0), "every spot has the same coordinate"),
+                                    ((1e300, 0.0), "beyond 1e\\+08")])
+def test_degenerate_coordinates_are_errors(tmp_path, xy, msg):
+    c = _good_counts()
+    locs = pd.DataFrame({"x": np.full(30, xy[0]), "y": np.full(30, xy[1])}, index=c.index)
+    if xy[0] > 1e100:
+        locs["y"] = np.arange(30.0)
+    with pytest.raises(DatasetError, match=msg):
+        _run(tmp_path, _tables(tmp_path, c, locs))
+
+
+def test_spots_on_one_line_are_a_named_warning(tmp_path):
+    from stbench.contract import CoordinateWarning
+
+    c = _good_counts()
+    locs = pd.DataFrame({"x": np.arange(30.0), "y": np.zeros(30)}, index=c.index)
+    with pytest.warns(CoordinateWarning, match="degenerate"):
+        prepare("toy", _tables(tmp_path, c, locs), tmp_path / "ok" / "prepared.h5ad", tmp_path / "ok" / "prepare.json")
+
+
+def test_zero_genes_after_filtering_names_the_users_file_and_leaves_nothing(tmp_path):
+    from stbench.preprocess import PreprocessConfig
+    from stbench.steps import preprocess_step
+
+    spec = _tables(tmp_path, _good_counts())
+    d = tmp_path / "results" / "toy"
+    prepare("toy", spec, d / "prepared.h5ad", d / "prepare.json")
+    opts = PreprocessConfig(gene_selection="list", gene_list=str(tmp_path / "none.txt"), min_detection=0.0)
+    (tmp_path / "none.txt").write_text("NotAGene\n")
+    with pytest.raises(DatasetError, match=r"counts\.csv \(prepared as .*prepared\.h5ad\): only 0 gene\(s\) kept"):
+        preprocess_step(d / "prepared.h5ad", opts, d / "preprocessed.h5ad", d / "qc.json")
+    assert list(d.iterdir()) == []

@@ -17,12 +17,12 @@ import pytest
 from stbench.masks import MaskSpec, make_mask
 from stbench.preprocess import PreprocessConfig, preprocess
 from stbench.registry import discover
-from stbench.sandbox import namespace_available
+from stbench.sandbox import bwrap_available
 from stbench.task import build_task, truth_on_scale
 from tests.workflow_path import CHEATERS, run, with_other_truth, write_inputs
 
 CHEAT = discover(CHEATERS)
-needs_ns = pytest.mark.skipif(not namespace_available(), reason="user namespaces unavailable: only process isolation here")
+needs_bwrap = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap (bwrap) cannot run here: only process isolation")
 
 
 @pytest.fixture
@@ -62,11 +62,11 @@ def test_impute_never_reads_preprocessed_data_or_masks(small_pre, small_mask, tm
         assert rec["status"] == "ok", rec.get("error")
 
 
-@needs_ns
+@needs_bwrap
 def test_no_truth_file_is_reachable_from_the_method_process(small_pre, small_mask, near_tmp):
     write_inputs(near_tmp, small_pre, *small_mask)
     _, rec = run(near_tmp, "probe", {}, methods_dir=CHEATERS, evaluate=False)
-    assert rec["isolation"] == "namespace"
+    assert rec["isolation"] == "bwrap"
     assert rec["status"] == "ok", rec.get("error")
 
 
@@ -149,11 +149,13 @@ def test_near_perfect_output_is_flagged_suspect_not_a_winner(small_pre, small_ma
     assert (table1_wide(s) == "suspect").all().all()
 
 
-def test_a_namespace_that_cannot_be_set_up_falls_back_to_process_isolation(small_pre, small_mask, tmp_path, monkeypatch):
+def test_a_requested_level_that_cannot_be_had_fails_before_any_child(small_pre, small_mask, tmp_path, monkeypatch):
+    """No silent fallback: `isolation: bwrap` where bubblewrap cannot run fails the job, and no method ran."""
     import stbench.sandbox as sandbox
 
     write_inputs(tmp_path, small_pre, *small_mask)
-    monkeypatch.setattr(sandbox, "namespace_available", lambda: True)
-    monkeypatch.setattr(sandbox, "_namespace_script", lambda hide, keep: "exit 7")  # setup fails before the marker
-    _, rec = run(tmp_path, "mean", {}, evaluate=False)
-    assert rec["status"] == "ok" and rec["isolation"] == "process"
+    monkeypatch.setattr(sandbox, "bwrap_probe", lambda: (False, "bwrap is not installed (test)"))
+    monkeypatch.setattr(sandbox, "supervise", lambda *a, **k: pytest.fail("a child was started"))
+    with pytest.raises(sandbox.SandboxError, match="isolation 'bwrap' was requested.*not installed"):
+        run(tmp_path, "mean", {}, isolation="bwrap", evaluate=False)
+    assert sandbox.resolve_isolation("auto") == "process"  # auto decides in the parent, before the child

@@ -23,14 +23,16 @@ def write_inputs(root: Path, pre, held, train, dataset="ds", reference=None):
     return d
 
 
-def run(root: Path, method: str, params: dict, *, methods_dir=None, isolation="auto", evaluate=True):
-    """Impute (sandboxed child process) and evaluate; returns (imputed array or None, metrics record)."""
+def run(root: Path, method: str, params: dict, *, methods_dir=None, isolation="auto", evaluate=True, variant="default",
+        **impute_kw):
+    """Impute (sandboxed child process) and evaluate; returns (imputed array or None, metrics record).
+    ``impute_kw``: more of impute_step's keywords (timeout_s, mem_mb, checkpoint_dir)."""
     d = root / "results" / "run" / "ds"
-    out = d / "m" / "seed0" / method / "default"
+    out = d / "m" / "seed0" / method / variant
     reference = d / "reference.h5ad"  # the impute rule passes this path; it exists where the dataset has a reference
-    rec = impute_step(d / "tasks" / "m" / "seed0.npz", method, "default", params, out, hide=[root / "results"],
+    rec = impute_step(d / "tasks" / "m" / "seed0.npz", method, variant, params, out, hide=[root / "results"],
                       isolation=isolation, methods_dir=methods_dir, log_file=out / "impute.log",
-                      reference=reference if reference.exists() else None)
+                      reference=reference if reference.exists() else None, **impute_kw)
     arr = None
     if rec["status"] == "ok":
         with np.load(out / "imputed.npz") as z:

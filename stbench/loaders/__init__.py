@@ -112,7 +112,18 @@ def load_dataset(name: str, spec: dict, *, base=None, cache_dir: str = DEFAULT_C
     if fmt == "simulate":
         from stbench.simulate import simulate_demo
 
-        adata, ref = simulate_demo(**{k: v for k, v in spec.items() if k not in ("format", "preprocess", "source", "sweep_of")})
+        kw = {k: v for k, v in spec.items() if k not in ("format", "preprocess", "source", "sweep_of")}
+        secret = kw.get("seed") == "secret"
+        if secret:  # drawn now; kept only in prepare.json (results/, which no method sees under bwrap)
+            import secrets
+
+            kw["seed"] = secrets.randbelow(2**31)
+        adata, ref = simulate_demo(**kw)
+        if secret:
+            for a in (adata, ref):  # the reference reaches the method: no seed in its metadata
+                a.uns["source"] = dict(a.uns["source"], accession="simulated(seed=secret)")
+            adata.uns["prepare_report"] = {"simulation_seed": int(kw["seed"]),
+                                           "simulation_seed_note": "drawn at run time (seed: secret)"}
         return adata, ref, f"simulated dataset '{name}'"
     adata = get_loader(fmt)(spec, base)
     rspec = reference_spec(spec)

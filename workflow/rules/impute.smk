@@ -16,6 +16,7 @@ rule impute:
         device=config["device"],
         isolation=config["isolation"],
         methods_dir=config.get("methods_dir"),
+        timeout_s=lambda wc: variant_of(wc).timeout_s,
     threads: lambda wc: int(variant_of(wc).resources["threads"])
     priority: lambda wc: variant_of(wc).priority
     resources:

@@ -14,4 +14,5 @@ with logged(snakemake.log[0]):
                 Path(snakemake.output.run).parent, reference=ref if ref.exists() else None,
                 device=snakemake.params.device, threads=int(snakemake.threads), hide=snakemake.params.hide,
                 isolation=snakemake.params.isolation, methods_dir=snakemake.params.methods_dir,
-                log_file=snakemake.log[0])
+                log_file=snakemake.log[0], timeout_s=snakemake.params.timeout_s,
+                mem_mb=int(snakemake.resources.mem_mb))
