@@ -86,7 +86,9 @@ def main() -> int:
         scratch = box / "scratch"
         scratch.mkdir(exist_ok=True)
         # "auto" stays "auto": task.torch_device() resolves it, so methods without torch never import it
-        task = load_task(box / "task.npz", reference=reference, device=job["device"], scratch=scratch)
+        ck = job.get("checkpoint_dir")  # relative: the box's bind-mounted folder; absolute: the host's (process isolation)
+        task = load_task(box / "task.npz", reference=reference, device=job["device"], scratch=scratch,
+                         checkpoint_dir=None if not ck else box / ck)
         import importlib
 
         module = importlib.import_module(f"stbench_methods.{job['method']}.impute")
@@ -107,6 +109,9 @@ def main() -> int:
         if isinstance(e, NotApplicable):  # not run here, for a stated reason: a skipped row, not a failed one
             record.update(status="skipped: " + str(e).split(" (")[0])  # the short reason; the whole message in `error`
         record.update(error=f"{type(e).__name__}: {e}", traceback="".join(traceback.format_exc(limit=20))[-5000:])
+        if not isinstance(e, NotApplicable):  # the traceback in the job's log too (the child's stderr)
+            sys.stderr.write(f"stbench: {job['method']} failed:\n{traceback.format_exc()}")
+            sys.stderr.flush()
     record["impute_seconds"] = time.perf_counter() - t0
     record["peak_rss_mb"] = _peak_rss_mb()
     torch = sys.modules.get("torch")

@@ -44,8 +44,11 @@ def check_output(result, task, method: str) -> np.ndarray:
 
 def run_method(method, params: dict, task_file, out_dir, *, reference_file=None, device: str = "auto",
                threads: int = 1, hide=(), isolation: str = "auto", variant: str = "default", timeout=None,
-               log_file=None) -> dict:
-    """Run ``method`` (a registry.Method) on a task file; write imputed.npz and run.json to ``out_dir``."""
+               log_file=None, checkpoint_dir=None) -> dict:
+    """Run ``method`` (a registry.Method) on a task file; write imputed.npz and run.json to ``out_dir``.
+
+    ``checkpoint_dir``: the job's folder for training checkpoints, outside the sandbox, so that a killed job's
+    rerun resumes; removed once the row is ok or skipped (kept after a failure, so that a forced rerun resumes)."""
     from stbench.sandbox import run_in_sandbox
     from stbench.task import load_task
 
@@ -63,7 +66,7 @@ def run_method(method, params: dict, task_file, out_dir, *, reference_file=None,
     else:
         res = run_in_sandbox(method, params, task_file, reference_file=reference_file if has_reference else None,
                              device=device, threads=threads, hide=hide, isolation=isolation, timeout=timeout,
-                             log_file=log_file)
+                             log_file=log_file, checkpoint_dir=checkpoint_dir)
         record.update(res["record"])
         if record.get("status") == "ok":
             try:
@@ -76,8 +79,13 @@ def run_method(method, params: dict, task_file, out_dir, *, reference_file=None,
         record.setdefault("error", "unknown error")
         write_npz(out_dir / "imputed.npz", failed=np.array(str(record["error"])))
     write_json(out_dir / "run.json", record)
-    if log_file is not None and not Path(log_file).exists():
-        from stbench.atomic import write_text
+    if checkpoint_dir is not None and not str(record.get("status")).startswith("failed"):
+        import shutil
 
-        write_text(log_file, "")
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if log_file is not None:  # the row's outcome closes the job's log (a failure's error where the report links)
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "a") as fh:
+            fh.write(f"stbench: {method.name}/{variant}: {record.get('status')}"
+                     + (f": {record.get('error')}" if record.get("status") != "ok" else "") + "\n")
     return record

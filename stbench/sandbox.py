@@ -77,20 +77,23 @@ def hidden_roots(paths) -> list[Path]:
 TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # private in the child (as systemd's PrivateTmp): other runs' files live there
 
 
-def _namespace_script(hide: list[Path], keep: list[Path]) -> str:
+def _namespace_script(hide: list[Path], keep: list[Path], binds=()) -> str:
     """Shell commands run inside the new mount namespace before the child starts: an empty tmpfs over
     each hidden folder, then each kept folder inside one of them (the sandbox, the Python environment)
-    bound back from a file descriptor opened before the hiding."""
+    bound back from a file descriptor opened before the hiding, then each ``(source, target)`` of
+    ``binds`` (the job's checkpoint folder onto ``<box>/checkpoints``) bound the same way."""
     lines = ["set -e"]
-    kept = list(dict.fromkeys(k for k in keep if any(_inside(k, h) for h in hide)))[:7]  # sh: fds 3-9
-    for i, k in enumerate(kept):
-        lines.append(f"exec {3 + i}< {shlex.quote(str(k))}")
+    binds = list(binds)
+    kept = list(dict.fromkeys(k for k in keep if any(_inside(k, h) for h in hide)))[:7 - len(binds)]  # sh: fds 3-9
+    targets = [(k, k) for k in kept] + [(Path(src), Path(dst)) for src, dst in binds]
+    for i, (src, _) in enumerate(targets):
+        lines.append(f"exec {3 + i}< {shlex.quote(str(src))}")
     for h in hide:
         mode = "1777" if str(h) in TEMP_DIRS else "755"
         lines.append(f"mount -t tmpfs -o mode={mode} stbench-hidden {shlex.quote(str(h))}")
-    for i, k in enumerate(kept):
-        lines.append(f"mkdir -p {shlex.quote(str(k))}")
-        lines.append(f"mount --no-canonicalize --rbind /proc/self/fd/{3 + i} {shlex.quote(str(k))}")
+    for i, (_, dst) in enumerate(targets):
+        lines.append(f"mkdir -p {shlex.quote(str(dst))}")
+        lines.append(f"mount --no-canonicalize --rbind /proc/self/fd/{3 + i} {shlex.quote(str(dst))}")
         lines.append(f"exec {3 + i}<&-")
     lines.append(': > "$STBENCH_NS_READY"')  # the namespace is set up: what fails from here on is the method's
     lines.append("unset STBENCH_NS_READY")
@@ -127,15 +130,38 @@ def _place(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _run_child(cmd, box: Path, env: dict, timeout):
-    """Run the child with its output in the sandbox's log (never an inherited file of the project)."""
+def _pump(src, sinks) -> None:
+    """Copy the child's output, as it comes, to each sink (flushed: the job log can be watched live)."""
+    fd = src.fileno()
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        for sink in sinks:
+            sink.write(chunk)
+            sink.flush()
+
+
+def _run_child(cmd, box: Path, env: dict, timeout, tee=None):
+    """Run the child with its output in the sandbox's log and, as it comes, in ``tee`` (the job's log,
+    opened by the parent). The child writes to a pipe, never to an inherited file of the project."""
+    import threading
+
     env = {**env, "STBENCH_NS_READY": str(box / ".ns-ready")}
     with open(box / "child.log", "ab") as log:
+        proc = subprocess.Popen(cmd, cwd=box, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, close_fds=True)
+        pump = threading.Thread(target=_pump, args=(proc.stdout, [log] + ([tee] if tee is not None else [])),
+                                daemon=True)
+        pump.start()
         try:
-            return subprocess.run(cmd, cwd=box, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                  timeout=timeout, close_fds=True).returncode
+            rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            return "timeout"
+            proc.kill()
+            proc.wait()
+            rc = "timeout"
+        pump.join(timeout=10)  # a grandchild that kept the pipe open must not hold the job
+        return rc
 
 
 def _owner() -> str:
@@ -173,11 +199,17 @@ def remove_stale_boxes(parent: Path) -> list[Path]:
 
 
 def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, device: str = "auto", threads: int = 1,
-                   hide=(), isolation: str = "auto", timeout: float | None = None, log_file=None) -> dict:
+                   hide=(), isolation: str = "auto", timeout: float | None = None, log_file=None,
+                   checkpoint_dir=None) -> dict:
     """Run ``method`` (a registry.Method) on the task file in a child process.
 
     Returns {'record': the child's record + isolation + wall time, 'imputed': array or None}.
     ``hide``: folders the child must not see (results, downloads, dataset inputs; the checkout is added).
+    ``log_file``: the job's log, which receives the child's output as it comes.
+    ``checkpoint_dir``: a host folder for training checkpoints that outlives the sandbox (and a SIGKILL):
+    bound read-write at ``<box>/checkpoints`` under namespace isolation; under process isolation the
+    child is given the host path itself. job.json's ``checkpoint_dir`` says which; the child hands it to
+    the task as ``task.checkpoint_dir``.
     """
     import numpy as np
 
@@ -203,23 +235,48 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
         _place(Path(task_file), box / "task.npz")
         if reference_file is not None and Path(reference_file).exists():
             _place(Path(reference_file), box / "reference.h5ad")
-        (box / "job.json").write_text(json.dumps({"method": method.name, "params": params, "device": device,
-                                                  "threads": int(threads)}, default=str))
+        ckdir = None if checkpoint_dir is None else Path(checkpoint_dir).resolve()
+        if ckdir is not None:
+            ckdir.mkdir(parents=True, exist_ok=True)
+
+        def write_job(namespace: bool):
+            ck = None if ckdir is None else ("checkpoints" if namespace else str(ckdir))
+            (box / "job.json").write_text(json.dumps({"method": method.name, "params": params, "device": device,
+                                                      "threads": int(threads), "checkpoint_dir": ck}, default=str))
+
+        write_job(use_ns)
         boot = ("import sys; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[:1]; "
                 "from stbench.child import main; sys.exit(main())")
         cmd = plain = [sys.executable, "-I", "-c", boot, str(lib)]
         if use_ns:
             keep = [box, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent]
             temp = [Path(t) for t in {*TEMP_DIRS, tempfile.gettempdir()} if Path(t).is_dir()]
-            script = _namespace_script(hidden_roots([*hide_roots, *temp]), keep)
+            binds = [(ckdir, box / "checkpoints")] if ckdir is not None else []
+            script = _namespace_script(hidden_roots([*hide_roots, *temp]), keep, binds)
             cmd = [shutil.which("unshare"), "-r", "-m", "--", "/bin/sh", "-c", script, "stbench-child", *cmd]
-        rc = _run_child(cmd, box, _child_env(box, int(threads), hide_roots), timeout)
-        if use_ns and isolation == "auto" and not (box / ".ns-ready").exists():
-            # the kernel let us probe a namespace but not set this one up: fall back, and say so in the log
-            with open(box / "child.log", "a") as fh:
-                fh.write("stbench: namespace setup failed; running with process isolation\n")
-            use_ns = False
-            rc = _run_child(plain, box, _child_env(box, int(threads), hide_roots), timeout)
+        tee = None
+        if log_file is not None:  # the child's output goes to the job's log as it comes (progress lines)
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+            tee = open(log_file, "ab")
+            tee.write(f"--- {method.name}: child process output ({'namespace' if use_ns else 'process'} "
+                      f"isolation) ---\n".encode())
+            tee.flush()
+        try:
+            rc = _run_child(cmd, box, _child_env(box, int(threads), hide_roots), timeout, tee)
+            if use_ns and isolation == "auto" and not (box / ".ns-ready").exists():
+                # the kernel let us probe a namespace but not set this one up: fall back, and say so in the log
+                note = b"stbench: namespace setup failed; running with process isolation\n"
+                with open(box / "child.log", "ab") as fh:
+                    fh.write(note)
+                if tee is not None:
+                    tee.write(note)
+                    tee.flush()
+                use_ns = False
+                write_job(False)
+                rc = _run_child(plain, box, _child_env(box, int(threads), hide_roots), timeout, tee)
+        finally:
+            if tee is not None:
+                tee.close()
         rec_path = box / "out" / "child.json"
         record = json.loads(rec_path.read_text()) if rec_path.exists() else {
             "status": "failed", "error": f"the method's process ended without a result (exit code {rc}); see its log"}
@@ -231,11 +288,6 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
         if record.get("status") == "ok":
             with np.load(box / "out" / "imputed.npz", allow_pickle=False) as z:
                 imputed = np.asarray(z["imputed"])
-        if log_file is not None:  # the child's output, appended to the job's log
-            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-            with open(log_file, "a") as fh:
-                fh.write(f"--- {method.name}: child process output ({record['isolation']} isolation) ---\n")
-                fh.write((box / "child.log").read_text(errors="replace"))
         record["wall_time_s"] = time.perf_counter() - t0
         return {"record": record, "imputed": imputed}
     finally:

@@ -94,14 +94,15 @@ def task_step(preprocessed, mask_npz, out_task, *, dataset: str = "") -> None:
 
 def impute_step(task_file, method_name: str, variant: str, params: dict, out_dir, *, reference=None,
                 device: str = "auto", threads: int = 1, hide=(), isolation: str = "auto", methods_dir=None,
-                log_file=None) -> dict:
-    """Run one method variant on a task file in its sandbox (it never sees preprocessed.h5ad or a mask)."""
+                log_file=None, checkpoint_dir=None) -> dict:
+    """Run one method variant on a task file in its sandbox (it never sees preprocessed.h5ad or a mask).
+    ``checkpoint_dir``: the job's folder for training checkpoints (survives a killed job; see run_method)."""
     from stbench.registry import get_method
     from stbench.runner import run_method
 
     method = get_method(method_name, methods_dir)
     return run_method(method, params, task_file, out_dir, reference_file=reference, device=device, threads=threads,
-                      hide=hide, isolation=isolation, variant=variant, log_file=log_file)
+                      hide=hide, isolation=isolation, variant=variant, log_file=log_file, checkpoint_dir=checkpoint_dir)
 
 
 SUSPECT = "suspect: near-perfect on held-out entries"

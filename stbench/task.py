@@ -44,6 +44,7 @@ class ImputationTask:
     device: str = "cpu"           # "cpu", "cuda" or "auto" (cuda when available): use torch_device()
     scratch: Path = field(default_factory=lambda: Path("."))
     dataset: str = ""
+    checkpoint_dir: Path | None = None  # training checkpoints that survive a killed job (model state only; None: none)
     protocol: dict = field(default_factory=dict)  # preprocess options and mask spec (for provenance)
     info: dict = field(default_factory=dict)      # a method may record JSON-serialisable facts here: run.json's method_info
 
@@ -145,7 +146,7 @@ def save_task(path, task: ImputationTask) -> None:
               **{k: np.asarray(getattr(task, k)) for k in _ARRAYS})
 
 
-def load_task(path, *, reference=None, device: str = "cpu", scratch=".") -> ImputationTask:
+def load_task(path, *, reference=None, device: str = "cpu", scratch=".", checkpoint_dir=None) -> ImputationTask:
     """Read a task file written by :func:`save_task`; ``reference`` is an AnnData or None."""
     from stbench.errors import DatasetError
 
@@ -160,7 +161,8 @@ def load_task(path, *, reference=None, device: str = "cpu", scratch=".") -> Impu
     return ImputationTask(**arrays, genes=tuple(meta["genes"]), spots=tuple(meta["spots"]), scale=meta["scale"],
                           median_library_size=float(meta["median_library_size"]), reference=reference,
                           seed=int(meta["seed"]), device=device, scratch=Path(scratch), dataset=meta["dataset"],
-                          protocol=meta["protocol"])
+                          protocol=meta["protocol"],
+                          checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir))
 
 
 def input_half(pre, split: dict):

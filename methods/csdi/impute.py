@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from stbench.diffusion.common import Prepared, check_finite, default_chunk, determinism, sample_rows
+from stbench.progress import Progress
 
 from .model import CSDI
 
@@ -37,6 +38,8 @@ def fit(model: CSDI, X, O, train_idx, p: dict, gen) -> dict:
     sched = torch.optim.lr_scheduler.MultiStepLR(
         opt, milestones=[int(m * epochs) for m in p["lr_milestones"]], gamma=float(p["lr_gamma"]))
     hist, steps, t0 = [], 0, time.perf_counter()
+    prog = Progress(epochs * per_epoch, label="CSDI train", every_s=p.get("progress_interval"),
+                    enabled=bool(p.get("progress", True)))
     model.train()
     for _ in range(epochs):
         perm = train_idx[torch.randperm(train_idx.numel(), generator=gen, device=train_idx.device)]
@@ -48,6 +51,7 @@ def fit(model: CSDI, X, O, train_idx, p: dict, gen) -> dict:
             loss.backward()
             opt.step()
             tot += float(loss.detach()); nb += 1; steps += 1
+            prog.update(steps, tot / nb)
         sched.step()
         hist.append(tot / max(nb, 1))
     model.eval()

@@ -22,7 +22,7 @@ from .train import fit
 
 # parameters that do not change the trained model (excluded from the checkpoint key)
 _SAMPLING_ONLY = {"sampler", "sample_steps", "eta", "n_samples", "aggregate", "sample_batch", "progress",
-                  "checkpoints", "threads"}
+                  "progress_interval", "checkpoints", "threads"}
 SAMPLERS = ("ddpm", "ddim")
 AGGREGATES = ("median", "mean")
 OPTIMIZERS = ("adamw", "adam")
@@ -67,9 +67,11 @@ def run(task, **p) -> dict:
         edge_index = knn_edge_index(task.coords, int(p["k_neighbors"])).to(device)  # built once
         model = STMCDI(g, p).to(device)
         ckpt = None
-        if p["checkpoints"] and task.scratch is not None:
-            Path(task.scratch).mkdir(parents=True, exist_ok=True)
-            ckpt = Path(task.scratch) / f"stmcdi-{_key(task, p)}.pt"
+        # the job's checkpoint folder (outside the sandbox, survives a killed job) when the runner gives one
+        ckdir = task.checkpoint_dir if getattr(task, "checkpoint_dir", None) is not None else task.scratch
+        if p["checkpoints"] and ckdir is not None:
+            Path(ckdir).mkdir(parents=True, exist_ok=True)
+            ckpt = Path(ckdir) / f"stmcdi-{_key(task, p)}.pt"
         train_idx = torch.as_tensor(np.flatnonzero(train), device=device)
         hist = fit(model, X, O, edge_index, train_idx, p, gen, ckpt, seed=int(task.seed))
 

@@ -14,4 +14,4 @@ with logged(snakemake.log[0]):
                 Path(snakemake.output.run).parent, reference=ref if ref.exists() else None,
                 device=snakemake.params.device, threads=int(snakemake.threads), hide=snakemake.params.hide,
                 isolation=snakemake.params.isolation, methods_dir=snakemake.params.methods_dir,
-                log_file=snakemake.log[0])
+                log_file=snakemake.log[0], checkpoint_dir=snakemake.params.checkpoint_dir)
