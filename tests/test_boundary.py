@@ -154,6 +154,6 @@ def test_a_namespace_that_cannot_be_set_up_falls_back_to_process_isolation(small
 
     write_inputs(tmp_path, small_pre, *small_mask)
     monkeypatch.setattr(sandbox, "namespace_available", lambda: True)
-    monkeypatch.setattr(sandbox, "_namespace_script", lambda hide, keep: "exit 7")  # setup fails before the marker
+    monkeypatch.setattr(sandbox, "_namespace_script", lambda *a, **k: "exit 7")  # setup fails before the marker
     _, rec = run(tmp_path, "mean", {}, evaluate=False)
     assert rec["status"] == "ok" and rec["isolation"] == "process"
