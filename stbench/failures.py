@@ -15,10 +15,16 @@ import pandas as pd
 
 from stbench.atomic import write_csv, write_text
 
-FAIL_ON = ("none", "failed", "any")  # any: failed or suspect rows make the run exit non-zero
-DEFAULT_FAIL_ON = "failed"
+FAIL_ON = ("none", "failed", "any")  # any: failed or suspect rows make the run exit non-zero (the schema's enum)
 ORDER = {"failed": 0, "suspect": 1, "skipped": 2}
 COLUMNS = ["kind", "dataset", "mask", "seed", "method", "variant", "status", "reason", "log"]
+
+
+def default_fail_on() -> str:
+    """The config's default (workflow/schemas/config.schema.yaml, the one home of workflow-level defaults)."""
+    from stbench.config import schema
+
+    return schema()["properties"]["fail_on"]["default"]
 
 
 def impute_log(dataset, mask, seed, method, variant) -> str:

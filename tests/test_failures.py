@@ -53,6 +53,14 @@ def test_fail_on_counts_failed_and_suspect_rows_never_skipped_ones():
         should_fail([], "sometimes")
 
 
+def test_fail_on_is_declared_once_in_the_config_schema():
+    from stbench.config import schema
+    from stbench.failures import FAIL_ON, default_fail_on
+
+    prop = schema()["properties"]["fail_on"]
+    assert tuple(prop["enum"]) == FAIL_ON and default_fail_on() == prop["default"] == "failed"
+
+
 def test_summary_of_metric_files(tmp_path):
     recs = {"a": {"status": "ok"}, "b": {"status": "failed", "error": "RuntimeError: kaboom"},
             "c": {"status": "skipped: no reference", "error": "needs a reference"}}
@@ -76,6 +84,10 @@ def test_summary_of_metric_files(tmp_path):
     assert finish(tmp_path, "failed", stream=out) is True
     assert finish(tmp_path, "none", stream=io.StringIO()) is False
     assert "b/default: RuntimeError: kaboom" in out.getvalue() and "exiting non-zero" in out.getvalue()
+    from stbench.cli import main
+
+    assert main(["failures", str(tmp_path)]) == 1 and main(["failures", str(tmp_path), "--fail-on", "none"]) == 0
+    assert main(["failures", str(tmp_path / "nosuch")]) == 2
 
 
 def _snakemake(wd, *extra, env=None):

@@ -167,3 +167,97 @@ def test_checkpoints_go_to_the_job_folder_and_hold_model_state_only(tmp_path, sm
                       threads=1, isolation=isolation, checkpoint_dir=ck, log_file=tmp_path / "l2.log")
     assert rec["status"] == "ok" and "resuming from checkpoint" in (tmp_path / "l2.log").read_text()
     assert not ck.exists()
+
+
+def test_csdi_resumes_from_an_epoch_checkpoint_and_equals_an_uninterrupted_run(tmp_path, small_pre, small_mask,
+                                                                                monkeypatch, capsys):
+    import dataclasses
+
+    from stbench.registry import discover
+
+    m = discover()["csdi"]
+    m.load_impute()
+    mod = sys.modules["stbench_methods.csdi.impute"]
+    p = m.params("test", {"epochs": 6, "checkpoints": 3, "progress_interval": 0})  # a checkpoint every 2 epochs
+    task = build_task(small_pre, *small_mask, seed=1)
+    full = mod.run(dataclasses.replace(task, checkpoint_dir=tmp_path / "full"), **p)
+    steps_per_epoch = full["history"]["steps"] // 6
+    calls = {"n": 0}
+    real = sys.modules["stbench_methods.csdi.model"].CSDI.training_loss
+
+    def crash(self, *a, **k):  # killed at the first step of epoch 4: the last checkpoint is that of epoch 2
+        calls["n"] += 1
+        if calls["n"] == 3 * steps_per_epoch + 1:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(sys.modules["stbench_methods.csdi.model"].CSDI, "training_loss", crash)
+    cut = dataclasses.replace(task, checkpoint_dir=tmp_path / "cut")
+    with pytest.raises(KeyboardInterrupt):
+        mod.run(cut, **p)
+    monkeypatch.setattr(sys.modules["stbench_methods.csdi.model"].CSDI, "training_loss", real)
+    capsys.readouterr()
+    again = mod.run(cut, **p)
+    err = capsys.readouterr().err
+    assert again["history"]["resumed_from"] == 2, again["history"]
+    assert "CSDI train: resuming from checkpoint csdi-" in err and f"at step {2 * steps_per_epoch}/" in err
+    assert "CSDI train: step 1/" not in err and f"step {6 * steps_per_epoch}/{6 * steps_per_epoch}" in err
+    np.testing.assert_allclose(again["history"]["loss"], full["history"]["loss"], rtol=1e-6)
+    np.testing.assert_array_equal(again["imputed"], full["imputed"])
+
+
+@pytest.mark.slow
+def test_workflow_killed_mid_training_resumes_and_ends_with_the_tables_of_an_uninterrupted_run(tmp_path):
+    """Through Snakemake: SIGKILL of the whole run once stMCDI has checkpointed, `--unlock`, then
+    `--rerun-incomplete`: the impute log says from which step it resumed, the checkpoint folder is gone
+    once the row is written, and the tables equal those of an uninterrupted run."""
+    import shutil
+
+    import pandas as pd
+    import yaml
+
+    def setup(wd):
+        wd.mkdir()
+        shutil.copytree(ROOT / "methods" / "stmcdi", wd / "methods" / "stmcdi")
+        cfg = {"run": "rs", "seeds": [0], "methods_dir": str(wd / "methods"),
+               "preprocess": {"n_genes": 20, "min_detection": 0.1},
+               "datasets": {"sim": {"format": "simulate", "seed": 1, "n_rows": 6, "n_cols": 6, "n_genes": 40,
+                                    "n_cells": 50}},
+               "methods": {"stmcdi": {"preset": "test", "resources": {"threads": 1},
+                                      "variant_defaults": {"params": {"min_steps": 300, "checkpoints": 10,
+                                                                      "progress_interval": 0.5}}}}}
+        (wd / "c.yaml").write_text(yaml.safe_dump(cfg))
+
+    def cmd(wd, *extra):
+        return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(wd),
+                "--configfile", "c.yaml", "--cores", "1", *extra]
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    target = "results/rs/tables/table1_long.csv"
+    ref, wd = tmp_path / "ref", tmp_path / "killed"
+    setup(ref)
+    setup(wd)
+    ck = wd / "results" / "rs" / "checkpoints" / "sim" / "random-0.1-all" / "seed0" / "stmcdi" / "default"
+    log = wd / "results" / "rs" / "logs" / "impute" / "sim_random-0.1-all_seed0_stmcdi_default.log"
+    proc = subprocess.Popen(cmd(wd, target), cwd=wd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(ck.glob("stmcdi-*.pt")):
+            assert proc.poll() is None and time.monotonic() < deadline, "stMCDI never checkpointed"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (wd / "results" / "rs" / "tables").exists()
+    for extra in (["--unlock"], ["--rerun-incomplete", target]):
+        res = subprocess.run(cmd(wd, *extra), cwd=wd, env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+    m = re.search(r"stMCDI train: resuming from checkpoint stmcdi-\w+\.pt at step (\d+)/300", log.read_text())
+    assert m and 0 < int(m.group(1)) < 300, log.read_text()[-3000:]
+    assert not ck.exists()
+    res = subprocess.run(cmd(ref, target), cwd=ref, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    a, b = (pd.read_csv(w / "results" / "rs" / "tables" / "table1_long.csv") for w in (wd, ref))
+    keep = [c for c in a.columns if not any(t in c for t in ("time", "rss", "cuda"))]
+    pd.testing.assert_frame_equal(a[keep], b[keep], check_exact=False, rtol=1e-4, atol=1e-5)

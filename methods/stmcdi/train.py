@@ -1,5 +1,6 @@
 """Training loop: AdamW with the paper's step decay, EMA of the parameters, gradient clipping,
-bf16 autocast on CUDA, neighbour-subgraph mini-batches of spots, resumable checkpoints."""
+bf16 autocast on CUDA, neighbour-subgraph mini-batches of spots, resumable checkpoints (model state only; in the job's
+checkpoint folder when the runner gives one), progress lines in the job log (stbench.progress)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from stbench.diffusion.common import restore_rng_states, rng_states
 from stbench.progress import Progress
 
 from .graph import subgraph_for
@@ -84,10 +86,7 @@ def fit(model, X: torch.Tensor, O: torch.Tensor, edge_index: torch.Tensor, train
         if ema is not None and st.get("ema") is not None:
             ema.shadow = [s.to(dev) for s in st["ema"]]
         step, history, resumed = st["step"], st["history"], st["step"]
-        gen.set_state(st["gen"])
-        torch.set_rng_state(st["cpu_rng"])
-        if dev.type == "cuda" and st.get("cuda_rng") is not None:  # dropout draws from the device's default RNG
-            torch.cuda.set_rng_state(st["cuda_rng"], dev)
+        restore_rng_states(st, gen, dev)
         ep_sum, ep_n = st.get("epoch_loss", (0.0, 0))  # the running epoch's loss so far (history stays exact)
     else:
         ep_sum, ep_n = 0.0, 0
@@ -101,8 +100,7 @@ def fit(model, X: torch.Tensor, O: torch.Tensor, edge_index: torch.Tensor, train
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                     "ema": ema.shadow if ema is not None else None, "step": step, "history": history,
-                    "epoch_loss": (float(ep_loss), ep_n), "gen": gen.get_state(), "cpu_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None}, tmp)
+                    "epoch_loss": (float(ep_loss), ep_n), **rng_states(gen, dev)}, tmp)
         tmp.replace(ckpt)
 
     prog = Progress(total, label="stMCDI train", every_s=p.get("progress_interval"), start=step,
