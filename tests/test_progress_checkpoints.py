@@ -178,7 +178,7 @@ def test_csdi_resumes_from_an_epoch_checkpoint_and_equals_an_uninterrupted_run(t
     m = discover()["csdi"]
     m.load_impute()
     mod = sys.modules["stbench_methods.csdi.impute"]
-    p = m.params("test", {"epochs": 6, "checkpoints": 3, "progress_interval": 0})  # a checkpoint every 2 epochs
+    p = m.params("test", {"epochs": 6, "checkpoints": 3, "progress_interval": 0, "threads": 1})  # one every 2 epochs
     task = build_task(small_pre, *small_mask, seed=1)
     full = mod.run(dataclasses.replace(task, checkpoint_dir=tmp_path / "full"), **p)
     steps_per_epoch = full["history"]["steps"] // 6
@@ -263,3 +263,46 @@ def test_workflow_killed_mid_training_resumes_and_ends_with_the_tables_of_an_uni
     a, b = (pd.read_csv(w / "results" / "rs" / "tables" / "table1_long.csv") for w in (wd, ref))
     keep = [c for c in a.columns if not any(t in c for t in ("time", "rss", "cuda"))]
     pd.testing.assert_frame_equal(a[keep], b[keep], check_exact=False, rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_clock_and_a_time_limit_shorter_than_a_tenth_of_training(tmp_path, small_pre, small_mask,
+                                                                            monkeypatch):
+    """`checkpoint_interval` (seconds) also saves between the `checkpoints` evenly spaced ones, so a job that a
+    time limit kills before its first tenth still resumes from where it was."""
+    import dataclasses
+
+    from stbench.diffusion.common import CheckpointClock
+
+    clock = FakeClock()
+    c = CheckpointClock(600, clock=clock)
+    clock.t += 599
+    assert not c.due()
+    clock.t += 1
+    assert c.due()
+    c.saved()
+    assert not c.due() and not CheckpointClock(0, clock=clock).due() and not CheckpointClock(None).due()
+
+    m = get_method("stmcdi")
+    m.load_impute()
+    stm = sys.modules["stbench_methods.stmcdi.impute"]
+    trn = sys.modules["stbench_methods.stmcdi.train"]
+    p = m.params("test", {"min_steps": 40, "epochs": 1, "checkpoints": 1, "checkpoint_interval": 1e-9,
+                          "progress": False, "threads": 1})
+    task = dataclasses.replace(build_task(small_pre, *small_mask, seed=3), checkpoint_dir=tmp_path / "ck")
+    calls, real = {"n": 0}, trn.EMA.update
+
+    def crash(self, model):
+        calls["n"] += 1
+        if calls["n"] == 25:  # killed at step 25 of 40: `checkpoints: 1` alone would have saved nothing yet
+            raise KeyboardInterrupt
+        return real(self, model)
+
+    monkeypatch.setattr(trn.EMA, "update", crash)
+    with pytest.raises(KeyboardInterrupt):
+        stm.run(task, **p)
+    monkeypatch.setattr(trn.EMA, "update", real)
+    again = stm.run(task, **p)
+    assert again["history"]["resumed_from"] == 24
+    full = stm.run(dataclasses.replace(task, checkpoint_dir=tmp_path / "full"), **p)
+    assert full["history"]["resumed_from"] == 0
+    np.testing.assert_array_equal(again["imputed"], full["imputed"])

@@ -12,8 +12,8 @@ import time
 import numpy as np
 import torch
 
-from stbench.diffusion.common import (Prepared, check_finite, checkpoint_file, default_chunk, determinism,
-                                      restore_rng_states, rng_states, sample_rows)
+from stbench.diffusion.common import (CheckpointClock, Prepared, check_finite, checkpoint_file, default_chunk,
+                                      determinism, restore_rng_states, rng_states, sample_rows)
 from stbench.progress import Progress
 
 from .model import CSDI
@@ -21,7 +21,7 @@ from .model import CSDI
 ENUMS = {"sampler": ("ddpm", "ddim"), "aggregate": ("median", "mean"), "schedule": ("quad", "linear")}
 # parameters that do not change the trained model (excluded from the checkpoint key)
 SAMPLING_ONLY = {"sampler", "sample_steps", "eta", "n_samples", "aggregate", "sample_batch", "progress",
-                 "progress_interval", "checkpoints", "threads"}
+                 "progress_interval", "checkpoints", "checkpoint_interval", "threads"}
 
 
 def check_params(p: dict) -> None:
@@ -35,7 +35,8 @@ def check_params(p: dict) -> None:
 def fit(model: CSDI, X, O, train_idx, p: dict, gen, ckpt=None) -> dict:
     """Adam with MultiStepLR (x lr_gamma at each milestone fraction of the epochs), as upstream's utils.train;
     at least ``min_steps`` optimiser steps (whole epochs), so that a small section trains as long as a large one.
-    ``ckpt``: a checkpoint file, written at epoch ends ``checkpoints`` times and resumed from when present
+    ``ckpt``: a checkpoint file, written at epoch ends ``checkpoints`` times (and at the first epoch end after
+    every ``checkpoint_interval`` seconds) and resumed from when present
     (model state, optimiser, schedule, RNG states and counters only; an epoch boundary resumes exactly)."""
     opt = torch.optim.Adam(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
     bs = int(p["batch_size"])
@@ -58,6 +59,7 @@ def fit(model: CSDI, X, O, train_idx, p: dict, gen, ckpt=None) -> dict:
         prog.write(f"CSDI train: resuming from checkpoint {ckpt.name} at step {steps}/{epochs * per_epoch} "
                    f"(epoch {first}/{epochs})")
     every = max(1, epochs // int(p["checkpoints"])) if ckpt is not None else 0
+    saver = CheckpointClock(p.get("checkpoint_interval"))  # also at the first epoch end after N seconds
     model.train()
     for ep in range(first, epochs):
         perm = train_idx[torch.randperm(train_idx.numel(), generator=gen, device=train_idx.device)]
@@ -72,7 +74,8 @@ def fit(model: CSDI, X, O, train_idx, p: dict, gen, ckpt=None) -> dict:
             prog.update(steps, tot / nb)
         sched.step()
         hist.append(tot / max(nb, 1))
-        if every and ((ep + 1) % every == 0 or ep + 1 == epochs):
+        if every and ((ep + 1) % every == 0 or ep + 1 == epochs or saver.due()):
+            saver.saved()
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "history": hist, "steps": steps, "epoch": ep + 1, **rng_states(gen, dev)}, tmp)

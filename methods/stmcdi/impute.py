@@ -18,7 +18,7 @@ from .train import fit
 
 # parameters that do not change the trained model (excluded from the checkpoint key)
 _SAMPLING_ONLY = {"sampler", "sample_steps", "eta", "n_samples", "aggregate", "sample_batch", "progress",
-                  "progress_interval", "checkpoints", "threads"}
+                  "progress_interval", "checkpoints", "checkpoint_interval", "threads"}
 SAMPLERS = ("ddpm", "ddim")
 AGGREGATES = ("median", "mean")
 OPTIMIZERS = ("adamw", "adam")

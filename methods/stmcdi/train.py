@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from stbench.diffusion.common import restore_rng_states, rng_states
+from stbench.diffusion.common import CheckpointClock, restore_rng_states, rng_states
 from stbench.progress import Progress
 
 from .graph import subgraph_for
@@ -91,6 +91,7 @@ def fit(model, X: torch.Tensor, O: torch.Tensor, edge_index: torch.Tensor, train
     else:
         ep_sum, ep_n = 0.0, 0
     every = max(1, total // max(1, int(p["checkpoints"]))) if p["checkpoints"] else 0
+    saver = CheckpointClock(p.get("checkpoint_interval"))  # also every N seconds: a short time limit still progresses
     ep_loss = X.new_tensor(float(ep_sum))  # summed on the device: one host sync per epoch, not per step
 
     def save():
@@ -139,8 +140,9 @@ def fit(model, X: torch.Tensor, O: torch.Tensor, edge_index: torch.Tensor, train
         if k == per_epoch - 1 or step == total:
             history.append(float(ep_loss) / ep_n)
             ep_loss, ep_n = X.new_zeros(()), 0
-        if every and (step % every == 0 or step == total):
+        if every and (step % every == 0 or step == total or saver.due()):
             save()
+            saver.saved()
         if on_step is not None:
             on_step(step, model, ema)
     if ema is not None:

@@ -123,3 +123,22 @@ def restore_rng_states(st: dict, gen: torch.Generator, device: torch.device) -> 
     torch.set_rng_state(st["cpu_rng"])
     if device.type == "cuda" and st.get("cuda_rng") is not None:
         torch.cuda.set_rng_state(st["cuda_rng"], device)
+
+
+class CheckpointClock:
+    """Wall-clock trigger for checkpoints: ``due()`` once ``interval_s`` seconds have passed since the start or
+    the last ``saved()``, so that a job under a time limit shorter than a tenth of its training still
+    progresses from one try to the next. ``interval_s`` None or 0: never due."""
+
+    def __init__(self, interval_s, clock=None):
+        import time
+
+        self.interval = float(interval_s or 0)
+        self.clock = clock or time.monotonic
+        self.last = self.clock()
+
+    def due(self) -> bool:
+        return self.interval > 0 and self.clock() - self.last >= self.interval
+
+    def saved(self) -> None:
+        self.last = self.clock()
