@@ -2,6 +2,7 @@
 # Full paper run:  snakemake --cores 8 --resources gpu=1
 # Demo:            snakemake --cores 2 --configfile workflow/demo.yaml
 import os
+import sys
 
 import yaml
 from snakemake.utils import min_version
@@ -26,3 +27,19 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+# The end of a run: one summary of the failed, suspect and skipped rows (tables/failures.md), and the exit
+# status `fail_on` (config, or STBENCH_FAIL_ON) asks for: by default non-zero when any row failed.
+onsuccess:
+    from snakemake.exceptions import WorkflowError
+
+    from stbench.failures import finish
+
+    if finish(R, os.environ.get("STBENCH_FAIL_ON") or config["fail_on"]):
+        raise WorkflowError(f"rows failed: see {R}/tables/failures.md")
+
+
+onerror:
+    print(f"stbench: a workflow job failed (not a method's row, which never stops the run): see its log under "
+          f"{LOGS}/ and Snakemake's log above", file=sys.stderr)

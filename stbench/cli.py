@@ -24,6 +24,10 @@ def main(argv=None) -> int:
     e.add_argument("--config", default="config.yaml")
     e.add_argument("--device", default=None, help="a device named in the rate CSVs (default: the first CUDA one)")
     e.add_argument("--rates", nargs="*", default=None, help="rate CSVs (default: benchmarks/results/stmcdi_*.csv)")
+    f = sub.add_parser("failures", help="print a run's failed, suspect and skipped rows; exit 1 if fail_on says so")
+    f.add_argument("run_dir", help="the run's folder, results/<run> (reads tables/failures.csv)")
+    f.add_argument("--fail-on", default=None, choices=("none", "failed", "any"),
+                   help="default: $STBENCH_FAIL_ON, else failed")
     args = ap.parse_args(argv)
 
     from stbench.errors import ConfigError, StbenchError
@@ -63,6 +67,16 @@ def main(argv=None) -> int:
             if device not in known:
                 raise ConfigError(f"no measured rates for device {device!r}; measured: {', '.join(known)}")
             print(cost_estimate.report(cost_estimate.estimate(config, device, args.rates), device))
+        elif args.cmd == "failures":
+            import os
+            from pathlib import Path
+
+            from stbench.failures import default_fail_on, finish
+
+            if not (Path(args.run_dir) / "tables" / "failures.csv").exists():
+                raise ConfigError(f"{args.run_dir}/tables/failures.csv does not exist: run the workflow (its `failures` rule) first")
+            return int(finish(args.run_dir, args.fail_on or os.environ.get("STBENCH_FAIL_ON") or default_fail_on(),
+                              stream=sys.stdout))
         elif args.cmd == "simulate":
             from pathlib import Path
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from stbench.atomic import write_text
+from stbench.failures import problem_runs
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html.j2"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "datasets"
@@ -117,29 +118,6 @@ def paper_comparison(vs_paper_csv) -> dict | None:
 
 
 # --- runs: failures, cost ---------------------------------------------------------------------------------------
-
-
-def problem_runs(metric_files) -> list[dict]:
-    """Every run whose status is not 'ok' (failed, skipped, suspect), with its reason and its log."""
-    from stbench.masks import MaskSpec
-
-    out = []
-    for f in metric_files:
-        rec = json.loads(Path(f).read_text())
-        status = str(rec.get("status"))
-        if status == "ok":
-            continue
-        try:
-            mask = MaskSpec.from_dict(dict(rec.get("mask") or {})).id
-        except (TypeError, ValueError):
-            mask = "?"
-        kind = status.split(":")[0].split(" ")[0]
-        log = f"logs/impute/{rec.get('dataset')}_{mask}_seed{rec.get('seed')}_{rec.get('method')}_{rec.get('variant')}.log"
-        out.append({"kind": kind, "dataset": rec.get("dataset"), "mask": mask, "seed": rec.get("seed"),
-                    "method": rec.get("method"), "variant": rec.get("variant"), "status": status,
-                    "reason": rec.get("error") or status, "log": log})
-    order = {"failed": 0, "suspect": 1, "skipped": 2}
-    return sorted(out, key=lambda r: (order.get(r["kind"], 3), r["dataset"] or "", r["method"] or "", str(r["seed"])))
 
 
 def cost_rows(cost_csv) -> list[dict]:

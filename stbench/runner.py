@@ -10,6 +10,7 @@ run.json says ``skipped: no reference``, and so does its row.
 from __future__ import annotations
 
 import platform
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,8 @@ def run_method(method, params: dict, task_file, out_dir, *, reference_file=None,
                mem_mb=None, log_file=None, checkpoint_dir=None) -> dict:
     """Run ``method`` (a registry.Method) on a task file; write imputed.npz and run.json to ``out_dir``.
 
+    ``checkpoint_dir``: the job's folder for training checkpoints, outside the sandbox, so that a killed job's
+    rerun resumes; removed once the row is ok or skipped (kept after a failure, so that a forced rerun resumes).
     The record is this process's: method, variant, dataset, seed, isolation, device and cost are set or measured
     here; of the child's output only the predictions and its validated ``info`` block are taken."""
     from stbench.sandbox import resolve_isolation, run_in_sandbox
@@ -92,10 +95,14 @@ def run_method(method, params: dict, task_file, out_dir, *, reference_file=None,
             record["error"] = "unknown error"
         write_npz(out_dir / "imputed.npz", failed=np.array(str(record["error"])))
     write_json(out_dir / "run.json", record)
-    if log_file is not None and not Path(log_file).exists():
-        from stbench.atomic import write_text
-
-        write_text(log_file, "")
+    if checkpoint_dir is not None and not str(record.get("status")).startswith("failed"):
+        # done with: a failed row keeps its checkpoints, so that a forced rerun resumes
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if log_file is not None:  # the row's outcome closes the job's log (a failure's error where the report links)
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "a") as fh:
+            fh.write(f"stbench: {method.name}/{variant}: {record.get('status')}"
+                     + (f": {record.get('error')}" if record.get("status") != "ok" else "") + "\n")
     return record
 
 

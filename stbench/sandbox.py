@@ -48,7 +48,9 @@ ISOLATION = ("auto", "bwrap", "process")
 DEFAULT_TIMEOUT_S = 48 * 3600   # a method that sets none still ends: two days, above any paper-size run measured
 SANDBOX_UID = 65534             # "nobody" inside the sandbox's user namespace
 BOX = Path("/box")              # the box's path inside bwrap
-LOG_CAP = 256 * 1024            # bytes of the child's output kept in the job's log (the tail)
+LOG_CAP = 256 * 1024            # bytes of the child's output kept in the job's log past LIVE_CAP (the tail)
+LIVE_CAP = 16 * 2**20          # bytes of the child's output copied into the job's log as they come
+LIVE_POLL_S = 1.0               # how often the job's log is brought up to date while the child runs
 INFO_CAP = 256 * 1024           # bytes of child.json read at most
 MEM_HEADROOM = (2.0, 1024)      # the data limit: max(2 x mem_mb, mem_mb + 1024 MB) (README: resources)
 POLL_S = 0.05
@@ -60,7 +62,7 @@ _PACKAGE = Path(__file__).resolve().parent
 # the part of stbench a method may use (stbench.child's imports and the shared model code): not the simulator,
 # the loaders or the dataset recipes, from which a public simulated dataset's truth can be rebuilt
 CHILD_MODULES = ("__init__.py", "errors.py", "atomic.py", "child.py", "task.py", "preprocess.py", "contract.py",
-                 "options.py", "methodkit.py", "reference_protocol.py", "runner.py", "diffusion")
+                 "options.py", "methodkit.py", "progress.py", "reference_protocol.py", "runner.py", "diffusion")
 # system folders bound read-only into the bwrap root (those that exist; symlinks are recreated as symlinks)
 _SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC = ("passwd", "group", "nsswitch.conf", "hosts", "host.conf", "resolv.conf", "ld.so.cache", "ld.so.conf",
@@ -570,6 +572,56 @@ def read_predictions(box: Path, n_spots: int, n_genes: int):
         return None, f"out/imputed.npz cannot be read ({type(e).__name__}: {e})"
 
 
+class _LiveLog:
+    """Copies the child's output from the parent's unnamed log file into the job's log while the child runs (every
+    ``LIVE_POLL_S``), so that a long job can be watched without a terminal. The parent reads its own descriptor of a
+    file it created (the child holds only a write end), so nothing here can block on the child. At most
+    ``LIVE_CAP`` bytes are copied live; past that, the last ``LOG_CAP`` bytes are appended at the end."""
+
+    def __init__(self, log, log_file):
+        import threading
+
+        self.log_file, self.copied, self.cut = log_file, 0, False
+        self._fd = os.open(f"/proc/self/fd/{log.fileno()}", os.O_RDONLY) if log_file is not None else None
+        self._stop = threading.Event()
+        self._thread = None
+        if self._fd is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    def _copy(self) -> None:
+        with open(self.log_file, "ab") as out:
+            while not self.cut:
+                chunk = os.read(self._fd, 65536)
+                if not chunk:
+                    return
+                if self.copied + len(chunk) > LIVE_CAP:
+                    self.cut = True
+                    return
+                out.write(chunk)
+                self.copied += len(chunk)
+
+    def _run(self) -> None:
+        while not self._stop.wait(LIVE_POLL_S):
+            self._copy()
+
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._copy()
+        if self.cut:  # too much output: the tail, after a marker
+            size = os.fstat(self._fd).st_size
+            start = max(self.copied, size - LOG_CAP)
+            os.lseek(self._fd, start, os.SEEK_SET)
+            tail = os.read(self._fd, LOG_CAP)
+            with open(self.log_file, "ab") as out:
+                out.write(f"\n[... {start - self.copied} bytes of output cut ...]\n".encode() + tail)
+        os.close(self._fd)
+        self._fd = None
+
+
 # ----------------------------------------------------------------------------- one job
 
 def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, device: str = "auto", threads: int = 1,
@@ -639,14 +691,17 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
         cmd = [sys.executable, "-I", "-c", boot, str(inner / "lib")]
         if level == "bwrap":
             cmd = [*_bwrap_args(box, network=network, gpu=gpu, checkpoint_dir=checkpoint_dir, inputs=inputs), *cmd]
+        if log_file is not None:
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+            with open(log_file, "a") as fh:
+                fh.write(f"--- {method.name}: child process output ({recorded} isolation) ---\n")
         with tempfile.TemporaryFile(dir=tmp_parent) as log:  # unnamed: the child cannot swap it for a FIFO
-            cost = supervise(cmd, cwd=box, env=_child_env(inner, int(threads), token, gpu), timeout=timeout, log=log,
-                             mem_limit_bytes=mem_limit, token=token, gpu_passed=gpu)
-            size = log.seek(0, os.SEEK_END)
-            log.seek(max(0, size - LOG_CAP))
-            child_log = log.read(LOG_CAP).decode(errors="replace")
-            if size > LOG_CAP:
-                child_log = f"[... {size - LOG_CAP} earlier bytes of output cut ...]\n" + child_log
+            live = _LiveLog(log, log_file)  # the output, as it comes, in the job's log (progress lines can be watched)
+            try:
+                cost = supervise(cmd, cwd=box, env=_child_env(inner, int(threads), token, gpu), timeout=timeout,
+                                 log=log, mem_limit_bytes=mem_limit, token=token, gpu_passed=gpu)
+            finally:
+                live.close()
         raw = _open_in(box, "out/child.json", INFO_CAP)
         try:
             info = validate_info(json.loads(raw) if raw is not None else None)
@@ -669,10 +724,8 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
             imputed, why = read_predictions(box, *shape)
             if imputed is None:
                 info.update(status="failed", error=why)
-        if log_file is not None:  # the child's output (capped) and its traceback, appended to the job's log
-            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        if log_file is not None:  # a failed child's error and traceback close its output in the job's log
             with open(log_file, "a") as fh:
-                fh.write(f"--- {method.name}: child process output ({recorded} isolation) ---\n{child_log}")
                 if info["status"] != "ok":
                     fh.write(f"--- {method.name}: {info['status']}: {info.get('error')}\n")
                     if info.get("traceback"):

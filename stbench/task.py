@@ -44,9 +44,9 @@ class ImputationTask:
     device: str = "cpu"           # "cpu", "cuda" or "auto" (cuda when available): use torch_device()
     scratch: Path = field(default_factory=lambda: Path("."))
     dataset: str = ""
+    checkpoint_dir: Path | None = None  # training checkpoints that survive a killed job (model state only; None: none)
     protocol: dict = field(default_factory=dict)  # preprocess options and mask spec (for provenance)
     info: dict = field(default_factory=dict)      # a method may record JSON-serialisable facts here: run.json's method_info
-    checkpoint_dir: Path | None = None
 
     @property
     def n_spots(self) -> int:

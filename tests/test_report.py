@@ -17,8 +17,10 @@ def report(tmp_path_factory):
 
 def test_report_is_one_self_contained_page_with_every_section(report):
     page = report.read_text()
-    # nothing is fetched: no external script, stylesheet or image; every image is an embedded PNG
-    assert not re.search(r'(src|href)="(?!data:image/png;base64,|#|https?://)', page)
+    # nothing is fetched: no external script, stylesheet or image; every image is an embedded PNG; the only
+    # relative links are <a> links to the run's own job logs (opened when clicked, never fetched)
+    assert not re.search(r'(src|href)="(?!data:image/png;base64,|#|https?://|logs/impute/)', page)
+    assert all(m.startswith('<a href="logs/impute/') for m in re.findall(r'<a href="logs/[^"]*"', page))
     assert not re.search(r'<(script|link)\b', page) and not re.search(r'src="https?://', page)
     imgs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(imgs) == 4  # the heatmap, Figure 3, the mask-ratio figure, the spatial map

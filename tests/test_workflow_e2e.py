@@ -32,6 +32,7 @@ def tiny_run(tmp_path_factory):
     (methods / "boom" / "impute.py").write_text("def impute(task):\n    raise RuntimeError('deliberate failure')\n")
     cfg = {
         "run": "tiny", "seeds": [0, 1], "methods_dir": str(methods),
+        "fail_on": "none",  # Boom's failed row is expected here (tests/test_failures.py checks the exit status)
         "preprocess": {"n_genes": 40, "min_detection": 0.1},
         "masks": [{"strategy": "random", "ratio": 0.1}],
         "datasets": {"sim": {"format": "simulate", "seed": 1, "n_rows": 10, "n_cols": 10, "n_genes": 60, "n_cells": 100}},

@@ -12,11 +12,16 @@ import time
 import numpy as np
 import torch
 
-from stbench.diffusion.common import Prepared, check_finite, default_chunk, determinism, sample_rows
+from stbench.diffusion.common import (CheckpointClock, Prepared, check_finite, checkpoint_file, default_chunk,
+                                      determinism, restore_rng_states, rng_states, sample_rows)
+from stbench.progress import Progress
 
 from .model import CSDI
 
 ENUMS = {"sampler": ("ddpm", "ddim"), "aggregate": ("median", "mean"), "schedule": ("quad", "linear")}
+# parameters that do not change the trained model (excluded from the checkpoint key)
+SAMPLING_ONLY = {"sampler", "sample_steps", "eta", "n_samples", "aggregate", "sample_batch", "progress",
+                 "progress_interval", "checkpoints", "checkpoint_interval", "threads"}
 
 
 def check_params(p: dict) -> None:
@@ -27,18 +32,36 @@ def check_params(p: dict) -> None:
         raise ValueError(f"CSDI: channels ({p['channels']}) must be divisible by heads ({p['heads']})")
 
 
-def fit(model: CSDI, X, O, train_idx, p: dict, gen) -> dict:
+def fit(model: CSDI, X, O, train_idx, p: dict, gen, ckpt=None) -> dict:
     """Adam with MultiStepLR (x lr_gamma at each milestone fraction of the epochs), as upstream's utils.train;
-    at least ``min_steps`` optimiser steps (whole epochs), so that a small section trains as long as a large one."""
+    at least ``min_steps`` optimiser steps (whole epochs), so that a small section trains as long as a large one.
+    ``ckpt``: a checkpoint file, written at epoch ends ``checkpoints`` times (and at the first epoch end after
+    every ``checkpoint_interval`` seconds) and resumed from when present
+    (model state, optimiser, schedule, RNG states and counters only; an epoch boundary resumes exactly)."""
     opt = torch.optim.Adam(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
     bs = int(p["batch_size"])
     per_epoch = max(1, -(-int(train_idx.numel()) // bs))
     epochs = max(int(p["epochs"]), -(-int(p.get("min_steps") or 0) // per_epoch))
     sched = torch.optim.lr_scheduler.MultiStepLR(
         opt, milestones=[int(m * epochs) for m in p["lr_milestones"]], gamma=float(p["lr_gamma"]))
-    hist, steps, t0 = [], 0, time.perf_counter()
+    hist, steps, first, t0 = [], 0, 0, time.perf_counter()
+    dev = X.device
+    if ckpt is not None and ckpt.exists():
+        st = torch.load(ckpt, map_location="cpu", weights_only=False)  # RNG states must stay CPU byte tensors
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        restore_rng_states(st, gen, dev)
+        hist, steps, first = st["history"], st["steps"], st["epoch"]
+    prog = Progress(epochs * per_epoch, label="CSDI train", every_s=p.get("progress_interval"), start=steps,
+                    enabled=bool(p.get("progress", True)))
+    if first:
+        prog.write(f"CSDI train: resuming from checkpoint {ckpt.name} at step {steps}/{epochs * per_epoch} "
+                   f"(epoch {first}/{epochs})")
+    every = max(1, epochs // int(p["checkpoints"])) if ckpt is not None else 0
+    saver = CheckpointClock(p.get("checkpoint_interval"))  # also at the first epoch end after N seconds
     model.train()
-    for _ in range(epochs):
+    for ep in range(first, epochs):
         perm = train_idx[torch.randperm(train_idx.numel(), generator=gen, device=train_idx.device)]
         tot, nb = 0.0, 0
         for s in range(0, perm.numel(), bs):
@@ -48,10 +71,17 @@ def fit(model: CSDI, X, O, train_idx, p: dict, gen) -> dict:
             loss.backward()
             opt.step()
             tot += float(loss.detach()); nb += 1; steps += 1
+            prog.update(steps, tot / nb)
         sched.step()
         hist.append(tot / max(nb, 1))
+        if every and ((ep + 1) % every == 0 or ep + 1 == epochs or saver.due()):
+            saver.saved()
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "history": hist, "steps": steps, "epoch": ep + 1, **rng_states(gen, dev)}, tmp)
+            tmp.replace(ckpt)
     model.eval()
-    return {"loss": hist, "steps": steps, "seconds": time.perf_counter() - t0}
+    return {"loss": hist, "steps": steps, "seconds": time.perf_counter() - t0, "resumed_from": first}
 
 
 def run(task, **p) -> dict:
@@ -66,7 +96,9 @@ def run(task, **p) -> dict:
         X = torch.as_tensor(xs, device=device)
         O = torch.as_tensor(m, device=device)
         model = CSDI(g, p).to(device)
-        hist = fit(model, X, O, torch.as_tensor(np.flatnonzero(train), device=device), p, gen)
+        # only in the job's checkpoint folder (it survives a killed job; the sandbox's scratch would not)
+        ckpt = checkpoint_file(task, p, "csdi", SAMPLING_ONLY) if getattr(task, "checkpoint_dir", None) else None
+        hist = fit(model, X, O, torch.as_tensor(np.flatnonzero(train), device=device), p, gen, ckpt)
         S = int(p["n_samples"])
         clip = 1.5 * float(np.abs(xs).max()) + 1.0  # DDIM x0 bound (as stMCDI); the DDPM chain is not clipped
         chunk = p["sample_batch"] or default_chunk(device, S, g)

@@ -6,14 +6,10 @@ never read); held-out entries are the imputation targets, observed entries the c
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from stbench.diffusion.common import Prepared, check_finite, default_chunk, sample_rows
+from stbench.diffusion.common import Prepared, check_finite, checkpoint_file, default_chunk, sample_rows
 from stbench.diffusion.common import determinism as _determinism
 
 from .graph import knn_edge_index
@@ -22,7 +18,7 @@ from .train import fit
 
 # parameters that do not change the trained model (excluded from the checkpoint key)
 _SAMPLING_ONLY = {"sampler", "sample_steps", "eta", "n_samples", "aggregate", "sample_batch", "progress",
-                  "checkpoints", "threads"}
+                  "progress_interval", "checkpoints", "checkpoint_interval", "threads"}
 SAMPLERS = ("ddpm", "ddim")
 AGGREGATES = ("median", "mean")
 OPTIMIZERS = ("adamw", "adam")
@@ -41,16 +37,6 @@ def check_params(p: dict) -> None:
         raise ValueError(f"stMCDI: train_mask_ratio={p['train_mask_ratio']!r} must lie in (0, 1)")
 
 
-def _key(task, p: dict) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps({k: v for k, v in sorted(p.items()) if k not in _SAMPLING_ONLY}, default=str).encode())
-    for a in (np.nan_to_num(np.asarray(task.observed, np.float32), nan=0.0), np.asarray(task.observed_mask),
-              np.asarray(task.coords), np.asarray(task.train_spots)):
-        h.update(np.ascontiguousarray(a).tobytes())
-    h.update(str(task.seed).encode())
-    return h.hexdigest()[:16]
-
-
 def run(task, **p) -> dict:
     """Fit and sample with the resolved parameters ``p`` (the registry's); returns imputed, spread
     (per-entry sample std), mean, median, history, parameter counts."""
@@ -66,10 +52,8 @@ def run(task, **p) -> dict:
         O = torch.as_tensor(m, device=device)
         edge_index = knn_edge_index(task.coords, int(p["k_neighbors"])).to(device)  # built once
         model = STMCDI(g, p).to(device)
-        ckpt = None
-        if p["checkpoints"] and task.scratch is not None:
-            Path(task.scratch).mkdir(parents=True, exist_ok=True)
-            ckpt = Path(task.scratch) / f"stmcdi-{_key(task, p)}.pt"
+        # in the job's checkpoint folder (outside the sandbox, survives a killed job) when the runner gives one
+        ckpt = checkpoint_file(task, p, "stmcdi", _SAMPLING_ONLY)
         train_idx = torch.as_tensor(np.flatnonzero(train), device=device)
         hist = fit(model, X, O, edge_index, train_idx, p, gen, ckpt, seed=int(task.seed))
 

@@ -1,15 +1,17 @@
 """Training loop: AdamW with the paper's step decay, EMA of the parameters, gradient clipping,
-bf16 autocast on CUDA, neighbour-subgraph mini-batches of spots, resumable checkpoints."""
+bf16 autocast on CUDA, neighbour-subgraph mini-batches of spots, resumable checkpoints (model state only; in the job's
+checkpoint folder when the runner gives one), progress lines in the job log (stbench.progress)."""
 
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from stbench.diffusion.common import CheckpointClock, restore_rng_states, rng_states
+from stbench.progress import Progress
 
 from .graph import subgraph_for
 
@@ -84,28 +86,31 @@ def fit(model, X: torch.Tensor, O: torch.Tensor, edge_index: torch.Tensor, train
         if ema is not None and st.get("ema") is not None:
             ema.shadow = [s.to(dev) for s in st["ema"]]
         step, history, resumed = st["step"], st["history"], st["step"]
-        gen.set_state(st["gen"])
-        torch.set_rng_state(st["cpu_rng"])
+        restore_rng_states(st, gen, dev)
+        ep_sum, ep_n = st.get("epoch_loss", (0.0, 0))  # the running epoch's loss so far (history stays exact)
+    else:
+        ep_sum, ep_n = 0.0, 0
     every = max(1, total // max(1, int(p["checkpoints"]))) if p["checkpoints"] else 0
+    saver = CheckpointClock(p.get("checkpoint_interval"))  # also every N seconds: a short time limit still progresses
+    ep_loss = X.new_tensor(float(ep_sum))  # summed on the device: one host sync per epoch, not per step
 
     def save():
+        """Model state only (model, optimiser, scheduler, EMA, RNG states, step counters): never data."""
         if ckpt is None or not p["checkpoints"]:
             return
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                     "ema": ema.shadow if ema is not None else None, "step": step, "history": history,
-                    "gen": gen.get_state(), "cpu_rng": torch.get_rng_state()}, tmp)
+                    "epoch_loss": (float(ep_loss), ep_n), **rng_states(gen, dev)}, tmp)
         tmp.replace(ckpt)
 
-    show = p["progress"] and sys.stderr.isatty()
-    bar = None
-    if show and step < total:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=total, initial=step, desc="stMCDI train", unit="step", leave=False)
+    prog = Progress(total, label="stMCDI train", every_s=p.get("progress_interval"), start=step,
+                    enabled=bool(p["progress"]))
+    if resumed:
+        prog.write(f"stMCDI train: resuming from checkpoint {ckpt.name} at step {resumed}/{total}")
     full = use_full_graph(dev, n, model.hops)
     t0 = time.perf_counter()
     model.train()
-    ep_loss, ep_n = X.new_zeros(()), 0  # summed on the device: one host sync per epoch, not per step
     perm = None
     while step < total:
         k = step % per_epoch
@@ -131,18 +136,15 @@ def fit(model, X: torch.Tensor, O: torch.Tensor, edge_index: torch.Tensor, train
             ema.update(model)
         step += 1
         ep_loss += mse.float(); ep_n += 1
+        prog.update(step, lambda: float(mse))
         if k == per_epoch - 1 or step == total:
             history.append(float(ep_loss) / ep_n)
             ep_loss, ep_n = X.new_zeros(()), 0
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(mse):.4f}", refresh=False)
-        if every and (step % every == 0 or step == total):
+        if every and (step % every == 0 or step == total or saver.due()):
             save()
+            saver.saved()
         if on_step is not None:
             on_step(step, model, ema)
-    if bar is not None:
-        bar.close()
     if ema is not None:
         ema.copy_to(model)
     model.eval()

@@ -1,10 +1,13 @@
 """Run helpers shared by the diffusion imputers (stMCDI, CSDI): seeding with deterministic kernels,
-the per-gene z-score of the observed entries, chunked sampling with median/mean/spread, and the
-non-finite check."""
+the per-gene z-score of the observed entries, chunked sampling with median/mean/spread, the
+non-finite check, and where a training checkpoint lives."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -87,3 +90,55 @@ def check_finite(imputed: np.ndarray, method: str = "stMCDI") -> None:
         raise FloatingPointError(
             f"{method}: the imputation has {bad} non-finite value(s) (NaN/inf) of {imputed.size}: the model diverged. "
             "Lower lr, keep grad_clip on (1.0), or use more sampling steps / a smaller x0 clip.")
+
+
+def checkpoint_file(task, p: dict, name: str, ignore=()) -> Path | None:
+    """The training checkpoint of this (task, parameters): ``<dir>/<name>-<key>.pt`` in
+    ``task.checkpoint_dir`` (the job's folder outside the sandbox, which survives a killed job) or else
+    ``task.scratch``; None when ``p["checkpoints"]`` is 0. The key hashes every parameter except
+    ``ignore`` (those that do not change the trained model) and the task's observed data, so that a
+    checkpoint of other settings or data is never resumed."""
+    folder = getattr(task, "checkpoint_dir", None) or task.scratch
+    if not p.get("checkpoints") or folder is None:
+        return None
+    h = hashlib.sha256()
+    h.update(json.dumps({k: v for k, v in sorted(p.items()) if k not in set(ignore)}, default=str).encode())
+    for a in (np.nan_to_num(np.asarray(task.observed, np.float32), nan=0.0), np.asarray(task.observed_mask),
+              np.asarray(task.coords), np.asarray(task.train_spots)):
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(str(task.seed).encode())
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder) / f"{name}-{h.hexdigest()[:16]}.pt"
+
+
+def rng_states(gen: torch.Generator, device: torch.device) -> dict:
+    """The RNG states a resumed training run needs: the method's generator, torch's CPU RNG (CPU dropout)
+    and the device's CUDA RNG (CUDA dropout)."""
+    return {"gen": gen.get_state(), "cpu_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def restore_rng_states(st: dict, gen: torch.Generator, device: torch.device) -> None:
+    gen.set_state(st["gen"])
+    torch.set_rng_state(st["cpu_rng"])
+    if device.type == "cuda" and st.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(st["cuda_rng"], device)
+
+
+class CheckpointClock:
+    """Wall-clock trigger for checkpoints: ``due()`` once ``interval_s`` seconds have passed since the start or
+    the last ``saved()``, so that a job under a time limit shorter than a tenth of its training still
+    progresses from one try to the next. ``interval_s`` None or 0: never due."""
+
+    def __init__(self, interval_s, clock=None):
+        import time
+
+        self.interval = float(interval_s or 0)
+        self.clock = clock or time.monotonic
+        self.last = self.clock()
+
+    def due(self) -> bool:
+        return self.interval > 0 and self.clock() - self.last >= self.interval
+
+    def saved(self) -> None:
+        self.last = self.clock()

@@ -61,6 +61,7 @@ def all_targets():
     out += figure4_files()
     if HAS_FIGURE3:
         out.append(f"{R}/figures/figure3.png")
+    out.append(f"{R}/tables/failures.csv")  # the failed/suspect/skipped summary, printed at the end (Snakefile)
     out.append(f"{R}/report.html")  # the report rule (report.smk) needs every table and figure above
     return out
 

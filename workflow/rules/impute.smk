@@ -17,6 +17,8 @@ rule impute:
         isolation=config["isolation"],
         methods_dir=config.get("methods_dir"),
         timeout_s=lambda wc: variant_of(wc).timeout_s,
+        # training checkpoints (model state only), outside the sandbox: a killed job's rerun resumes from them
+        checkpoint_dir=lambda wc: f"{R}/checkpoints/{wc.dataset}/{wc.mask}/seed{wc.seed}/{wc.method}/{wc.variant}",
     threads: lambda wc: int(variant_of(wc).resources["threads"])
     priority: lambda wc: variant_of(wc).priority
     resources:

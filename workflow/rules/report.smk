@@ -116,6 +116,19 @@ rule cost:
         "../scripts/cost.py"
 
 
+rule failures:
+    input:
+        metrics=metric_files(),
+        runs=run_files(),
+    output:
+        csv=f"{R}/tables/failures.csv",
+        md=f"{R}/tables/failures.md",
+    log:
+        f"{LOGS}/failures.log",
+    script:
+        "../scripts/failures.py"
+
+
 rule spatial:
     input:
         data=rules.preprocess.output.h5ad,
@@ -145,7 +158,7 @@ rule mask_ratio:
 
 rule report:
     input:
-        tables=table_files() + [f"{R}/tables/cost.csv"],
+        tables=table_files() + [f"{R}/tables/cost.csv", f"{R}/tables/failures.csv"],
         metrics=metric_files(),
         heatmaps=heatmap_files(),
         figure3=[f"{R}/figures/figure3.png"] if HAS_FIGURE3 else [],

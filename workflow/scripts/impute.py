@@ -15,4 +15,5 @@ with logged(snakemake.log[0]):
                 device=snakemake.params.device, threads=int(snakemake.threads), hide=snakemake.params.hide,
                 isolation=snakemake.params.isolation, methods_dir=snakemake.params.methods_dir,
                 log_file=snakemake.log[0], timeout_s=snakemake.params.timeout_s,
-                mem_mb=int(snakemake.resources.mem_mb))
+                mem_mb=int(snakemake.resources.mem_mb),
+                checkpoint_dir=snakemake.params.checkpoint_dir)
