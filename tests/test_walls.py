@@ -159,9 +159,10 @@ def _beacon_grows(beacon: Path, wait=0.4) -> bool:
 def test_a_double_forked_daemon_dies_with_its_job(isolation, small_pre, small_mask, near_tmp):
     _inputs(near_tmp, small_pre, small_mask)
     ck = near_tmp / "ck"
-    _, rec = run(near_tmp, "lingering_cheater", {"seconds": 4.0}, methods_dir=CHEATERS, isolation=isolation,
-                 checkpoint_dir=ck, evaluate=False)
-    assert rec["status"] == "ok", rec.get("error")
+    _, rec = run(near_tmp, "lingering_cheater", {"seconds": 4.0, "fail": True}, methods_dir=CHEATERS,
+                 isolation=isolation, checkpoint_dir=ck, evaluate=False)
+    # it fails on purpose after forking, so that the runner keeps its checkpoint folder (the test's window)
+    assert rec["status"] == "failed" and "left a daemon" in rec["error"], rec.get("error")
     assert (ck / "beacon").exists()  # the daemon ran, and wrote through the job's checkpoint folder
     assert not _beacon_grows(ck / "beacon")
     if isolation == "process":  # its own session and a wiped environment: found as an orphan of this process
@@ -174,8 +175,8 @@ def test_a_daemon_outlives_its_job_without_the_sweep(small_pre, small_mask, near
     monkeypatch.setattr(sandbox, "kill_job_tree", lambda *a, **k: 0)
     ck = near_tmp / "ck"
     try:
-        run(near_tmp, "lingering_cheater", {"seconds": 3.0}, methods_dir=CHEATERS, isolation="process",
-            checkpoint_dir=ck, evaluate=False)
+        run(near_tmp, "lingering_cheater", {"seconds": 3.0, "fail": True}, methods_dir=CHEATERS,
+            isolation="process", checkpoint_dir=ck, evaluate=False)
         assert _beacon_grows(ck / "beacon")
     finally:
         for pid in {int(x) for x in (ck / "beacon").read_text().split()}:
