@@ -14,4 +14,5 @@ with logged(snakemake.log[0]):
                 Path(snakemake.output.run).parent, reference=ref if ref.exists() else None,
                 device=snakemake.params.device, threads=int(snakemake.threads), hide=snakemake.params.hide,
                 isolation=snakemake.params.isolation, methods_dir=snakemake.params.methods_dir,
-                log_file=snakemake.log[0])
+                log_file=snakemake.log[0], gpu_slots=int(snakemake.params.gpu_slots),
+                slots_per_device=int(snakemake.params.slots_per_device))
