@@ -7,7 +7,7 @@ counts; which device a job uses is decided here, at job start, by an allocator t
 start at the same moment: one lock file per (device, slot) held with ``fcntl.flock`` for the job's
 lifetime (the kernel drops it when the process ends, even on SIGKILL), chosen under one allocator lock,
 on the least-loaded device. Written by hand because no library assigns devices to Snakemake jobs
-(the SLURM plugin leaves it to the cluster, where this allocator sees one device and pins to it).
+(under SLURM the cluster assigns devices, and this allocator steps aside).
 """
 
 from __future__ import annotations
@@ -120,9 +120,14 @@ def lease(n_slots: int, devices: list[str], slots_per_device: int, *, folder: Pa
 @contextlib.contextmanager
 def pinned(n_slots: int, slots_per_device: int, devices: list[str] | None = None, **kw):
     """Set ``CUDA_VISIBLE_DEVICES`` to the job's leased device(s) for the duration (restored after); a
-    CPU job (0 slots) or a machine without GPUs changes nothing and yields None."""
+    CPU job (0 slots), a machine without GPUs, or a SLURM job (the cluster gives it its own GPUs, each
+    numbered from 0 inside the job, so lock files shared on a node would mix different devices) changes
+    nothing and yields None."""
+    if n_slots <= 0 or os.environ.get("SLURM_JOB_ID"):
+        yield None
+        return
     devices = visible_devices() if devices is None else devices
-    if n_slots <= 0 or not devices:
+    if not devices:
         yield None
         return
     old = os.environ.get("CUDA_VISIBLE_DEVICES")

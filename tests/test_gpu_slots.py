@@ -35,6 +35,7 @@ def test_whole_devices_and_too_many(tmp_path):
 
 
 def test_pinned_sets_and_restores_cuda_visible_devices(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
     assert gs.visible_devices() == ["4", "5"]
     with gs.pinned(1, 2, folder=tmp_path) as d:
@@ -48,6 +49,10 @@ def test_pinned_sets_and_restores_cuda_visible_devices(tmp_path, monkeypatch):
     with gs.pinned(1, 2, folder=tmp_path) as none:  # no GPU visible
         assert none is None
     assert gs.visible_devices({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setenv("SLURM_JOB_ID", "42")  # the cluster assigned the devices: no lease, nothing changed
+    with gs.pinned(1, 2, folder=tmp_path) as none:
+        assert none is None and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
 
 
 def _worker(folder, out, hold):
@@ -97,3 +102,33 @@ def test_a_killed_job_releases_its_slots(tmp_path):
     p.join(10)
     with gs.lease(1, ["0"], 2, folder=tmp_path, timeout_s=5) as d:
         assert d == ["0"]
+
+
+def test_impute_step_runs_a_gpu_job_pinned_to_its_leased_device(tmp_path, monkeypatch, small_pre, small_mask):
+    """Through the workflow's own impute step and sandbox: the method's process sees the leased device only,
+    and a CPU method (0 slots) sees the machine's list unchanged."""
+    from stbench.steps import impute_step
+    from stbench.task import build_task, save_task
+
+    methods = tmp_path / "methods"
+    (methods / "probe").mkdir(parents=True)
+    (methods / "probe" / "method.yaml").write_text("name: probe\ntitle: Probe\ncitation: test\nenv: envs/core.yaml\n"
+                                                   "params: {}\nresources: {gpu: 1}\n")
+    (methods / "probe" / "impute.py").write_text(
+        "import os\nimport numpy as np\n\ndef impute(task):\n"
+        "    task.info['cuda_visible_devices'] = os.environ.get('CUDA_VISIBLE_DEVICES')\n"
+        "    return np.nan_to_num(np.asarray(task.observed))\n")
+    held, train = small_mask
+    save_task(tmp_path / "task.npz", build_task(small_pre, held, train))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,7")
+    monkeypatch.setenv(gs.LOCK_DIR_ENV, str(tmp_path / "locks"))
+    seen = {}
+    with gs.lease(1, ["3", "7"], 2, folder=tmp_path / "locks"):  # another job holds a slot of device 3
+        for name, slots, device in (("gpu", 1, "auto"), ("cpu", 0, "cpu")):
+            rec = impute_step(tmp_path / "task.npz", "probe", "default", {}, tmp_path / name, device=device,
+                              methods_dir=methods, isolation="process", gpu_slots=slots, slots_per_device=2)
+            assert rec["status"] == "ok", rec.get("error")
+            seen[name] = rec["method_info"]["cuda_visible_devices"]
+    assert seen == {"gpu": "7", "cpu": "3,7"}  # the least-loaded device; the CPU job untouched
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3,7"  # restored after the job

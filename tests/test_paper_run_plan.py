@@ -34,10 +34,14 @@ def test_config_yaml_runs_every_table1_system_on_the_six_datasets():
         assert v.params == cfg.variants({"methods": {m: {}}, "datasets": c["datasets"]})[0].params
 
 
-def test_dry_run_lists_every_table1_system_on_every_dataset():
+def _dry(workdir, *args):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "-n", *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300)
+
+
+def test_dry_run_lists_every_table1_system_on_every_dataset(tmp_path):
     """`snakemake -n` on config.yaml (offline): one impute job per system, dataset and seed."""
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "8", "--resources", "gpu=1",
-                          "--forceall"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = _dry(tmp_path, "--configfile", str(ROOT / "config.yaml"), "--cores", "8", "--resources", "gpu=1")
     assert out.returncode == 0, out.stderr[-3000:]
     jobs = set()
     for line in out.stdout.splitlines():
@@ -79,23 +83,15 @@ def test_slots_requested():
     assert req["stmcdi"] == 1 and req["csdi"] == k and req["dca"] == 0
 
 
-def test_dry_run_maps_the_users_gpus_to_slots():
+def test_dry_run_maps_the_users_gpus_to_slots(tmp_path):
     """--resources gpu=1 on the demo config with 3 slots per device: stMCDI (gpu_slots 1) asks for 1 of 3
     slots, CSDI for a whole device (3), DCA for none."""
     demo = yaml.safe_load((ROOT / "workflow" / "demo.yaml").read_text())
     demo["methods"] = {"stmcdi": {"preset": "quick", "resources": {"gpu_slots": 1}}, "csdi": {"preset": "quick"},
                        "dca": {"preset": "quick"}}
     demo["gpu_slots_per_device"] = 3
-    demo["run"] = "test-slots-plan"
-    conf = ROOT / ".snakemake" / "test_slots_plan.yaml"
-    conf.parent.mkdir(exist_ok=True)
-    conf.write_text(yaml.safe_dump(demo))
-    try:
-        out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--resources", "gpu=1",
-                              "--configfile", str(conf), "--forceall"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=300)
-    finally:
-        conf.unlink()
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(demo))
+    out = _dry(tmp_path, "--configfile", "c.yaml", "--cores", "2", "--resources", "gpu=1")
     assert out.returncode == 0, out.stderr[-3000:]
     got, method, rule = {}, None, None
     for line in out.stdout.splitlines():

@@ -23,10 +23,10 @@ HAS_FIGURE4 = any(v.figure == "figure4" for v in VARIANTS)
 # GPU slots (stbench/gpu_slots.py): `--resources gpu=N` becomes N x gpu_slots_per_device slots, and a
 # GPU job asks for the slots its method block allows, so several small GPU jobs share one device.
 SLOTS = int(config["gpu_slots_per_device"])
-_GPU = workflow.global_resources.get("gpu")
-GPU_SHARING = _GPU is not None and SLOTS > 1
+_GPU = getattr(workflow.global_resources.get("gpu"), "value", None)  # None: no --resources gpu=N (or a job's own process)
+GPU_SHARING = isinstance(_GPU, int) and SLOTS > 1
 if GPU_SHARING:
-    workflow.register_resource("gpu", int(getattr(_GPU, "value", _GPU)) * SLOTS)
+    workflow.register_resource("gpu", _GPU * SLOTS)
 
 
 wildcard_constraints:
