@@ -30,6 +30,9 @@ ESTIMATES = RATES / "gpu_job_estimates.yaml"
 # kernels busy 21% of a paper-preset training step on the H200 (benchmarks/README.md): the most that filling
 # the device (slots, ensembles) can give a host-bound step is 1 / 0.21
 PROFILE_BUSY = 0.21
+# the same profile's kernel time, 364.4 ms for 20 steps, against the unprofiled H200 rate (20.7 steps/s): if the
+# kernels' own time does not shrink when jobs or members share them, filling the device gives at most this
+KERNEL_BOUND = 1.0 / (0.3644 / 20 * 20.7)
 GOAL_HOURS = 24.0
 
 
@@ -321,6 +324,8 @@ def report(costs: list[JobCost], device: str, gpus=(1,), slots_per_device: int =
                  f"device-h {scen['none']:.1f} without, {scen['ensemble']:.1f} with. Not yet a workflow switch "
                  "(methods/stmcdi/README.md)")
     lines.append(f"  both: x{lv['both'].factor:.2f}, UNMEASURED ({lv['both'].source}); device-h {scen['both']:.1f}")
+    lines.append(f"  (the profile's 21% is of the profiled wall time; against the unprofiled H200 rate its kernels are busy "
+                 f"{1 / KERNEL_BOUND:.0%} of a step, so an unchanged kernel time would allow at most x{KERNEL_BOUND:.2f})")
     lines.append("  CUDA graphs / torch.compile: not built (need a GPU to build and measure)")
     longest = {}
     for name, sl, en in (("none", None, None), ("slots", lv["slots"], None), ("ensemble", None, lv["ensemble"]),
