@@ -49,3 +49,17 @@ def test_groups_and_refusals():
         ens.run_ensemble(None, {"default": base, "gat": variants["gat"]})
     with pytest.raises(ValueError, match="differ in more than"):
         ens.run_ensemble(None, {"default": base, "lr": variants["lr"]})
+
+
+def test_member_checkpoints_let_each_variants_own_run_only_sample(tmp_path):
+    """The ensemble writes each member's finished training in train.fit's checkpoint format; the variant's
+    separate run finds it in its scratch folder, trains no step, and imputes what a full separate run imputes."""
+    x, xy, held = smooth_data(n_side=7, n_genes=24)
+    members = {v: _params(VARIANTS[v], checkpoints=2) for v in ("default", "mask_gene", "no_lr_mask")}
+    ens.run_ensemble(make_task(x, xy, held, tmp_path / "e"), members, checkpoint_dir=tmp_path / "ckpt")
+    assert len(list((tmp_path / "ckpt").glob("stmcdi-*.pt"))) == 3
+    for v, p in members.items():
+        resumed = stm.run(make_task(x, xy, held, tmp_path / "ckpt"), **p)
+        assert resumed["history"]["resumed_from"] == resumed["history"]["steps"] > 4  # no training step ran
+        full = stm.run(make_task(x, xy, held, tmp_path / f"full-{v}"), **p)
+        np.testing.assert_allclose(resumed["imputed"], full["imputed"], rtol=1e-4, atol=1e-4, err_msg=v)

@@ -26,6 +26,7 @@ encoders other than GCN, ``enc_dropout`` > 0, and generators other than diffusio
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ from stbench.diffusion.common import determinism as _determinism
 from stbench.diffusion.masks import train_targets
 
 from .graph import knn_edge_index, subgraph_for
-from .impute import check_params, impute_with
+from .impute import _key, check_params, impute_with
 from .model import STMCDI, parameter_breakdown
 from .train import EMA, lr_factor, total_steps, use_full_graph
 
@@ -113,8 +114,13 @@ def _clip_per_member(grads: list[torch.Tensor], k: int, max_norm: float) -> None
         g.mul_(coef.view(k, *([1] * (g.dim() - 1))).to(g.dtype))
 
 
-def fit_ensemble(models: list[STMCDI], X, O, edge_index, train_idx, ps: list[dict], gens: list, *, seed: int = 0) -> list[dict]:
-    """Train the K models as one batched ensemble (in place); per member the history of ``train.fit``."""
+def fit_ensemble(models: list[STMCDI], X, O, edge_index, train_idx, ps: list[dict], gens: list, *, seed: int = 0,
+                 ckpts: list | None = None) -> list[dict]:
+    """Train the K models as one batched ensemble (in place); per member the history of ``train.fit``.
+
+    ``ckpts``: one path per member: its finished training written as ``train.fit``'s checkpoint (model,
+    optimiser, schedule, EMA, generator and RNG states; no data), so that the member's own separate run,
+    finding it, skips training and only samples (see ``member_checkpoint``)."""
     k = len(models)
     p = ps[0]  # every schedule/optimiser parameter is shared (shared_key)
     dev = X.device
@@ -208,6 +214,8 @@ def fit_ensemble(models: list[STMCDI], X, O, edge_index, train_idx, ps: list[dic
                 histories[i].append(v)
             ep_loss, ep_n = X.new_zeros(k), 0
     seconds = time.perf_counter() - t0
+    for i, path in enumerate(ckpts or []):
+        member_checkpoint(path, models[i], m0, params, opt, opt_cls, sched, ema, i, step, histories[i], gens[i])
     with torch.no_grad():  # the EMA (or last) weights into each member's own module
         final = ema.shadow if ema is not None else [q.detach() for q in params]
         for (name, _), w in zip(m0.named_parameters(), final):
@@ -218,9 +226,29 @@ def fit_ensemble(models: list[STMCDI], X, O, edge_index, train_idx, ps: list[dic
     return [{"loss": h, "steps": step, "seconds": seconds, "resumed_from": 0, "ensemble_size": k} for h in histories]
 
 
-def run_ensemble(task, members: dict[str, dict]) -> dict[str, dict]:
+def member_checkpoint(path, model, m0, params, opt, opt_cls, sched, ema, i: int, step: int, history: list, gen) -> None:
+    """Member ``i``'s state in the format of ``train.fit``'s checkpoints, written atomically: its raw weights,
+    its slice of the optimiser state, the shared schedule, its EMA, its generator, the global RNG."""
+    with torch.no_grad():
+        for (name, _), w in zip(m0.named_parameters(), params):
+            model.get_parameter(name).copy_(w[i])
+    sd = opt.state_dict()
+    own = {j: {key: (v[i] if torch.is_tensor(v) and v.dim() > 0 else v) for key, v in st.items()}
+           for j, st in sd["state"].items()}
+    single = opt_cls(model.parameters(), lr=1.0)  # only its structure: the state and groups are loaded
+    single.load_state_dict({"state": own, "param_groups": sd["param_groups"]})
+    tmp = Path(path).with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": single.state_dict(), "sched": sched.state_dict(),
+                "ema": [sh[i].clone() for sh in ema.shadow] if ema is not None else None, "step": step,
+                "history": history, "gen": gen.get_state(), "cpu_rng": torch.get_rng_state()}, tmp)
+    tmp.replace(path)
+
+
+def run_ensemble(task, members: dict[str, dict], checkpoint_dir=None) -> dict[str, dict]:
     """Fit the variants ``members`` (name -> resolved params, one ensemble group) on one task as one
-    batched ensemble; sample each; return name -> the dict ``impute.run`` returns for that variant."""
+    batched ensemble; sample each; return name -> the dict ``impute.run`` returns for that variant.
+    ``checkpoint_dir``: also write each member's finished training there under the name its separate run
+    looks for in ``task.scratch`` (``stmcdi-<key>.pt``), so a separate job of the variant only samples."""
     names = list(members)
     ps = [dict(members[v]) for v in names]
     for v, q in zip(names, ps):
@@ -245,7 +273,11 @@ def run_ensemble(task, members: dict[str, dict]) -> dict[str, dict]:
             torch.manual_seed(seed)
             models.append(STMCDI(g, q).to(device))
         train_idx = torch.as_tensor(np.flatnonzero(d.train), device=device)
-        hists = fit_ensemble(models, X, O, edge_index, train_idx, ps, gens, seed=seed)
+        ckpts = None
+        if checkpoint_dir is not None:
+            Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+            ckpts = [Path(checkpoint_dir) / f"stmcdi-{_key(task, q)}.pt" for q in ps]
+        hists = fit_ensemble(models, X, O, edge_index, train_idx, ps, gens, seed=seed, ckpts=ckpts)
         out = {}
         for v, q, mdl, gen, h in zip(names, ps, models, gens, hists):
             res = impute_with(mdl, d, X, O, edge_index, q, gen, device)
