@@ -9,5 +9,5 @@ OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
 PY=${PY:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 timeout 420 $PY benchmarks/bench_stmcdi_levers.py --device cuda --preset paper --spots 2000 --genes 1000 \
-  --steps 300 --members 6 11 --jobs 2 4 6 --startup-s 45 --out "$OUT/stmcdi_levers_cuda.csv" 2>&1 | grep -v Warning
+  --steps 150 --members 6 11 --jobs 2 4 6 --startup-s 40 --out "$OUT/stmcdi_levers_cuda.csv" 2>&1 | grep -v Warning
 cat "$OUT/stmcdi_levers_cuda.csv"
