@@ -24,6 +24,7 @@ def main(argv=None) -> int:
     e.add_argument("--config", default="config.yaml")
     e.add_argument("--device", default=None, help="a device named in the rate CSVs (default: the first CUDA one)")
     e.add_argument("--rates", nargs="*", default=None, help="rate CSVs (default: benchmarks/results/stmcdi_*.csv)")
+    e.add_argument("--gpus", nargs="*", type=int, default=[1, 2, 4, 8], help="wall time for --resources gpu=N, each N")
     f = sub.add_parser("failures", help="print a run's failed, suspect and skipped rows; exit 1 if fail_on says so")
     f.add_argument("run_dir", help="the run's folder, results/<run> (reads tables/failures.csv)")
     f.add_argument("--fail-on", default=None, choices=("none", "failed", "any"),
@@ -66,7 +67,10 @@ def main(argv=None) -> int:
             device = args.device or next((d for d in known if d != "cpu"), known[0] if known else "cpu")
             if device not in known:
                 raise ConfigError(f"no measured rates for device {device!r}; measured: {', '.join(known)}")
-            print(cost_estimate.report(cost_estimate.estimate(config, device, args.rates), device))
+            from stbench.config import with_defaults
+
+            k = int(with_defaults(config)["gpu_slots_per_device"])
+            print(cost_estimate.report(cost_estimate.estimate(config, device, args.rates), device, args.gpus, k))
         elif args.cmd == "failures":
             import os
             from pathlib import Path

@@ -167,6 +167,13 @@ def _timeout(block: dict, method) -> float | None:
     return float(t) if t is not None else None
 
 
+def job_device(device: str, resources: dict) -> str:
+    """The device one job runs on: what its method declares. A method (or method block) with
+    ``resources.gpu`` 0 runs on cpu whatever ``device`` says, so it never takes a GPU the scheduler did
+    not give it; a GPU method gets ``device`` (``auto``: cuda when available, else cpu)."""
+    return device if int(resources.get("gpu", 0) or 0) > 0 else "cpu"
+
+
 def seeds(config: dict) -> list[int]:
     s = config.get("seeds", [0])
     return [int(x) for x in (s if isinstance(s, list) else range(int(s)))]

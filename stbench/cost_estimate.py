@@ -1,11 +1,19 @@
-"""Cost model of a config: estimated device-hours of every impute job, from measured rates.
+"""Cost model of a config: device-hours of every GPU impute job, and the run's wall time on N GPUs.
 
-Rates are the benchmark CSVs in ``benchmarks/results/`` (``bench_stmcdi.py`` writes them:
-training steps per second and denoiser seconds per 1000 spots, per device, preset and size). A job
-whose rate was never measured is reported as unmeasured, never guessed. The other rules (prepare,
-preprocess, mask, task, evaluate, tables) take seconds and are listed as such.
+Each job's figure says where it comes from (``basis``):
 
-    stbench estimate --config config.yaml [--device "NVIDIA H100 80GB HBM3"] [--rates benchmarks/results/*.csv]
+* ``measured``: stMCDI, from the benchmark CSVs in ``benchmarks/results/`` (``bench_stmcdi.py``: training
+  steps per second and denoiser seconds per 1000 spots, per device, preset and size);
+* ``estimate``: CSDI from the nearest measured stMCDI shape (same denoiser code, no benchmark of its own);
+  the other GPU baselines from a CPU measurement scaled by a stated factor (``gpu_job_estimates.yaml``);
+* ``unmeasured``: no rate at all (reported, never guessed).
+
+The levers (GPU slots, batched ensembles) are applied to the training time of the jobs they concern, with
+their factor measured on a GPU (``stmcdi_levers_*.csv``, ``bench_stmcdi_levers.py``) or, where not, an
+assumed factor shown beside the figure without it. CPU jobs (``device`` cpu) and the other rules take
+seconds to minutes and are listed as such.
+
+    stbench estimate --config config.yaml [--device "NVIDIA H100 80GB HBM3"] [--gpus 1 2 4] [--rates ...]
 """
 
 from __future__ import annotations
@@ -17,7 +25,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RATES = ROOT / "benchmarks" / "results"
-DIFFUSION_METHODS = ("stmcdi",)  # methods whose cost follows the diffusion model below (bench_stmcdi.py)
+DIFFUSION_METHODS = ("stmcdi", "csdi")  # methods whose cost follows the diffusion model below (bench_stmcdi.py)
+ESTIMATES = RATES / "gpu_job_estimates.yaml"
+# kernels busy 21% of a paper-preset training step on the H200 (benchmarks/README.md): the most that filling
+# the device (slots, ensembles) can give a host-bound step is 1 / 0.21
+PROFILE_BUSY = 0.21
+# the same profile's kernel time, 364.4 ms for 20 steps, against the unprofiled H200 rate (20.7 steps/s): if the
+# kernels' own time does not shrink when jobs or members share them, filling the device gives at most this
+KERNEL_BOUND = 1.0 / (0.3644 / 20 * 20.7)
+GOAL_HOURS = 24.0
 
 
 @dataclass
@@ -32,6 +48,9 @@ class JobCost:
     train_s: float | None = None
     sample_s: float | None = None
     rate: str = ""
+    basis: str = "unmeasured"  # measured | estimate | unmeasured | cpu
+    slots: int = 0  # GPU slots of one job (stbench.gpu_slots); 0: a CPU job
+    ensemble: int = 1  # size of the batched-ensemble group this variant belongs to (1: none)
 
     @property
     def hours(self) -> float | None:
@@ -100,24 +119,31 @@ def load_rates(paths=None) -> list[dict]:
     return rows
 
 
-def _rate(rates: list[dict], device: str, p: dict, n_spots: int, n_genes: int) -> dict | None:
-    """The measured row for this device and model size (channels, layers, heads, batch), nearest in genes then spots."""
+def _rate(rates: list[dict], device: str, p: dict, n_spots: int, n_genes: int, exact: bool = True) -> dict | None:
+    """The measured row for this device and model size (channels, layers, heads, batch), nearest in genes then
+    spots; ``exact=False``: the row nearest in (channels, layers) on this device (another model's estimate)."""
     def same(r):
         return (r["device"] == device and int(r["channels"]) == int(p["channels"]) and int(r["layers"]) == int(p["layers"])
                 and int(r["heads"]) == int(p["heads"]) and int(r["batch_size"]) == int(p["batch_size"]))
     cand = [r for r in rates if same(r)]
+    if not cand and not exact:
+        cand = [r for r in rates if r["device"] == device]
+        if cand:
+            best = min((abs(int(r["channels"]) - int(p["channels"])), abs(int(r["layers"]) - int(p["layers"]))) for r in cand)
+            cand = [r for r in cand if (abs(int(r["channels"]) - int(p["channels"])),
+                                        abs(int(r["layers"]) - int(p["layers"]))) == best]
     if not cand:
         return None
     return min(cand, key=lambda r: (abs(int(r["n_genes"]) - n_genes), abs(int(r["n_spots"]) - n_spots)))
 
 
-def diffusion_cost(p: dict, n_spots: int, n_genes: int, rates: list[dict], device: str) -> tuple:
-    """(train steps, train seconds, sampling seconds, rate used) of one stMCDI fit + imputation."""
+def diffusion_cost(p: dict, n_spots: int, n_genes: int, rates: list[dict], device: str, exact: bool = True) -> tuple:
+    """(train steps, train seconds, sampling seconds, rate used) of one stMCDI (or CSDI) fit + imputation."""
     # as the method's training loop counts them (methods/stmcdi/train.py total_steps): epochs, floored, capped
     steps = max(int(p["epochs"]) * max(1, math.ceil(n_spots / int(p["batch_size"]))), int(p.get("min_steps") or 0))
     if p.get("max_steps"):
         steps = min(steps, int(p["max_steps"]))
-    r = _rate(rates, device, p, n_spots, n_genes)
+    r = _rate(rates, device, p, n_spots, n_genes, exact)
     if r is None:
         return steps, None, None, "unmeasured"
     # denoiser seconds per 1000 spots per chain step at the benchmark's sample count, scaled to ours
@@ -127,21 +153,58 @@ def diffusion_cost(p: dict, n_spots: int, n_genes: int, rates: list[dict], devic
     return steps, steps / float(r["train_steps_per_s"]), sample_s, f"{r['_file']}: {r['device']} {r['n_spots']}x{r['n_genes']}"
 
 
-def estimate(config: dict, device: str, rate_files=None, results_dir=None) -> list[JobCost]:
+def load_estimates(path=None) -> dict:
+    """The CPU-scaled per-job estimates of the GPU baselines (``gpu_job_estimates.yaml``)."""
+    import yaml
+
+    p = Path(path or ESTIMATES)
+    return (yaml.safe_load(p.read_text()) or {}) if p.exists() else {}
+
+
+def scaled_cost(e: dict, n_spots: int, n_genes: int) -> float:
+    """GPU seconds of one job from a CPU measurement: scaled to the dataset's size, divided by the assumed GPU factor."""
+    return (float(e["cpu_seconds"]) * (n_spots / float(e["ref_spots"])) ** float(e["spots_exponent"])
+            * (n_genes / float(e["ref_genes"])) ** float(e["genes_exponent"]) / float(e["gpu_factor"]))
+
+
+def estimate(config: dict, device: str, rate_files=None, results_dir=None, estimates=None) -> list[JobCost]:
     from stbench import config as cfg
+    from stbench.gpu_slots import slots_requested
 
     config = cfg.with_defaults(config)
     rates = load_rates(rate_files)
+    table = load_estimates() if estimates is None else estimates
     sizes = dataset_sizes(config, results_dir)
     n_jobs = len(cfg.seeds(config)) * len(cfg.masks(config))
+    k = int(config.get("gpu_slots_per_device") or 1)
+    variants = cfg.variants(config)
+    group_of = {}
+    if any(v.method == "stmcdi" for v in variants):
+        from stbench.registry import get_method
+
+        ens = get_method("stmcdi", config.get("methods_dir")).load_module("ensemble")
+        for names in ens.groups({v.name: v.params for v in variants if v.method == "stmcdi"}):
+            group_of.update({("stmcdi", n): len(names) for n in names})
     out = []
-    for v in cfg.variants(config):
+    for v in variants:
+        gpu = cfg.job_device(config["device"], v.resources) != "cpu"
         for ds, (n, g, _) in sizes.items():
-            jc = JobCost(ds, v.method, v.name, n_jobs, n, g)
-            if v.method in DIFFUSION_METHODS:
-                jc.train_steps, jc.train_s, jc.sample_s, jc.rate = diffusion_cost(v.params, n, g, rates, device)
+            jc = JobCost(ds, v.method, v.name, n_jobs, n, g, slots=slots_requested(v.resources, k) if gpu else 0,
+                         ensemble=group_of.get((v.method, v.name), 1))
+            if not gpu:
+                jc.basis, jc.rate = "cpu", "CPU job (its method.yaml asks for no GPU)"
+            elif v.method in DIFFUSION_METHODS:
+                exact = v.method == "stmcdi"
+                jc.train_steps, jc.train_s, jc.sample_s, jc.rate = diffusion_cost(v.params, n, g, rates, device, exact)
+                if jc.train_s is not None:
+                    jc.basis = "measured" if exact else "estimate"
+                    if not exact:
+                        jc.rate = f"nearest measured stMCDI shape ({jc.rate}); {v.method} itself not benchmarked"
+            elif v.method in table:
+                jc.train_s, jc.sample_s, jc.basis = scaled_cost(table[v.method], n, g), 0.0, "estimate"
+                jc.rate = f"CPU measurement / {table[v.method]['gpu_factor']} (assumed GPU speed-up), {ESTIMATES.name}"
             else:
-                jc.rate = "CPU baseline: not modelled (minutes per job on the demo; see results/<run>/tables/cost.csv)"
+                jc.rate = "unmeasured: no GPU rate and no CPU-scaled estimate"
             out.append(jc)
     return out
 
@@ -150,30 +213,142 @@ def devices(rate_files=None) -> list[str]:
     return sorted({r["device"] for r in load_rates(rate_files)})
 
 
-def report(costs: list[JobCost], device: str) -> str:
-    """A plain-text table per method x variant (summed over datasets) and the grid's total."""
-    lines = [f"Estimated device time on {device} (rates measured by benchmarks/bench_stmcdi.py)", ""]
-    lines.append(f"{'method':10s} {'variant':12s} {'jobs':>5s} {'train steps/job':>16s} {'train h':>9s} {'sample h':>9s} {'total h':>9s}")
+@dataclass
+class Lever:
+    name: str
+    factor: float  # on the training time of the jobs it applies to
+    measured: bool
+    source: str
+
+
+def load_levers(device: str, paths=None) -> list[dict]:
+    """Rows of ``bench_stmcdi_levers.py``'s CSVs (``stmcdi_levers_*.csv``) for this device."""
+    rows = []
+    for p in paths or sorted(RATES.glob("stmcdi_levers_*.csv")):
+        with open(p, newline="") as fh:
+            rows += [dict(r, _file=Path(p).name) for r in csv.DictReader(fh) if r.get("device") == device]
+    return rows
+
+
+def levers(device: str, slots_per_device: int, ensemble_size: int, rows=None) -> dict[str, Lever]:
+    """Each lever's factor on training time: measured on this device where ``stmcdi_levers_*.csv`` has it
+    (the row nearest in k), else assumed: the profile's host-bound step gives at most 1 / PROFILE_BUSY."""
+    rows = load_levers(device) if rows is None else rows
+    cap = 1.0 / PROFILE_BUSY
+    out = {}
+    for name, k in (("slots", slots_per_device), ("ensemble", ensemble_size)):
+        got = [r for r in rows if r["lever"] == name]
+        if k <= 1:
+            out[name] = Lever(name, 1.0, False, "off (k = 1)")
+        elif got:
+            r = min(got, key=lambda r: abs(int(r["k"]) - k))
+            out[name] = Lever(name, float(r["speedup"]), True,
+                              f"{r['_file']}: k = {r['k']}, {r['n_spots']} x {r['n_genes']}, {r['preset']}")
+        else:
+            out[name] = Lever(name, min(float(k), cap), False,
+                              f"assumed min(k = {k}, 1 / {PROFILE_BUSY}): kernels busy {PROFILE_BUSY:.0%} of a step (H200 profile)")
+    both = max(out["slots"].factor, out["ensemble"].factor)
+    out["both"] = Lever("both", min(both, cap) if both > 1 else 1.0, False,
+                        "assumed: the larger of the two (both fill the same device; its kernel time is the limit)")
+    return out
+
+
+def device_hours(costs: list[JobCost], slots: Lever | None = None, ensemble: Lever | None = None) -> float:
+    """Device-hours of the GPU jobs with a lever applied to the training of the jobs it concerns: slots to
+    jobs that share a device (fewer slots than a device has), ensembles to the variants of a group."""
+    total = 0.0
+    for c in costs:
+        if c.hours is None:
+            continue
+        f = 1.0
+        if slots is not None and c.slots == 1:
+            f = max(f, slots.factor)
+        if ensemble is not None and c.ensemble > 1:
+            f = max(f, ensemble.factor)
+        total += c.jobs * (c.train_s / f + c.sample_s) / 3600
+    return total
+
+
+def wall_hours(device_h: float, longest_h: float, n_gpus: int) -> float:
+    """Wall time on ``n_gpus`` devices: the device-hours spread evenly, never below the longest single job."""
+    return max(device_h / max(1, n_gpus), longest_h)
+
+
+def report(costs: list[JobCost], device: str, gpus=(1,), slots_per_device: int = 4, lever_rows=None) -> str:
+    """Per method (summed over variants and datasets): jobs, basis, device-hours; the levers; the wall time
+    for --resources gpu=N; whether the run fits the GPU-day, and if not, what stops it."""
+    lines = [f"Estimated device time on {device} (every GPU job; basis: measured = benchmarks/bench_stmcdi.py rates,",
+             "estimate = another model's rate or a CPU measurement / an assumed GPU factor, unmeasured = no rate)", ""]
+    lines.append(f"{'method':16s} {'variant':12s} {'jobs':>5s} {'basis':10s} {'train h':>9s} {'sample h':>9s} {'total h':>9s}")
     groups: dict = {}
     for c in costs:
         groups.setdefault((c.method, c.variant), []).append(c)
-    total, unmeasured = 0.0, []
+    unmeasured, cpu = [], []
+    per_method: dict = {}
     for (m, v), cs in groups.items():
-        if m not in DIFFUSION_METHODS:
+        if cs[0].basis == "cpu":
+            cpu.append(m)
             continue
         if any(c.hours is None for c in cs):
             unmeasured.append(f"{m}/{v}")
-            lines.append(f"{m:10s} {v:12s} {sum(c.jobs for c in cs):5d} {'':>16s} {'unmeasured':>9s}")
+            lines.append(f"{m:16s} {v:12s} {sum(c.jobs for c in cs):5d} {'unmeasured':10s}")
             continue
         tr = sum(c.jobs * c.train_s for c in cs) / 3600
         sa = sum(c.jobs * c.sample_s for c in cs) / 3600
-        steps = round(sum(c.train_steps for c in cs) / len(cs))
-        total += tr + sa
-        lines.append(f"{m:10s} {v:12s} {sum(c.jobs for c in cs):5d} {steps:16d} {tr:9.1f} {sa:9.1f} {tr + sa:9.1f}")
-    lines += ["", f"Total for the modelled GPU jobs: {total:.1f} device-hours"
-              + (f" (unmeasured: {', '.join(unmeasured)})" if unmeasured else "")]
-    others = sorted({c.method for c in costs if c.method not in DIFFUSION_METHODS})
-    if others:
-        lines.append(f"Not modelled (CPU baselines, minutes per job): {', '.join(others)}")
+        per_method[m] = per_method.get(m, 0.0) + tr + sa
+        lines.append(f"{m:16s} {v:12s} {sum(c.jobs for c in cs):5d} {cs[0].basis:10s} {tr:9.1f} {sa:9.1f} {tr + sa:9.1f}")
+    base = device_hours(costs)
+    measured = sum(c.hours for c in costs if c.hours is not None and c.basis == "measured")
+    lines += ["", f"Total for the modelled GPU jobs: {base:.1f} device-hours ({measured:.1f} measured, "
+              f"{base - measured:.1f} estimated)" + (f" (unmeasured: {', '.join(unmeasured)})" if unmeasured else "")]
+    rates_used = sorted({f"{c.method}: {c.rate}" for c in costs if c.hours is not None and c.basis != "measured"})
+    if rates_used:
+        lines += ["Estimates used:"] + [f"  {r}" for r in rates_used]
+    if cpu:
+        lines.append(f"CPU jobs (device cpu, not on the GPU; minutes per job): {', '.join(sorted(set(cpu)))}")
     lines.append("Other rules (prepare, preprocess, mask, task, evaluate, tables): seconds per job.")
+    if base <= 0:
+        return "\n".join(lines)
+    ens_k = max((c.ensemble for c in costs), default=1)
+    lv = levers(device, slots_per_device, ens_k, lever_rows)
+    shared = sorted({c.method for c in costs if c.slots == 1})
+    scen = {"none": device_hours(costs), "slots": device_hours(costs, slots=lv["slots"]),
+            "ensemble": device_hours(costs, ensemble=lv["ensemble"]),
+            "both": device_hours(costs, slots=lv["slots"], ensemble=lv["both"])}
+    lines += ["", "Levers (on the training time of the jobs each concerns; sampling is unchanged):"]
+    lines.append(f"  slots: {slots_per_device} per GPU, shared by {', '.join(shared) or 'no job (gpu_slots: 1 nowhere)'}: "
+                 f"x{lv['slots'].factor:.2f}, {'measured on a GPU' if lv['slots'].measured else 'UNMEASURED on a GPU'} "
+                 f"({lv['slots'].source}); device-h {scen['none']:.1f} without, {scen['slots']:.1f} with")
+    lines.append(f"  ensemble: stMCDI groups of up to {ens_k} variants: x{lv['ensemble'].factor:.2f}, "
+                 f"{'measured on a GPU' if lv['ensemble'].measured else 'UNMEASURED on a GPU'} ({lv['ensemble'].source}); "
+                 f"device-h {scen['none']:.1f} without, {scen['ensemble']:.1f} with. Not yet a workflow switch "
+                 "(methods/stmcdi/README.md)")
+    lines.append(f"  both: x{lv['both'].factor:.2f}, UNMEASURED ({lv['both'].source}); device-h {scen['both']:.1f}")
+    lines.append(f"  (the profile's 21% is of the profiled wall time; against the unprofiled H200 rate its kernels are busy "
+                 f"{1 / KERNEL_BOUND:.0%} of a step, so an unchanged kernel time would allow at most x{KERNEL_BOUND:.2f})")
+    lines.append("  CUDA graphs / torch.compile: not built (need a GPU to build and measure)")
+    longest = {}
+    for name, sl, en in (("none", None, None), ("slots", lv["slots"], None), ("ensemble", None, lv["ensemble"]),
+                         ("both", lv["slots"], lv["both"])):
+        longest[name] = max((device_hours([c], sl, en) / c.jobs for c in costs if c.hours is not None), default=0.0)
+    lines += ["", "Wall time with --resources gpu=N (device-hours / N, at least the longest job):",
+              f"  {'N':>3s} {'no lever':>10s} {'slots':>10s} {'ensemble':>10s} {'both':>10s}"]
+    for n in gpus:
+        lines.append(f"  {n:3d} " + " ".join(f"{wall_hours(scen[k], longest[k], n):9.1f}h" for k in scen))
+    best = scen["both"]
+    if best <= GOAL_HOURS:
+        lines.append(f"Goal: {GOAL_HOURS:.0f} GPU-hours. Met with both levers ({best:.1f} device-hours"
+                     + ("" if lv["both"].measured else "; the levers are unmeasured on a GPU") + ").")
+        return "\n".join(lines)
+    lines.append(f"Goal: {GOAL_HOURS:.0f} GPU-hours. NOT met: {best:.1f} device-hours with both levers "
+                 f"({best / GOAL_HOURS:.1f}x the goal). What stops it, per method (device-hours without -> with both levers):")
+    with_both = {}
+    for c in costs:
+        if c.hours is not None:
+            with_both[c.method] = with_both.get(c.method, 0.0) + device_hours([c], lv["slots"], lv["both"])
+    for m, h in sorted(per_method.items(), key=lambda kv: -kv[1]):
+        basis = sorted({c.basis for c in costs if c.method == m})
+        train = sum(c.jobs * c.train_s for c in costs if c.method == m and c.hours is not None) / 3600
+        lines.append(f"  {m:16s} {h:10.1f} -> {with_both[m]:10.1f}  ({'/'.join(basis)}; training {train:.1f} h of it)")
+    return "\n".join(lines)
     return "\n".join(lines)

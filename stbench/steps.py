@@ -104,17 +104,23 @@ def task_step(preprocessed, mask_npz, out_task, *, dataset: str = "") -> None:
 
 def impute_step(task_file, method_name: str, variant: str, params: dict, out_dir, *, reference=None,
                 device: str = "auto", threads: int = 1, hide=(), isolation: str = "auto", methods_dir=None,
-                log_file=None, timeout_s=None, mem_mb=None, checkpoint_dir=None) -> dict:
+                log_file=None, timeout_s=None, mem_mb=None, checkpoint_dir=None, gpu_slots: int = 0,
+                slots_per_device: int = 1) -> dict:
     """Run one method variant on a task file in its sandbox (it never sees preprocessed.h5ad or a mask).
-    ``timeout_s``: the config's or else method.yaml's limit; ``mem_mb``: the declared memory (the data limit's base)."""
+
+    ``timeout_s``: the config's or else method.yaml's limit; ``mem_mb``: the declared memory (the data limit's base).
+    A GPU job (``gpu_slots`` > 0, on a cuda/auto device) first leases its slots on the least-loaded GPU
+    (stbench.gpu_slots) and runs with ``CUDA_VISIBLE_DEVICES`` set to it; the sandbox passes that on."""
+    from stbench.gpu_slots import pinned
     from stbench.registry import get_method
     from stbench.runner import run_method
 
     method = get_method(method_name, methods_dir)
-    return run_method(method, params, task_file, out_dir, reference_file=reference, device=device, threads=threads,
-                      hide=hide, isolation=isolation, variant=variant, log_file=log_file,
-                      timeout=timeout_s if timeout_s is not None else method.timeout_s, mem_mb=mem_mb,
-                      checkpoint_dir=checkpoint_dir)
+    with pinned(gpu_slots if device != "cpu" else 0, slots_per_device):
+        return run_method(method, params, task_file, out_dir, reference_file=reference, device=device, threads=threads,
+                          hide=hide, isolation=isolation, variant=variant, log_file=log_file,
+                          timeout=timeout_s if timeout_s is not None else method.timeout_s, mem_mb=mem_mb,
+                          checkpoint_dir=checkpoint_dir)
 
 
 SUSPECT = "suspect: near-perfect on held-out entries"

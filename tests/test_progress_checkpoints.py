@@ -100,7 +100,9 @@ def test_job_killed_mid_training_resumes_from_its_checkpoint_and_equals_an_unint
     job = subprocess.Popen([sys.executable, "-c", _impute_call(task, out, ck, log)], env=env, cwd=tmp_path,
                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.time()
-    while not list(ck.glob("stmcdi-*.pt")) and job.poll() is None and time.time() - t0 < 120:
+    # (the parent copies the child's output into the log every LIVE_POLL_S: wait for a line there too)
+    while (not list(ck.glob("stmcdi-*.pt")) or not (log.exists() and "stMCDI train: step" in log.read_text())) \
+            and job.poll() is None and time.time() - t0 < 120:
         time.sleep(0.05)
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()

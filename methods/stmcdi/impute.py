@@ -43,8 +43,8 @@ def run(task, **p) -> dict:
     check_params(p)
     device = task.torch_device()
     d = Prepared(task, p["standardise"])
-    x, m, train, mu, sd, xs = d.x, d.m, d.train, d.mu, d.sd, d.xs  # xs: 0 at held-out entries
-    n, g = x.shape
+    m, train, xs = d.m, d.train, d.xs  # xs: standardised, 0 at held-out entries
+    n, g = xs.shape
 
     with _determinism(int(task.seed), device, p["threads"]):
         gen = torch.Generator(device=device).manual_seed(int(task.seed))
@@ -56,32 +56,38 @@ def run(task, **p) -> dict:
         ckpt = checkpoint_file(task, p, "stmcdi", _SAMPLING_ONLY)
         train_idx = torch.as_tensor(np.flatnonzero(train), device=device)
         hist = fit(model, X, O, edge_index, train_idx, p, gen, ckpt, seed=int(task.seed))
+        out = impute_with(model, d, X, O, edge_index, p, gen, device)
+    return {**out, "history": hist, "n_parameters": parameter_breakdown(model), "params": p}
 
-        # ---- imputation: latent of the observed data over the full graph, then sampling -----
-        S = int(p["n_samples"])
-        amp = bool(p["amp"]) and device.type == "cuda"
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            Z = model.encode(X * O, edge_index)
-            Z = None if Z is None else Z.float()
-        clip = 1.5 * float(np.abs(xs).max()) + 1.0  # DDIM x0 bound: beyond any observed standardised value
-        chunk = p["sample_batch"] or default_chunk(device, S, g)
-        rows = np.flatnonzero((~m).any(1)) if p["lr_mask"] else np.arange(n)
 
-        def draw(idx):
-            zb = None if Z is None else Z[idx]
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                return model.sample(X[idx], O[idx], zb, S, p["sampler"], int(p["sample_steps"]), float(p["eta"]), gen,
-                                    clip=clip)
+def impute_with(model, d: Prepared, X, O, edge_index, p: dict, gen, device) -> dict:
+    """Sample a trained model at the held-out entries: the latent of the observed data over the full
+    graph, then ``n_samples`` draws per spot; imputed, median, mean and spread on the task's scale."""
+    x, m, xs, mu, sd = d.x, d.m, d.xs, d.mu, d.sd  # the caller holds the determinism context
+    n, g = x.shape
+    S = int(p["n_samples"])
+    amp = bool(p["amp"]) and device.type == "cuda"
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        Z = model.encode(X * O, edge_index)
+        Z = None if Z is None else Z.float()
+    clip = 1.5 * float(np.abs(xs).max()) + 1.0  # DDIM x0 bound: beyond any observed standardised value
+    chunk = p["sample_batch"] or default_chunk(device, S, g)
+    rows = np.flatnonzero((~m).any(1)) if p["lr_mask"] else np.arange(n)
 
-        med, mean, spread = sample_rows(draw, rows, (n, g), S, chunk, device)
+    def draw(idx):
+        zb = None if Z is None else Z[idx]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            return model.sample(X[idx], O[idx], zb, S, p["sampler"], int(p["sample_steps"]), float(p["eta"]), gen,
+                                clip=clip)
+
+    med, mean, spread = sample_rows(draw, rows, (n, g), S, chunk, device)
     est = med if p["aggregate"] == "median" else mean
     back = lambda a: a * sd + mu  # noqa: E731
     imputed = np.where(m, x, back(est))
     imputed = imputed.astype(np.float32)
     check_finite(imputed)  # a diverged model fails the run with a clear error
     spread = np.where(m, 0.0, spread * sd).astype(np.float32)  # observed entries are given, not sampled
-    return {"imputed": imputed, "median": back(med), "mean": back(mean), "spread": spread,
-            "history": hist, "n_parameters": parameter_breakdown(model), "params": p}
+    return {"imputed": imputed, "median": back(med), "mean": back(mean), "spread": spread}
 
 
 def impute(task, **params) -> np.ndarray:

@@ -20,6 +20,14 @@ TABLES = sorted({v.table for v in VARIANTS} - {"table1", "none"})
 HAS_FIGURE3 = any(v.figure == "figure3" for v in VARIANTS)
 HAS_FIGURE4 = any(v.figure == "figure4" for v in VARIANTS)
 
+# GPU slots (stbench/gpu_slots.py): `--resources gpu=N` becomes N x gpu_slots_per_device slots, and a
+# GPU job asks for the slots its method block allows, so several small GPU jobs share one device.
+SLOTS = int(config["gpu_slots_per_device"])
+_GPU = getattr(workflow.global_resources.get("gpu"), "value", None)  # None: no --resources gpu=N (or a job's own process)
+GPU_SHARING = isinstance(_GPU, int) and SLOTS > 1
+if GPU_SHARING:
+    workflow.register_resource("gpu", _GPU * SLOTS)
+
 
 wildcard_constraints:
     dataset=r"[^/]+",
@@ -71,6 +79,18 @@ def variant_of(wc):
     if key not in VMAP:
         raise ValueError(f"no variant '{wc.variant}' of method '{wc.method}' in the config")
     return VMAP[key]
+
+
+def job_slots(wc):
+    """GPU slots of one impute job (0 for CPU methods); the job leases them on a device when it starts."""
+    from stbench.gpu_slots import slots_requested
+
+    return slots_requested(variant_of(wc).resources, SLOTS)
+
+
+def gpu_request(wc):
+    """The impute job's `gpu` resource: slots when --resources gpu=N is given (local runs), else GPUs (SLURM)."""
+    return job_slots(wc) if GPU_SHARING else int(variant_of(wc).resources["gpu"])
 
 
 def truth_folders(wc):

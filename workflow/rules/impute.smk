@@ -13,7 +13,9 @@ rule impute:
         params=lambda wc: variant_of(wc).params,
         reference=lambda wc: f"{R}/{wc.dataset}/reference.h5ad",
         hide=truth_folders,
-        device=config["device"],
+        device=lambda wc: cfg.job_device(config["device"], variant_of(wc).resources),
+        gpu_slots=job_slots,
+        slots_per_device=SLOTS,
         isolation=config["isolation"],
         methods_dir=config.get("methods_dir"),
         timeout_s=lambda wc: variant_of(wc).timeout_s,
@@ -22,7 +24,7 @@ rule impute:
     threads: lambda wc: int(variant_of(wc).resources["threads"])
     priority: lambda wc: variant_of(wc).priority
     resources:
-        gpu=lambda wc: int(variant_of(wc).resources["gpu"]),
+        gpu=gpu_request,
         mem_mb=lambda wc: int(variant_of(wc).resources["mem_mb"]),
     log:
         f"{LOGS}/impute/{{dataset}}_{{mask}}_seed{{seed}}_{{method}}_{{variant}}.log",

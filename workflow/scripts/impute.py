@@ -16,4 +16,5 @@ with logged(snakemake.log[0]):
                 isolation=snakemake.params.isolation, methods_dir=snakemake.params.methods_dir,
                 log_file=snakemake.log[0], timeout_s=snakemake.params.timeout_s,
                 mem_mb=int(snakemake.resources.mem_mb),
-                checkpoint_dir=snakemake.params.checkpoint_dir)
+                checkpoint_dir=snakemake.params.checkpoint_dir,
+                gpu_slots=int(snakemake.params.gpu_slots), slots_per_device=int(snakemake.params.slots_per_device))

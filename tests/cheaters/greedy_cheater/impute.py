@@ -19,6 +19,7 @@ def impute(task, alloc_mb: int = 0, busy_threads: int = 0, port: int = 0):
     if alloc_mb:
         block = np.ones(int(alloc_mb) * 2**20 // 8)  # touched: resident, not only reserved
         task.info["allocated_mb"] = int(block.nbytes / 2**20)
+        time.sleep(0.6)  # held: the parent samples the tree's memory every 0.25 s
     if busy_threads:
         until = time.time() + 1.0
         ts = [threading.Thread(target=_spin, args=(until,)) for _ in range(int(busy_threads))]
