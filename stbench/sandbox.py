@@ -231,6 +231,15 @@ def _owner() -> str:
     return f"{socket.gethostname()} {os.getpid()}"
 
 
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits to be reaped (state Z in /proc/<pid>/stat)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+        return stat_line[stat_line.rindex(")") + 2:].startswith("Z")
+    except (OSError, ValueError):
+        return False
+
+
 def remove_stale_boxes(parent: Path) -> list[Path]:
     """Remove boxes left by a killed run: those whose owner (``<box>.owner``: host and pid of the impute
     process) is a process of this host that is gone."""
@@ -247,7 +256,8 @@ def remove_stale_boxes(parent: Path) -> list[Path]:
             continue  # another node's box on a shared $TMPDIR: not ours to judge
         try:
             os.kill(pid, 0)
-            continue  # still running
+            if not _zombie(pid):
+                continue  # still running (a zombie, killed and not yet reaped, is gone)
         except ProcessLookupError:
             pass
         except PermissionError:
@@ -274,11 +284,12 @@ def _child_env(inner: Path, threads: int, token: str, gpu: bool = False) -> dict
 
 # ----------------------------------------------------------------------------- supervision (parent only)
 
-def _set_subreaper() -> bool:
-    """Make this process the child subreaper: orphans of the job (double-forked daemons) are re-parented
-    here instead of to init, so the end-of-job sweep finds them whatever session or environment they took."""
+def _set_subreaper(on: bool = True) -> bool:
+    """Make this process the child subreaper (``on``) or not: while a job runs, its orphans (double-forked daemons)
+    are re-parented here instead of to init, so the end-of-job sweep finds them whatever session or environment
+    they took. Switched off again after the job, so that a caller's process is left as it was."""
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+        return ctypes.CDLL(None, use_errno=True).prctl(36, int(on), 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
     except (OSError, AttributeError):
         return False
 
@@ -401,13 +412,34 @@ def _wait_exit(pidfd, seconds: float) -> None:
     select.select([pidfd], [], [], seconds)
 
 
+def _is_subreaper() -> bool:
+    try:
+        flag = ctypes.c_int(0)
+        ctypes.CDLL(None, use_errno=True).prctl(37, ctypes.byref(flag), 0, 0, 0)  # PR_GET_CHILD_SUBREAPER
+        return bool(flag.value)
+    except (OSError, AttributeError):
+        return False
+
+
 def supervise(cmd, *, cwd: Path, env: dict, timeout: float, log, mem_limit_bytes: int | None, token: str,
               gpu_passed: bool = False) -> dict:
     """Run the child, measure it from outside (wall time, peak RSS of the tree, peak threads, GPU use), kill its
     whole tree at the end. The parent reads nothing the child controls here: the log is an unnamed file it opened."""
     import psutil
 
+    was_subreaper = _is_subreaper()
     _set_subreaper()
+    try:
+        return _supervise(cmd, cwd=cwd, env=env, timeout=timeout, log=log, mem_limit_bytes=mem_limit_bytes,
+                          token=token, gpu_passed=gpu_passed)
+    finally:
+        if not was_subreaper:
+            _set_subreaper(False)
+
+
+def _supervise(cmd, *, cwd, env, timeout, log, mem_limit_bytes, token, gpu_passed) -> dict:
+    import psutil
+
     spare = frozenset(c.pid for c in psutil.Process().children())
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
