@@ -20,7 +20,10 @@ in one place, the same for every reference method:
   none). How many genes were predicted from the reference, and how many by the fallback, goes to
   ``task.info["reference_protocol"]`` (run.json's ``method_info``) and to the tables.
 - **Scale.** A mapper returns non-negative expression in its own per-gene units (reference
-  normalised to the median cell total, as upstream). ``calibrate`` maps it to the task's scale
+  normalised to the median cell total, as upstream), or, with ``prediction_scale="log"``, values
+  already on a log scale (Tangram's projection of log-normalised cells, a sum over the cells mapped
+  to a spot that can pass exp's overflow at 709). A non-finite prediction is an error (the row
+  fails), never a value. ``calibrate`` maps it to the task's scale
   without the truth: ``moments`` (entry masks) matches log1p(prediction) per gene to the mean and sd
   of the gene's *observed* entries (the mapper never saw them; a prediction that is constant over
   spots becomes the gene mean); ``global`` (gene masks, whose genes have no observed entry) fits one
@@ -38,6 +41,7 @@ import numpy as np
 
 FILLS = ("knn", "gene_mean")
 CALIBRATIONS = ("auto", "moments", "linear", "global")
+PREDICTION_SCALES = ("expression", "log")
 
 
 @dataclass
@@ -147,9 +151,13 @@ def _observed_means(task) -> np.ndarray:
     return np.where(count > 0, x0.sum(0) / np.maximum(count, 1), overall)
 
 
-def _calibrate_moments(raw: np.ndarray, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Per gene: log1p(raw) standardised over the observed spots, given the observed mean and sd."""
-    v = np.log1p(np.maximum(raw, 0.0))
+def _log_scale(raw: np.ndarray, prediction_scale: str) -> np.ndarray:
+    """A mapper's prediction on a log scale: log1p of non-negative expression, or as given for ``log``."""
+    return np.asarray(raw, dtype=np.float64) if prediction_scale == "log" else np.log1p(np.maximum(raw, 0.0))
+
+
+def _calibrate_moments(v: np.ndarray, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per gene: the log-scale prediction ``v`` standardised over the observed spots, given the observed mean and sd."""
     out = np.empty_like(v)
     for j in range(v.shape[1]):
         m = mask[:, j]
@@ -160,9 +168,9 @@ def _calibrate_moments(raw: np.ndarray, obs: np.ndarray, mask: np.ndarray) -> np
     return out
 
 
-def _calibrate_linear(raw: np.ndarray, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Per gene: least squares of the observed entries on log1p(raw) over the observed spots (slope >= 0)."""
-    v = np.log1p(np.maximum(raw, 0.0))
+def _calibrate_linear(v: np.ndarray, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per gene: least squares of the observed entries on the log-scale prediction ``v`` over the observed spots
+    (slope >= 0)."""
     out = np.empty_like(v)
     for j in range(v.shape[1]):
         m = mask[:, j]
@@ -173,9 +181,9 @@ def _calibrate_linear(raw: np.ndarray, obs: np.ndarray, mask: np.ndarray) -> np.
     return out
 
 
-def _fit_global(raw_in: np.ndarray, obs_in: np.ndarray, mask_in: np.ndarray):
-    """One affine map log1p(prediction) -> task value, least squares over the input genes' observed entries."""
-    v = np.log1p(np.maximum(raw_in, 0.0))[mask_in]
+def _fit_global(v_in: np.ndarray, obs_in: np.ndarray, mask_in: np.ndarray):
+    """One affine map log-scale prediction -> task value, least squares over the input genes' observed entries."""
+    v = v_in[mask_in]
     y = obs_in[mask_in].astype(np.float64)
     if v.size < 2 or v.std() < 1e-12:
         return 0.0, float(y.mean()) if y.size else 0.0
@@ -184,7 +192,8 @@ def _fit_global(raw_in: np.ndarray, obs_in: np.ndarray, mask_in: np.ndarray):
 
 
 def reference_impute(task, mapper, *, n_folds: int = 5, fill: str = "knn", fill_k: int = 5,
-                     calibrate: str = "auto", min_input_genes: int = 2, extra: dict | None = None) -> np.ndarray:
+                     calibrate: str = "auto", min_input_genes: int = 2, extra: dict | None = None,
+                     prediction_scale: str = "expression") -> np.ndarray:
     """Impute ``task`` with a reference ``mapper`` under the protocol above; returns (n_spots, n_genes) float32.
 
     Records ``task.info["reference_protocol"]`` (when the task has an ``info`` dict).
@@ -195,6 +204,8 @@ def reference_impute(task, mapper, *, n_folds: int = 5, fill: str = "knn", fill_
         raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
     if calibrate not in CALIBRATIONS:
         raise ValueError(f"calibrate must be one of {CALIBRATIONS}, got {calibrate!r}")
+    if prediction_scale not in PREDICTION_SCALES:
+        raise ValueError(f"prediction_scale must be one of {PREDICTION_SCALES}, got {prediction_scale!r}")
     if int(n_folds) < 1:
         raise ValueError(f"n_folds must be >= 1, got {n_folds}")
     ref = task.reference
@@ -245,15 +256,19 @@ def reference_impute(task, mapper, *, n_folds: int = 5, fill: str = "knn", fill_
         raw = np.asarray(mapper(mi), dtype=np.float64)
         if raw.shape != (task.n_spots, len(predict_idx)):
             raise ValueError(f"mapper returned shape {raw.shape}, expected {(task.n_spots, len(predict_idx))}")
-        raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
+        bad = ~np.isfinite(raw)
+        if bad.any():  # a diverged or overflowed mapper fails its row; a fill would pass for a prediction
+            raise FloatingPointError(f"the mapper returned {int(bad.sum())} non-finite predictions of {raw.size} "
+                                     f"in pass {fi} (genes: {', '.join(np.array(mi.predict)[bad.any(0)][:5])})")
+        v = _log_scale(raw, prediction_scale)
         nt = len(targets)
         if mode in ("moments", "linear"):
             fit = _calibrate_moments if mode == "moments" else _calibrate_linear
-            pred = fit(raw[:, :nt], obs[:, targets], mask[:, targets])
+            pred = fit(v[:, :nt], obs[:, targets], mask[:, targets])
             pred = np.where(has_obs[targets][None, :], pred, _observed_means(task)[targets][None, :])
         else:
-            b, a = _fit_global(raw[:, nt:], obs[:, inp], mask[:, inp])
-            pred = a + b * np.log1p(np.maximum(raw[:, :nt], 0.0))
+            b, a = _fit_global(v[:, nt:], obs[:, inp], mask[:, inp])
+            pred = a + b * v[:, :nt]
         out[:, targets] = np.where(mask[:, targets], obs[:, targets], pred)
         predicted[targets] = True
         passes.append({"fold": fi, "n_input": int(len(inp)), "n_predict": int(nt), "calibrate": mode})
@@ -261,7 +276,8 @@ def reference_impute(task, mapper, *, n_folds: int = 5, fill: str = "knn", fill_
     fb = has_held & ~predicted
     gm = _observed_means(task)
     out[:, fb] = np.where(mask[:, fb], obs[:, fb], gm[fb][None, :])
-    out = np.where(np.isfinite(out), out, gm[None, :])
+    if not np.isfinite(out).all():
+        raise FloatingPointError(f"{int((~np.isfinite(out)).sum())} non-finite values after calibration")
     info = {"n_genes": len(genes), "n_shared_genes": int(shared.sum()), "n_genes_held_out": int(has_held.sum()),
             "n_genes_from_reference": int(predicted.sum()), "n_genes_fallback": int(fb.sum()),
             "fallback": "gene mean of observed entries", "n_folds": int(k if len(part_idx) else 0),
