@@ -34,12 +34,14 @@ def _score(pre, held, task, pred):
     return evaluate_imputation(truth_on_scale(pre, task), np.asarray(pred), held)["metrics"]
 
 
-GIMVI_WEAK = ("measured 2026-11-26: on this 144-spot pair gimVI (scvi-tools 1.4.2) reaches a per-gene PCC of 0.01-0.20 "
-              "on held-out genes at 5-200 epochs, RMSE above the per-gene mean's (methods/gimvi/README.md)")
+# gimVI's `test` preset (5 epochs) learns little on this 144-spot pair, and `moments` calibration then puts it below
+# the per-gene mean (measured 2026-12-06: PCC 0.651 / per-gene 0.00 at 5 epochs, 0.674 / 0.10 at 50 epochs, against the
+# mean's 0.78). Trained 50 epochs (2 folds, ~8 s) and calibrated `linear`, it beats the mean (PCC 0.812, per-gene
+# 0.302, RMSE 0.826 vs 0.887); 1 epoch does not (per-gene 0.148): the check below can fail.
+OVERRIDES = {"gimvi": {"max_epochs": 50, "n_folds": 2, "calibrate": "linear"}}
 
 
-@pytest.mark.parametrize("name", [pytest.param("gimvi", marks=pytest.mark.xfail(reason=GIMVI_WEAK, strict=False)),
-                                  "spage", "stplus", "tangram"])
+@pytest.mark.parametrize("name", ["gimvi", "spage", "stplus", "tangram"])
 def test_beats_the_per_gene_mean_on_held_out_entries(name, pair):
     mod = NEEDS[name]
     if mod and importlib.util.find_spec(mod) is None:
@@ -51,7 +53,7 @@ def test_beats_the_per_gene_mean_on_held_out_entries(name, pair):
     m = methods[name]
     task = build_task(pre, held, train, reference=ref, seed=0)
     with torch_threads(1):  # 2 shared cores: more torch threads only contend
-        pred = m.load_impute()(task, **m.params("test"))
+        pred = m.load_impute()(task, **m.params("test", OVERRIDES.get(name)))
     assert pred.shape == (task.n_spots, task.n_genes) and np.isfinite(pred).all()
     np.testing.assert_array_equal(pred[task.observed_mask], task.observed[task.observed_mask])
     base_task = build_task(pre, held, train, seed=0)
