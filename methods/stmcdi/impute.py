@@ -16,6 +16,7 @@ import torch
 from stbench.diffusion.common import Prepared, check_finite, default_chunk, sample_rows
 from stbench.diffusion.common import determinism as _determinism
 
+from .generators import optimiser_params
 from .graph import knn_edge_index
 from .model import STMCDI, parameter_breakdown
 from .train import fit
@@ -71,7 +72,7 @@ def run(task, **p) -> dict:
             Path(task.scratch).mkdir(parents=True, exist_ok=True)
             ckpt = Path(task.scratch) / f"stmcdi-{_key(task, p)}.pt"
         train_idx = torch.as_tensor(np.flatnonzero(train), device=device)
-        hist = fit(model, X, O, edge_index, train_idx, p, gen, ckpt, seed=int(task.seed))
+        hist = fit(model, X, O, edge_index, train_idx, optimiser_params(p), gen, ckpt, seed=int(task.seed))
 
         # ---- imputation: latent of the observed data over the full graph, then sampling -----
         S = int(p["n_samples"])
