@@ -27,10 +27,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from stbench.methodkit import observed_fill, seeded
+from sklearn.metrics import adjusted_rand_score
+
+from stbench.methodkit import observed_fill, seeded, torch_threads
 
 from . import graph as G
-from .model import AE, Adam, ae_forward, gae_embedding, train_ae
+from .model import AE, ae_forward, gae_embedding, train_ae
 
 GRAPHS = ("embedding", "spatial", "both")
 CONVERGE = ("celltype", "graph", "both", "either")
@@ -92,8 +94,6 @@ def run(task, **params) -> dict:
     """Full scGNN run. Returns ``imputed`` plus diagnostics (history, labels, graph, iterations)."""
     p = dict(params)
     _check(p)
-    if p.get("threads"):
-        torch.set_num_threads(int(p["threads"]))
     dev = task.torch_device()
     t0 = time.time()
     obs_mask = np.asarray(task.observed_mask, dtype=bool)
@@ -128,10 +128,10 @@ def run(task, **params) -> dict:
                              hidden2=int(p["gae_hidden2"]), lr=float(p["gae_lr"]), dropout=float(p["gae_dropout"]),
                              model=p["gae_model"], edge_holdout=float(p["gae_edge_holdout"]), rng=rng, device=dev)
 
-    with seeded(task.seed, dev):
+    with seeded(task.seed, dev), torch_threads(p.get("threads")):
         model = AE(g, int(p["hidden"]), int(p["latent"])).to(dev)
         start_state = copy.deepcopy(model.state_dict())
-        opt = Adam(model.parameters(), lr=float(p["lr"]))
+        opt = torch.optim.Adam(model.parameters(), lr=float(p["lr"]))
 
         # 1. feature autoencoder
         hist["feature"] = train_ae(model, opt, x, x, mask, gamma, epochs=int(p["regu_epochs"]), **kw)
@@ -165,7 +165,7 @@ def run(task, **params) -> dict:
                     idx = torch.as_tensor(np.flatnonzero(labels == c), device=dev)
                     cae = AE(g, int(p["hidden"]), int(p["latent"])).to(dev)
                     cae.load_state_dict(fe_state)  # each cluster AE starts from the feature AE
-                    copt = Adam(cae.parameters(), lr=float(p["lr"]))
+                    copt = torch.optim.Adam(cae.parameters(), lr=float(p["lr"]))
                     rc = recon[idx]
                     losses.append(train_ae(cae, copt, rc, rc, mask[idx], gamma[idx],
                                            epochs=int(p["cluster_epochs"]), **kw)[-1:])
@@ -183,7 +183,7 @@ def run(task, **params) -> dict:
             adj_new = sp.csr_matrix(alpha * lap0 + (1 - alpha) * G.column_normalised(adj))
             change = G.graph_change(adj_new, adj_old)
             adj_old = adj_new
-            a = G.ari(labels_old, labels)
+            a = float(adjusted_rand_score(labels_old, labels))
             hist["graph_change"].append(change)
             hist["ari"].append(a)
             g_ok, c_ok = change < threshold, a > float(p["converge_celltype_ratio"])
@@ -200,7 +200,7 @@ def run(task, **params) -> dict:
 
         # 5. imputation autoencoder: restart from the initial weights, regularised by graph and cell types
         model.load_state_dict(start_state)
-        opt = Adam(model.parameters(), lr=float(p["lr"]))
+        opt = torch.optim.Adam(model.parameters(), lr=float(p["lr"]))
         w = torch.as_tensor(impute_weights(adj, labels, p, bs), **f32)
         hist["impute"] = train_ae(model, opt, x, x, mask, w, epochs=int(p["impute_epochs"]), batch_size=bs,
                                   l1=float(p["l1"]), l2=float(p["l2"]), reduction=p["reduction"])
