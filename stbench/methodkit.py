@@ -18,9 +18,16 @@ class NotApplicable(Exception):
     tables show it instead of a failed row."""
 
 
+def fit_mask(task) -> np.ndarray:
+    """(n_spots, n_genes) bool: the observed entries a method may fit on, those of the ``train_spots`` (under
+    ``inductive`` the test fold's entries are input for its own predictions, never for a fit)."""
+    return np.asarray(task.observed_mask, dtype=bool) & np.asarray(task.train_spots, dtype=bool)[:, None]
+
+
 def gene_means(task) -> np.ndarray:
-    """Per-gene mean of the observed entries (float32, length n_genes); the overall mean where a gene has none."""
-    m = task.observed_mask
+    """Per-gene mean of the observed entries of the train spots (float32, length n_genes); the overall mean
+    where a gene has none."""
+    m = fit_mask(task)
     x0 = np.where(m, task.observed, 0.0)
     count = m.sum(0)
     overall = float(x0.sum() / max(int(m.sum()), 1))
@@ -30,8 +37,8 @@ def gene_means(task) -> np.ndarray:
 def observed_fill(task, how: str = "gene_mean") -> np.ndarray:
     """A complete (n_spots, n_genes) float32 matrix: observed values, held-out entries filled truth-free.
 
-    ``how``: ``gene_mean`` (the gene's observed mean) or ``zero``. Methods that need a complete input
-    start from this and mask their losses to ``task.observed_mask``.
+    ``how``: ``gene_mean`` (the gene's observed mean over the train spots, ``gene_means``) or ``zero``.
+    Methods that need a complete input start from this and mask their losses to ``task.observed_mask``.
     """
     if how == "gene_mean":
         fill = gene_means(task)[None, :]

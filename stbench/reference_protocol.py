@@ -12,6 +12,12 @@ in one place, the same for every reference method:
   those genes take the prediction; observed entries stay as observed.
 - **Gene masks** (genes with no observed entry at all): predicted directly, from every shared gene
   that has observed entries (the SpatialBenchmarking protocol).
+- **Inductive masks** (``train_spots`` not all True): every fill, calibration and fallback reads the
+  observed entries of the train spots only. A mapper maps the spots it predicts, so the test fold's
+  predictions come from a mapping of every spot (the test fold's *input genes* included, never a
+  held-out or target-gene value); the train spots' own held-out entries, if any, come from a second
+  mapping of the train spots alone, so that nothing the test fold holds reaches them (checked by the
+  inductive contract test of tests/test_methods_contract.py).
 - **Held-out entries of the input genes** are filled without the truth before the mapper sees a
   complete matrix (``fill``): ``knn`` (default: the mean of the gene over the ``fill_k`` spatially
   nearest spots where it is observed, the KNN baseline's estimate) or ``gene_mean``.
@@ -93,17 +99,20 @@ def match_genes(task_genes, ref_genes) -> dict:
     return out
 
 
-def spatial_knn_fill(x: np.ndarray, mask: np.ndarray, coords: np.ndarray, k: int = 5) -> np.ndarray:
+def spatial_knn_fill(x: np.ndarray, mask: np.ndarray, coords: np.ndarray, k: int = 5, donors=None) -> np.ndarray:
     """Held-out entries (``~mask``) replaced by the gene's mean over the k nearest spots that observe it,
-    else the gene's observed mean (else the overall observed mean). Observed entries are unchanged."""
+    else the gene's observed mean (else the overall observed mean). Observed entries are unchanged.
+    ``donors`` (bool per spot; default all): only these spots' entries enter an estimate (the train spots)."""
     import scipy.sparse as sp
     from scipy.spatial import cKDTree
 
     n = x.shape[0]
-    x0 = np.where(mask, np.nan_to_num(x), 0.0).astype(np.float64)
-    m = mask.astype(np.float64)
-    count = mask.sum(0)
-    overall = float(x0.sum() / max(int(mask.sum()), 1))
+    given = np.where(mask, np.nan_to_num(x), 0.0).astype(np.float64)
+    use = mask if donors is None else mask & np.asarray(donors, dtype=bool)[:, None]
+    x0 = np.where(use, given, 0.0)
+    m = use.astype(np.float64)
+    count = use.sum(0)
+    overall = float(x0.sum() / max(int(use.sum()), 1))
     gmean = np.where(count > 0, x0.sum(0) / np.maximum(count, 1), overall)
     k = int(min(k, n - 1))
     if k < 1:
@@ -113,7 +122,7 @@ def spatial_knn_fill(x: np.ndarray, mask: np.ndarray, coords: np.ndarray, k: int
         a = sp.csr_matrix((np.ones(n * k), (np.repeat(np.arange(n), k), idx[:, 1:].ravel())), shape=(n, n))
         s, c = a @ x0, a @ m
         est = np.where(c > 0, s / np.maximum(c, 1), gmean[None, :])
-    return np.where(mask, x0, est)
+    return np.where(mask, given, est)
 
 
 def cosine_knn_transfer(ref_emb: np.ndarray, spot_emb: np.ndarray, ref_values: np.ndarray, n_neighbors: int = 50):
@@ -135,16 +144,16 @@ def cosine_knn_transfer(ref_emb: np.ndarray, spot_emb: np.ndarray, ref_values: n
     return np.einsum("sk,skg->sg", w, ref_values[idx])
 
 
-def _gene_fill(x, mask, coords, how, k):
+def _gene_fill(x, mask, coords, how, k, donors=None):
     if how == "knn":
-        return spatial_knn_fill(x, mask, coords, k)
+        return spatial_knn_fill(x, mask, coords, k, donors)
     if how == "gene_mean":
-        return spatial_knn_fill(x, mask, coords, 0)
+        return spatial_knn_fill(x, mask, coords, 0, donors)
     raise ValueError(f"fill must be one of {FILLS}, got {how!r}")
 
 
 def _observed_means(task) -> np.ndarray:
-    m = task.observed_mask
+    m = np.asarray(task.observed_mask, dtype=bool) & np.asarray(task.train_spots, dtype=bool)[:, None]
     x0 = np.where(m, np.nan_to_num(task.observed), 0.0)
     count = m.sum(0)
     overall = float(x0.sum() / max(int(m.sum()), 1))
@@ -161,6 +170,9 @@ def _calibrate_moments(v: np.ndarray, obs: np.ndarray, mask: np.ndarray) -> np.n
     out = np.empty_like(v)
     for j in range(v.shape[1]):
         m = mask[:, j]
+        if not m.any():             # nothing to calibrate on: the caller puts the fallback here
+            out[:, j] = 0.0
+            continue
         o = obs[m, j].astype(np.float64)
         mu, sd = float(o.mean()), float(o.std())
         pm, ps = float(v[m, j].mean()), float(v[m, j].std())
@@ -174,6 +186,9 @@ def _calibrate_linear(v: np.ndarray, obs: np.ndarray, mask: np.ndarray) -> np.nd
     out = np.empty_like(v)
     for j in range(v.shape[1]):
         m = mask[:, j]
+        if not m.any():             # nothing to calibrate on: the caller puts the fallback here
+            out[:, j] = 0.0
+            continue
         o, x = obs[m, j].astype(np.float64), v[m, j]
         vx = float(x.var())
         b = max(float(((x - x.mean()) * (o - o.mean())).mean()) / vx, 0.0) if vx > 1e-12 else 0.0
@@ -213,6 +228,8 @@ def reference_impute(task, mapper, *, n_folds: int = 5, fill: str = "knn", fill_
     mask = np.asarray(task.observed_mask, dtype=bool)
     obs = np.asarray(task.observed, dtype=np.float64)
     held = ~mask
+    train = np.asarray(task.train_spots, dtype=bool)
+    fitm = mask & train[:, None]               # what a fill, a calibration or a fallback may read
     match = match_genes(genes, ref.var_names)
     shared = np.array([g in match for g in genes])
     has_obs = mask.any(0)
@@ -222,10 +239,10 @@ def reference_impute(task, mapper, *, n_folds: int = 5, fill: str = "knn", fill_
     inputs_all = np.flatnonzero(shared & has_obs)
 
     # truth-free complete inputs (only the columns a pass may use are ever handed over)
-    values = _gene_fill(obs, mask, task.coords, fill, fill_k)
+    values = _gene_fill(obs, mask, task.coords, fill, fill_k, train)
     counts_obs = np.asarray(task.observed_counts, dtype=np.float64)
     lib = np.asarray(task.library_size, dtype=np.float64)[:, None]
-    counts = _gene_fill(counts_obs / lib, mask, task.coords, fill, fill_k) * lib
+    counts = _gene_fill(counts_obs / lib, mask, task.coords, fill, fill_k, train) * lib
     counts = np.where(mask, np.nan_to_num(counts_obs), np.maximum(counts, 0.0))
 
     out = np.where(mask, obs, np.nan)
@@ -247,28 +264,44 @@ def reference_impute(task, mapper, *, n_folds: int = 5, fill: str = "knn", fill_
             continue
         mode = calibrate if calibrate != "auto" else ("global" if direct else "moments")
         predict_idx = targets if mode != "global" else np.concatenate([targets, inp])
-        mi = MapperInput(genes=[genes[j] for j in inp], values=values[:, inp].astype(np.float32),
-                         counts=counts[:, inp].copy(), coords=np.asarray(task.coords, dtype=np.float64).copy(),
-                         reference=ref, ref_genes=[match[genes[j]] for j in inp],
-                         predict=[match[genes[j]] for j in predict_idx], seed=int(task.seed),
-                         device=str(task.device), scratch=task.scratch, fold=-1 if direct else fi,
-                         extra=dict(extra or {}))
-        raw = np.asarray(mapper(mi), dtype=np.float64)
-        if raw.shape != (task.n_spots, len(predict_idx)):
-            raise ValueError(f"mapper returned shape {raw.shape}, expected {(task.n_spots, len(predict_idx))}")
-        bad = ~np.isfinite(raw)
-        if bad.any():  # a diverged or overflowed mapper fails its row; a fill would pass for a prediction
-            raise FloatingPointError(f"the mapper returned {int(bad.sum())} non-finite predictions of {raw.size} "
-                                     f"in pass {fi} (genes: {', '.join(np.array(mi.predict)[bad.any(0)][:5])})")
-        v = _log_scale(raw, prediction_scale)
+
+        def call(rows):
+            """The mapper on the spots ``rows`` (its predictions of those spots, on a log scale)."""
+            mi = MapperInput(genes=[genes[j] for j in inp], values=values[np.ix_(rows, inp)].astype(np.float32),
+                             counts=counts[np.ix_(rows, inp)].copy(),
+                             coords=np.asarray(task.coords, dtype=np.float64)[rows].copy(),
+                             reference=ref, ref_genes=[match[genes[j]] for j in inp],
+                             predict=[match[genes[j]] for j in predict_idx], seed=int(task.seed),
+                             device=str(task.device), scratch=task.scratch, fold=-1 if direct else fi,
+                             extra=dict(extra or {}))
+            raw = np.asarray(mapper(mi), dtype=np.float64)
+            if raw.shape != (len(rows), len(predict_idx)):
+                raise ValueError(f"mapper returned shape {raw.shape}, expected {(len(rows), len(predict_idx))}")
+            bad = ~np.isfinite(raw)
+            if bad.any():  # a diverged or overflowed mapper fails its row; a fill would pass for a prediction
+                raise FloatingPointError(f"the mapper returned {int(bad.sum())} non-finite predictions of {raw.size} "
+                                         f"in pass {fi} (genes: {', '.join(np.array(mi.predict)[bad.any(0)][:5])})")
+            return _log_scale(raw, prediction_scale)
+
+        def calibrated(v, rows):
+            """``v`` (the mapper's output on ``rows``) on the task's scale, fitted on the train spots' observed
+            entries among ``rows`` only."""
+            f = fitm[rows]
+            if mode in ("moments", "linear"):
+                fit = _calibrate_moments if mode == "moments" else _calibrate_linear
+                p = fit(v[:, :nt], obs[rows][:, targets], f[:, targets])
+                return np.where(f[:, targets].any(0)[None, :], p, _observed_means(task)[targets][None, :])
+            b, a = _fit_global(v[:, nt:], obs[rows][:, inp], f[:, inp])
+            return a + b * v[:, :nt]
+
         nt = len(targets)
-        if mode in ("moments", "linear"):
-            fit = _calibrate_moments if mode == "moments" else _calibrate_linear
-            pred = fit(v[:, :nt], obs[:, targets], mask[:, targets])
-            pred = np.where(has_obs[targets][None, :], pred, _observed_means(task)[targets][None, :])
-        else:
-            b, a = _fit_global(v[:, nt:], obs[:, inp], mask[:, inp])
-            pred = a + b * v[:, :nt]
+        every = np.arange(task.n_spots)
+        pred = calibrated(call(every), every)
+        on_train = np.flatnonzero(train)
+        if not train.all() and held[np.ix_(on_train, targets)].any():
+            # inductive: the train spots' own predictions come from a mapping of the train spots alone, so that
+            # nothing the test fold holds reaches them (the test fold's predictions need a mapping that includes it)
+            pred[on_train] = calibrated(call(on_train), on_train)
         out[:, targets] = np.where(mask[:, targets], obs[:, targets], pred)
         predicted[targets] = True
         passes.append({"fold": fi, "n_input": int(len(inp)), "n_predict": int(nt), "calibrate": mode})

@@ -308,8 +308,10 @@ def fit(net, d: dict, p: dict, seed: int, device) -> dict:
 
 
 @torch.no_grad()
-def predict(net, d: dict, p: dict, seed: int, device, chunk: int = 64) -> np.ndarray:
+def predict(net, d: dict, p: dict, seed: int, device, chunk: int = 64, among=None) -> np.ndarray:
     """Model output for every entry (standardised scale, site order); all observed entries are inputs.
+    ``among`` (spot indices): only these spots are predicted, with only these spots as the cell context (the
+    other columns of the result are NaN).
 
     The gene axis is cut into overlapping segments as upstream's ``impute_genome.py`` (each keeps the
     outputs at least (window - 1) * n_layers / 2 genes from an inner edge). Spots: all at once
@@ -319,7 +321,10 @@ def predict(net, d: dict, p: dict, seed: int, device, chunk: int = 64) -> np.nda
     n_sites, n_spots = d["z_t"].shape
     rf2 = (int(p["window"]) - 1) * int(p["n_layers"]) // 2
     out = torch.empty(n_sites, n_spots)
-    groups = spot_groups(n_spots, p["predict_cells"], torch.Generator().manual_seed(int(seed) * 7919 + 29))
+    among = torch.arange(n_spots) if among is None else torch.as_tensor(among, dtype=torch.long)
+    out[:] = float("nan")
+    groups = [among[g] for g in spot_groups(len(among), p["predict_cells"],
+                                            torch.Generator().manual_seed(int(seed) * 7919 + 29))]
     for s, e, lo, hi in predict_segments(n_sites, p["segment_size"], rf2):
         for spots in groups:
             values, missing = _block_inputs(d, spots, (s, e), device, train_inputs=False)

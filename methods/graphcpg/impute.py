@@ -36,6 +36,8 @@ class Prepared:
                                #   value] of each locus (in locus order, h empty padding loci at both ends)
     padded_fit: object         # the same with only the training entries observed: the input of training and
                                #   validation (no validation entry, no test-fold spot)
+    padded_train: object       # every observed entry of the train spots: the input of their predictions (inductive:
+                               #   the train spots never read the test fold); None when every spot is a train spot
     targets_std: object        # (G, S) torch float: standardised values in locus order (the fill where unobserved)
     train_loci: object         # (N,) torch long: training targets (locus position, spot)
     train_cells: object
@@ -123,6 +125,9 @@ def prepare(task, segment_size: int = 21, locus_order_how: str = "correlation", 
     half = (int(segment_size) - 1) // 2
     padded = pad_loci(m_t, z_t, half)
     padded_fit = pad_loci(torch.as_tensor(np.ascontiguousarray(train_in[:, order].T), device=device), z_t, half)
+    padded_train = None
+    if not np.asarray(task.train_spots, dtype=bool).all():
+        padded_train = pad_loci(torch.as_tensor(np.ascontiguousarray(fit[:, order].T), device=device), z_t, half)
 
     loci, cells = np.nonzero(train_in[:, order].T)
     vl, vc = np.nonzero(val[:, order].T)
@@ -131,7 +136,7 @@ def prepare(task, segment_size: int = 21, locus_order_how: str = "correlation", 
     def t(a):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)
 
-    return Prepared(order=order, padded=padded, padded_fit=padded_fit, targets_std=z_t,
+    return Prepared(order=order, padded=padded, padded_fit=padded_fit, padded_train=padded_train, targets_std=z_t,
                     train_loci=t(loci), train_cells=t(cells),
                     val_loci=t(vl), val_cells=t(vc), pred_loci=t(pl), pred_cells=t(pc),
                     mu=mu, sd=sd)
@@ -234,6 +239,15 @@ def impute_with(model, task, prep: Prepared, p: dict) -> np.ndarray:
     """The output matrix: observed entries unchanged, held-out entries predicted by ``model``."""
     pred = predict_std(model, prep, prep.pred_loci, prep.pred_cells, int(p["segment_size"]),
                        int(p["micro_batch_size"]), p["max_cells"], int(task.seed) + 2)
+    if prep.padded_train is not None:         # inductive: a train spot's entries are predicted from train spots only
+        import torch
+
+        on_train = torch.as_tensor(np.asarray(task.train_spots, dtype=bool), device=pred.device)[prep.pred_cells]
+        if bool(on_train.any()):
+            pt = predict_std(model, prep, prep.pred_loci[on_train], prep.pred_cells[on_train], int(p["segment_size"]),
+                             int(p["micro_batch_size"]), p["max_cells"], int(task.seed) + 2, padded=prep.padded_train)
+            pred = pred.clone()
+            pred[on_train] = pt
     out = np.where(task.observed_mask, np.nan_to_num(np.asarray(task.observed, dtype=np.float32)), 0.0)
     out = out.astype(np.float32)
     genes = prep.order[prep.pred_loci.cpu().numpy()]

@@ -16,6 +16,9 @@ Pipeline (upstream ``scGNN.py``; the upstream defaults are the manifest's params
    observed data with the final graph and cell types as regularisers (``impute_graph`` = 0.3,
    ``impute_celltype`` = 0.1), plus the L1 penalty on the weights. Its reconstruction at the
    held-out entries is the imputation.
+
+Under ``inductive`` steps 1-5 run on the ``train_spots`` only (their graph, clusters, fills, losses); the
+trained imputation autoencoder then reconstructs every spot, the test fold included.
 """
 
 from __future__ import annotations
@@ -97,16 +100,18 @@ def run(task, **params) -> dict:
     dev = task.torch_device()
     t0 = time.time()
     obs_mask = np.asarray(task.observed_mask, dtype=bool)
-    train_mask = obs_mask & np.asarray(task.train_spots, dtype=bool)[:, None]
+    rows = np.flatnonzero(np.asarray(task.train_spots, dtype=bool))    # the fit reads the train spots only
     filled = observed_fill(task, p["fill"])
     # upstream works on log(x+1) >= 0 with a ReLU output; on a z-scored task shift each gene by its
-    # observed minimum so that the data are >= 0 (no shift on the log scale: the minimum is >= 0)
-    x_obs = np.where(obs_mask, np.nan_to_num(np.asarray(task.observed, dtype=np.float64)), np.inf)
+    # observed minimum (over the train spots) so that the data are >= 0 (no shift on the log scale)
+    x_obs = np.where(obs_mask, np.nan_to_num(np.asarray(task.observed, dtype=np.float64)), np.inf)[rows]
     offset = np.minimum(np.where(np.isfinite(x_obs.min(0)), x_obs.min(0), 0.0), 0.0).astype(np.float32)
-    x_np = (filled - offset[None, :]).astype(np.float32)
+    x_all_np = (filled - offset[None, :]).astype(np.float32)
+    x_np = x_all_np[rows]
     n, g = x_np.shape
-    coords = np.asarray(task.coords, dtype=np.float64)
+    coords = np.asarray(task.coords, dtype=np.float64)[rows]
     spatial = G.spatial_graph(coords, int(p["spatial_k"] or p["k"])) if p["graph"] != "embedding" else None
+    train_mask = obs_mask[rows]
 
     f32 = dict(dtype=torch.float32, device=dev)
     x = torch.as_tensor(x_np, **f32)
@@ -204,7 +209,7 @@ def run(task, **params) -> dict:
         w = torch.as_tensor(impute_weights(adj, labels, p, bs), **f32)
         hist["impute"] = train_ae(model, opt, x, x, mask, w, epochs=int(p["impute_epochs"]), batch_size=bs,
                                   l1=float(p["l1"]), l2=float(p["l2"]), reduction=p["reduction"])
-        out, _ = ae_forward(model, x, bs)
+        out, _ = ae_forward(model, torch.as_tensor(x_all_np, **f32), bs)   # every spot, the test fold included
         out = out.cpu().numpy()
     if p["post_threshold"] is not None:
         out = np.where(out < float(p["post_threshold"]), 0.0, out)
@@ -212,6 +217,7 @@ def run(task, **params) -> dict:
     imputed = np.where(obs_mask, np.nan_to_num(np.asarray(task.observed)), out)
     imputed = np.nan_to_num(imputed, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
     return {"imputed": imputed, "reconstruction": out.astype(np.float32), "labels": labels, "adjacency": adj,
+            "fit_rows": rows,
             "iterations": iterations, "converged": converged, "history": hist, "seconds": time.time() - t0}
 
 

@@ -80,7 +80,7 @@ def run(task, **p) -> dict:
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             Z = model.encode(X * O, edge_index)
             Z = None if Z is None else Z.float()
-        clip = 1.5 * float(np.abs(xs).max()) + 1.0  # DDIM x0 bound: beyond any observed standardised value
+        clip = 1.5 * float(np.abs(xs[d.train]).max()) + 1.0  # DDIM x0 bound: beyond any observed (train-spot) value
         chunk = p["sample_batch"] or default_chunk(device, S, g)
         rows = np.flatnonzero((~m).any(1)) if p["lr_mask"] else np.arange(n)
 
