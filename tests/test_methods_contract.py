@@ -1,4 +1,5 @@
-"""Every method folder gets these tests for free: manifest, environment, output contract, no leakage.
+"""Every method folder gets these tests for free: manifest, environment, output contract, no leakage, and the
+inductive split honoured (``test_inductive_split_is_honoured``, in process; its docstring says how it works).
 
 Methods run with their ``test`` preset (tiny settings) through the workflow's own code path: the
 task rule writes the truth-free task file and the impute rule runs the method in its sandboxed
