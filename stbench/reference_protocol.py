@@ -30,11 +30,15 @@ in one place, the same for every reference method:
   already on a log scale (Tangram's projection of log-normalised cells, a sum over the cells mapped
   to a spot that can pass exp's overflow at 709). A non-finite prediction is an error (the row
   fails), never a value. ``calibrate`` maps it to the task's scale
-  without the truth: ``moments`` (entry masks) matches log1p(prediction) per gene to the mean and sd
-  of the gene's *observed* entries (the mapper never saw them; a prediction that is constant over
-  spots becomes the gene mean); ``global`` (gene masks, whose genes have no observed entry) fits one
-  affine map from log1p(prediction) to the task's values on the input genes' observed entries and
-  applies it to the held-out genes. ``auto`` picks ``moments`` where a gene has observed entries.
+  without the truth: ``linear`` (entry masks) regresses the gene's *observed* entries on
+  log1p(prediction) by least squares (slope >= 0; the mapper never saw those entries), so a weak
+  prediction is shrunk toward the gene's observed mean; ``moments`` matches log1p(prediction) to the
+  mean and sd of the observed entries (full spread whatever the prediction's quality); ``global``
+  (gene masks, whose genes have no observed entry) fits one affine map from log1p(prediction) to the
+  task's values on the input genes' observed entries and applies it to the held-out genes. ``auto``
+  picks ``linear`` where a gene has observed entries, ``global`` where it has none. ``linear`` was
+  chosen on real paired data (osmFISH with its scRNA-seq reference, README "Reference-based
+  methods"): it beats ``moments`` for every reference method measured, in PCC and RMSE.
 
 A mapper is ``mapper(inp: MapperInput) -> np.ndarray`` of shape (n_spots, len(inp.predict)).
 """
@@ -262,7 +266,7 @@ def reference_impute(task, mapper, *, n_folds: int = 5, fill: str = "knn", fill_
         if len(inp) < int(min_input_genes):
             passes.append({"fold": fi, "n_input": int(len(inp)), "n_predict": 0, "skipped": "too few input genes"})
             continue
-        mode = calibrate if calibrate != "auto" else ("global" if direct else "moments")
+        mode = calibrate if calibrate != "auto" else ("global" if direct else "linear")
         predict_idx = targets if mode != "global" else np.concatenate([targets, inp])
 
         def call(rows):

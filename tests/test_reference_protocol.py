@@ -110,3 +110,30 @@ def test_log_scale_predictions_are_taken_as_they_are(small_pre, small_dataset, s
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     huge = reference_impute(task, lambda inp: 1000.0 + cache[inp.fold] * 100, n_folds=2, prediction_scale="log")
     np.testing.assert_allclose(huge, a, rtol=1e-4, atol=1e-4)  # moments calibration: affine-invariant per gene
+
+
+def test_auto_calibration_is_linear_and_shrinks_a_weak_prediction(small_pre, small_dataset, small_mask):
+    """``auto`` calibrates entry masks ``linear`` (chosen on real paired data, README): a prediction weakly
+    correlated with the truth (r ~ 0.3) is shrunk toward the gene's observed mean, so its held-out RMSE stays at
+    the per-gene mean's, where ``moments`` (the full observed spread) is clearly worse."""
+    from stbench.methodkit import gene_means
+    from stbench.task import truth_on_scale
+
+    held = small_mask[0]
+    task = _task(small_pre, small_dataset, held)
+    truth = truth_on_scale(small_pre, task)
+    idx = {g: j for j, g in enumerate(task.genes)}
+    rng = np.random.default_rng(3)
+    z = (truth - truth.mean(0)) / np.maximum(truth.std(0), 1e-9)
+    weak = 0.3 * z + np.sqrt(1 - 0.3 ** 2) * rng.standard_normal(z.shape)     # r ~ 0.3 with the truth
+
+    def mapper(inp):                      # a test-side oracle with noise (the protocol never sees the truth)
+        return np.stack([weak[:, idx[g]] for g in inp.predict], 1) + 10.0
+
+    rmse = lambda out: float(np.sqrt(np.mean((out[held] - truth[held]) ** 2)))  # noqa: E731
+    auto = reference_impute(task, mapper, n_folds=2, prediction_scale="log")
+    lin = reference_impute(task, mapper, n_folds=2, prediction_scale="log", calibrate="linear")
+    mom = reference_impute(task, mapper, n_folds=2, prediction_scale="log", calibrate="moments")
+    np.testing.assert_array_equal(auto, lin)
+    mean = rmse(np.broadcast_to(gene_means(task)[None, :], truth.shape))
+    assert rmse(lin) < 1.02 * mean < rmse(mom), (rmse(lin), mean, rmse(mom))
