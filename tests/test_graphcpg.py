@@ -187,13 +187,8 @@ def test_locus_order_and_correlations_use_observed_entries_only(method):
     x = rng.normal(size=(60, 6))
     x[:, 3] = x[:, 0] + 0.05 * rng.normal(size=60)     # gene 3 follows gene 0
     x[:, 5] = -x[:, 0] + 0.05 * rng.normal(size=60)    # gene 5 mirrors it
-    np.testing.assert_allclose(order.pairwise_complete_pearson(x, np.ones_like(x, bool)), np.corrcoef(x.T), atol=1e-10)
     mask = rng.random(x.shape) > 0.2
-    r = order.pairwise_complete_pearson(x, mask)
-    both = mask[:, 1] & mask[:, 4]
-    np.testing.assert_allclose(r[1, 4], np.corrcoef(x[both, 1], x[both, 4])[0, 1], atol=1e-10)
     other = np.where(mask, x, rng.normal(50.0, 9.0, size=x.shape))
-    np.testing.assert_array_equal(order.pairwise_complete_pearson(np.where(mask, x, np.nan), mask), r)
     o = order.locus_order(x, mask)
     np.testing.assert_array_equal(order.locus_order(other, mask), o)
     assert sorted(o.tolist()) == list(range(6))
