@@ -51,7 +51,9 @@ def observed_fill(task, how: str = "gene_mean") -> np.ndarray:
 
 def masked_mse(pred, target, mask):
     """Mean squared error over the entries where ``mask`` is True (torch tensors); 0 if none."""
-    m = mask.to(pred.dtype)
+    import torch
+
+    m = mask.to(torch.promote_types(pred.dtype, torch.float32))      # counts in at least float32 (bf16 autocast)
     return ((pred - target) ** 2 * m).sum() / m.sum().clamp_min(1.0)
 
 

@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from stbench.methodkit import masked_mse
+
 GENERATORS = ("diffusion", "gain", "vae", "mlp")
 
 
@@ -53,11 +55,6 @@ def paper_hint_vector(shape, gen, device) -> torch.Tensor:
     b = torch.ones(shape, device=device)
     b[torch.arange(shape[0], device=device), k] = 0.0
     return b
-
-
-def masked_mse(pred, target, mask):
-    m = mask.float()
-    return (((pred - target) ** 2) * m).sum() / m.sum().clamp(min=1)
 
 
 class Generator(nn.Module):
