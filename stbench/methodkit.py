@@ -18,9 +18,16 @@ class NotApplicable(Exception):
     tables show it instead of a failed row."""
 
 
+def fit_mask(task) -> np.ndarray:
+    """(n_spots, n_genes) bool: the observed entries a method may fit on, those of the ``train_spots`` (under
+    ``inductive`` the test fold's entries are input for its own predictions, never for a fit)."""
+    return np.asarray(task.observed_mask, dtype=bool) & np.asarray(task.train_spots, dtype=bool)[:, None]
+
+
 def gene_means(task) -> np.ndarray:
-    """Per-gene mean of the observed entries (float32, length n_genes); the overall mean where a gene has none."""
-    m = task.observed_mask
+    """Per-gene mean of the observed entries of the train spots (float32, length n_genes); the overall mean
+    where a gene has none."""
+    m = fit_mask(task)
     x0 = np.where(m, task.observed, 0.0)
     count = m.sum(0)
     overall = float(x0.sum() / max(int(m.sum()), 1))
@@ -30,8 +37,8 @@ def gene_means(task) -> np.ndarray:
 def observed_fill(task, how: str = "gene_mean") -> np.ndarray:
     """A complete (n_spots, n_genes) float32 matrix: observed values, held-out entries filled truth-free.
 
-    ``how``: ``gene_mean`` (the gene's observed mean) or ``zero``. Methods that need a complete input
-    start from this and mask their losses to ``task.observed_mask``.
+    ``how``: ``gene_mean`` (the gene's observed mean over the train spots, ``gene_means``) or ``zero``.
+    Methods that need a complete input start from this and mask their losses to ``task.observed_mask``.
     """
     if how == "gene_mean":
         fill = gene_means(task)[None, :]
@@ -44,7 +51,9 @@ def observed_fill(task, how: str = "gene_mean") -> np.ndarray:
 
 def masked_mse(pred, target, mask):
     """Mean squared error over the entries where ``mask`` is True (torch tensors); 0 if none."""
-    m = mask.to(pred.dtype)
+    import torch
+
+    m = mask.to(torch.promote_types(pred.dtype, torch.float32))      # counts in at least float32 (bf16 autocast)
     return ((pred - target) ** 2 * m).sum() / m.sum().clamp_min(1.0)
 
 
@@ -112,3 +121,43 @@ def torch_threads(n):
         yield
     finally:
         torch.set_num_threads(prev)
+
+
+def pairwise_complete_pearson(x: np.ndarray, mask: np.ndarray, min_pairs: int = 3) -> np.ndarray:
+    """(G, G) Pearson correlation of the columns of ``x`` (n, G), each pair over the rows where both columns are
+    observed (``mask`` True); unobserved entries (NaN allowed) are never read. Pairs with fewer than
+    ``min_pairs`` shared rows or no variance there get 0; the diagonal is 1. Written here because numpy's
+    ``corrcoef`` and pandas' pairwise ``corr`` either ignore a mask or loop over pairs; this is a handful of
+    (G x G) matrix products. (GraphSCI's gene graph, GraphCpG's and CpG Transformer's gene orders.)"""
+    m = np.asarray(mask, dtype=bool)
+    mf = m.astype(np.float64)
+    v = np.where(m, np.nan_to_num(np.asarray(x, dtype=np.float64)), 0.0)
+    n_ab = mf.T @ mf
+    s_a = v.T @ mf             # [a, b]: sum of column a over rows where a and b are observed
+    s_aa = (v * v).T @ mf
+    s_ab = v.T @ v
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = np.where(n_ab > 0, n_ab, np.nan)
+        cov = s_ab - s_a * s_a.T / n
+        var_a = s_aa - s_a * s_a / n
+        var_b = var_a.T
+        ok = (n_ab >= min_pairs) & (var_a > 1e-12 * np.maximum(s_aa, 1.0)) & (var_b > 1e-12 * np.maximum(s_aa.T, 1.0))
+        r = np.where(ok, cov / np.sqrt(np.clip(var_a, 0, None) * np.clip(var_b, 0, None)), 0.0)
+    r = np.clip(np.nan_to_num(r), -1.0, 1.0)
+    r = 0.5 * (r + r.T)
+    np.fill_diagonal(r, 1.0)
+    return r
+
+
+def correlation_order(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A permutation of the columns that puts positively correlated ones side by side: average-linkage
+    hierarchical clustering (scipy) on 1 - r (``pairwise_complete_pearson`` of the observed entries), leaves
+    in scipy's optimal leaf order. The stand-in for a genomic order of loci (GraphCpG, CpG Transformer)."""
+    from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
+    from scipy.spatial.distance import squareform
+
+    d = 1.0 - pairwise_complete_pearson(x, mask)
+    np.fill_diagonal(d, 0.0)
+    d = squareform(np.clip(0.5 * (d + d.T), 0.0, 2.0), checks=False)
+    z = linkage(d, method="average")
+    return np.asarray(leaves_list(optimal_leaf_ordering(z, d)), dtype=np.int64)

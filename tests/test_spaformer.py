@@ -202,3 +202,16 @@ def test_inductive_trains_on_training_spots_only(mod, small_pre, tmp_path):
     np.testing.assert_array_equal(all_spots, np.arange(task.n_spots))
     out = mod.impute(task, **p)
     assert out.shape == (task.n_spots, task.n_genes) and np.isfinite(out).all()
+
+
+def test_a_non_finite_output_fails_the_run(mod, model_mod, task, monkeypatch):
+    """A diverged network is an error, never silently replaced by the input fill."""
+
+    class Diverged(model_mod.SpaFormer):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.decoder.register_forward_hook(lambda m, i, out: out * float("nan"))
+
+    monkeypatch.setattr(mod, "SpaFormer", Diverged)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        mod.run(task, **{**METHOD.params("test"), "max_epoch": 0})

@@ -335,11 +335,17 @@ def test_full_graph_training_equals_subgraph_training(encoder, data, tmp_path, m
 
 # ---- App. F.1: the generator swapped for GAIN / VAE / MLP on the same encoder latent --------------
 
+PAPER_OPTIMISER = {k: METHOD.params("paper")[k] for k in ("optimizer", "lr", "lr_milestones", "lr_factors",
+                                                           "weight_decay", "ema", "grad_clip")}
+
+
 @pytest.mark.parametrize("generator", ["gain", "vae", "mlp"])
 def test_generators_learn_beyond_untrained_and_gene_mean(generator, tmp_path):
+    """With the diffusion model's paper optimiser in the parameters (6e-6, decaying): the generators train with
+    their own settings (gen_lr), so they still learn."""
     x, xy, held = smooth_data(n_side=10, n_genes=30, seed=2, held=0.1)
-    p = METHOD.params("test", {"generator": generator, "epochs": 80, "lr": 3e-3, "gen_hidden": 64,
-                               "train_mask_ratio": 0.2, "checkpoints": 0})
+    p = METHOD.params("test", {"generator": generator, "epochs": 80, "gen_lr": 3e-3, "gen_hidden": 64,
+                               "train_mask_ratio": 0.2, "checkpoints": 0, **PAPER_OPTIMISER})
     trained = stm.run(make_task(x, xy, held, tmp_path), **p)
     untrained = stm.impute(make_task(x, xy, held, tmp_path), **{**p, "max_steps": 1})
     obs = np.where(held, np.nan, x)
@@ -352,6 +358,61 @@ def test_generators_learn_beyond_untrained_and_gene_mean(generator, tmp_path):
     np.testing.assert_array_equal(out[~held], x[~held])
     n = trained["n_parameters"]
     assert n["denoiser"] == 0 and n["generator"] > 0 and n["encoder"] > 0
+
+
+def test_generators_get_their_own_optimiser():
+    from stbench_methods.stmcdi.generators import optimiser_params
+
+    paper = METHOD.params("paper")
+    assert optimiser_params(paper) == paper                                   # diffusion: the paper's schedule
+    for g in ("gain", "vae", "mlp"):
+        q = optimiser_params({**paper, "generator": g})
+        assert q["lr"] == paper["gen_lr"] != paper["lr"] and q["optimizer"] == "adam"
+        assert not q["lr_milestones"] and not q["ema"] and not q["weight_decay"] and not q["grad_clip"]
+
+
+def _generator_batch(kind, beta=1.0, seed=0):
+    from stbench_methods.stmcdi.generators import Generator
+
+    torch.manual_seed(seed)
+    g = Generator(kind, 12, METHOD.params("test", {"generator": kind, "gen_hidden": 16, "gen_latent": 4,
+                                                   "vae_beta": beta}), latent=True)
+    gen = torch.Generator().manual_seed(seed)
+    xb = torch.randn(9, 12, generator=gen)
+    ob = torch.rand(9, 12, generator=gen) < 0.8
+    targets = ob & (torch.rand(9, 12, generator=gen) < 0.4)
+    cond = (ob & ~targets).float()
+    z = torch.randn(9, 12, generator=gen)
+    return g, xb, ob, cond, targets, z
+
+
+def test_gain_hint_and_losses_are_the_papers():
+    """Yoon et al. 2018: B hides exactly one entry per spot, H = B m + 0.5 (1 - B); the MSE is on the *given*
+    entries, so the values of the training targets M (not given) enter no GAIN loss, the given ones do."""
+    from stbench_methods.stmcdi.generators import paper_hint_vector
+
+    b = paper_hint_vector((50, 7), torch.Generator().manual_seed(1), "cpu")
+    assert torch.equal((b == 0).sum(1), torch.ones(50, dtype=torch.long)) and set(b.unique().tolist()) == {0.0, 1.0}
+    g, xb, ob, cond, targets, z = _generator_batch("gain")
+    loss = lambda x: float(g.loss(x, ob, cond, targets, z, torch.Generator().manual_seed(5)).detach())  # noqa: E731
+    base = loss(xb)
+    assert loss(torch.where(targets, xb + 10.0, xb)) == base                  # M's values: in no loss
+    assert loss(torch.where(cond > 0, xb + 1.0, xb)) != base                  # the given ones: the MSE
+
+
+def test_vae_kl_weight_is_stated():
+    """The VAE loss = per-spot summed squared error over observed entries + vae_beta x KL (summed over latent
+    dims), averaged over spots: the difference between beta = 1 and beta = 0 is the mean per-spot KL, with no
+    division by the number of genes."""
+    runs = {}
+    for beta in (0.0, 1.0):
+        g, xb, ob, cond, targets, z = _generator_batch("vae", beta)
+        runs[beta] = float(g.loss(xb, ob, cond, targets, z, torch.Generator().manual_seed(5)))
+    hid = g.enc(g._inputs(xb, cond, z))
+    mu, logvar = g.mu(hid), g.logvar(hid).clamp(-10, 10)
+    kl = float((-0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)).mean())
+    assert kl > 0.01
+    assert runs[1.0] - runs[0.0] == pytest.approx(kl, rel=1e-4)
 
 
 def test_generator_needs_the_values_target():

@@ -62,6 +62,8 @@ def run(task, *, gene_order="correlation", segment_size=1024, resample_cells=Non
                     w = net.cell_embed.weight
                     w[torch.as_tensor(unseen, device=w.device)] = w[torch.as_tensor(d["fit_spots"], device=w.device)].mean(0)
             out = predict(net, d, p, task.seed, device)                       # [genes in site order, spots]
+            if unseen.size and d["fit_spots"].size:   # the train spots read the train spots only (inductive)
+                out[:, d["fit_spots"]] = predict(net, d, p, task.seed, device, among=d["fit_spots"])[:, d["fit_spots"]]
     pred = np.empty((task.n_spots, task.n_genes), dtype=np.float64)
     pred[:, d["order"]] = out.T.astype(np.float64) * d["sd"] + d["mu"]
     pred = np.where(np.isfinite(pred), pred, 0.0)

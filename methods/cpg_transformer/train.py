@@ -25,30 +25,14 @@ import math
 import numpy as np
 import torch
 
+from stbench.methodkit import correlation_order
+
 from .model import CpGTransformer
 
 ORDERS = ("correlation", "task")
 
 
 # ----------------------------------------------------------------------------- gene order
-def observed_correlation(x: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Pearson correlation of every gene pair over the spots where both genes are observed
-    (pairwise-complete; 0 where fewer than 3 such spots or a constant gene)."""
-    mf = m.astype(np.float64)
-    x0 = np.where(m, x, 0.0).astype(np.float64)
-    n = mf.T @ mf
-    sx = x0.T @ mf                       # sum of gene i over spots where j is observed too
-    sxx = (x0 ** 2).T @ mf
-    sxy = x0.T @ x0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cov = sxy - sx * sx.T / n
-        vx = sxx - sx ** 2 / n
-        r = cov / np.sqrt(vx * vx.T)
-    r = np.where((n >= 3) & np.isfinite(r), r, 0.0)
-    np.fill_diagonal(r, 1.0)
-    return np.clip(r, -1.0, 1.0)
-
-
 def gene_order(x: np.ndarray, m: np.ndarray, how: str) -> np.ndarray:
     """Permutation of the genes that becomes the site axis.
 
@@ -61,15 +45,7 @@ def gene_order(x: np.ndarray, m: np.ndarray, how: str) -> np.ndarray:
         return np.arange(g)
     if how != "correlation":
         raise ValueError(f"gene_order must be one of {ORDERS}, got {how!r}")
-    from scipy.cluster.hierarchy import linkage, leaves_list, optimal_leaf_ordering
-    from scipy.spatial.distance import squareform
-
-    d = 1.0 - observed_correlation(x, m)
-    d = (d + d.T) / 2.0
-    np.fill_diagonal(d, 0.0)
-    cond = squareform(np.clip(d, 0.0, 2.0), checks=False)
-    z = linkage(cond, method="average")
-    return leaves_list(optimal_leaf_ordering(z, cond)).astype(np.int64)
+    return correlation_order(x, m)
 
 
 # ----------------------------------------------------------------------------- data
@@ -308,8 +284,10 @@ def fit(net, d: dict, p: dict, seed: int, device) -> dict:
 
 
 @torch.no_grad()
-def predict(net, d: dict, p: dict, seed: int, device, chunk: int = 64) -> np.ndarray:
+def predict(net, d: dict, p: dict, seed: int, device, chunk: int = 64, among=None) -> np.ndarray:
     """Model output for every entry (standardised scale, site order); all observed entries are inputs.
+    ``among`` (spot indices): only these spots are predicted, with only these spots as the cell context (the
+    other columns of the result are NaN).
 
     The gene axis is cut into overlapping segments as upstream's ``impute_genome.py`` (each keeps the
     outputs at least (window - 1) * n_layers / 2 genes from an inner edge). Spots: all at once
@@ -319,7 +297,10 @@ def predict(net, d: dict, p: dict, seed: int, device, chunk: int = 64) -> np.nda
     n_sites, n_spots = d["z_t"].shape
     rf2 = (int(p["window"]) - 1) * int(p["n_layers"]) // 2
     out = torch.empty(n_sites, n_spots)
-    groups = spot_groups(n_spots, p["predict_cells"], torch.Generator().manual_seed(int(seed) * 7919 + 29))
+    among = torch.arange(n_spots) if among is None else torch.as_tensor(among, dtype=torch.long)
+    out[:] = float("nan")
+    groups = [among[g] for g in spot_groups(len(among), p["predict_cells"],
+                                            torch.Generator().manual_seed(int(seed) * 7919 + 29))]
     for s, e, lo, hi in predict_segments(n_sites, p["segment_size"], rf2):
         for spots in groups:
             values, missing = _block_inputs(d, spots, (s, e), device, train_inputs=False)

@@ -100,7 +100,7 @@ def run(task, **p) -> dict:
         ckpt = checkpoint_file(task, p, "csdi", SAMPLING_ONLY) if getattr(task, "checkpoint_dir", None) else None
         hist = fit(model, X, O, torch.as_tensor(np.flatnonzero(train), device=device), p, gen, ckpt)
         S = int(p["n_samples"])
-        clip = 1.5 * float(np.abs(xs).max()) + 1.0  # DDIM x0 bound (as stMCDI); the DDPM chain is not clipped
+        clip = 1.5 * float(np.abs(xs[train]).max()) + 1.0  # DDIM x0 bound over the train spots (as stMCDI); DDPM: none
         chunk = p["sample_batch"] or default_chunk(device, S, g)
         rows = np.flatnonzero((~m).any(1))
 

@@ -24,7 +24,7 @@ def _accelerator(requested: str) -> str:
 
 def impute(task, max_epochs: int = 200, n_latent: int = 10, kappa: int = 5, batch_size: int = 128,
            generative_distributions: list = ("zinb", "nb"), model_library_size: list = (True, False),
-           normalized: bool = False, n_folds: int = 5, fill: str = "knn", fill_k: int = 5, calibrate: str = "auto"):
+           normalized: bool = True, n_folds: int = 5, fill: str = "knn", fill_k: int = 5, calibrate: str = "auto"):
     import anndata as ad
     import scvi
     from scvi.external import GIMVI

@@ -6,7 +6,11 @@ Mapping: GraphCpG's cells -> spots, its CpG loci -> genes, the (locus x cell) me
    computed from observed entries only;
 2. standardise the observed values (one global z-score by default; undone at the end);
 3. targets = observed entries of the ``train_spots``; a ``val_fraction`` of them is kept aside to
-   pick the best epoch (upstream: validation chromosomes + ModelCheckpoint on val_loss);
+   pick the best epoch (upstream: validation chromosomes + ModelCheckpoint on val_loss). Training and
+   validation inputs hold only the training entries: validation entries (as CpG Transformer hides
+   them) and, under ``inductive``, every entry of a test-fold spot are unobserved there; the order and
+   the standardisation come from the observed entries of the train spots (validation ones included: they are
+   not held-out truth, only hidden as input);
 4. each optimiser step takes ``batch_size`` targets, gathers their subgraphs at once (subgraph.py),
    predicts each target's value with the network (model.py) and minimises the MSE over them
    (upstream: BCE on binary states); Adam, linear warm-up, multiplicative decay per epoch;
@@ -30,6 +34,10 @@ class Prepared:
     order: np.ndarray          # (G,) task gene index at each locus position
     padded: object             # (G + 2h, 2, S) torch float: [observed indicator, indicator x standardised
                                #   value] of each locus (in locus order, h empty padding loci at both ends)
+    padded_fit: object         # the same with only the training entries observed: the input of training and
+                               #   validation (no validation entry, no test-fold spot)
+    padded_train: object       # every observed entry of the train spots: the input of their predictions (inductive:
+                               #   the train spots never read the test fold); None when every spot is a train spot
     targets_std: object        # (G, S) torch float: standardised values in locus order (the fill where unobserved)
     train_loci: object         # (N,) torch long: training targets (locus position, spot)
     train_cells: object
@@ -99,29 +107,38 @@ def prepare(task, segment_size: int = 21, locus_order_how: str = "correlation", 
 
     mask = np.asarray(task.observed_mask, dtype=bool)
     obs = np.where(mask, np.nan_to_num(np.asarray(task.observed, dtype=np.float64)), 0.0)
-    mu, sd = standardisation(obs, mask, standardize)
-    order = locus_order(obs, mask, locus_order_how)
+    fit = mask & np.asarray(task.train_spots, dtype=bool)[:, None]        # (S, G): entries a fit may read
+    spots, genes = np.nonzero(fit)                                        # row-major: deterministic
+    rng = np.random.default_rng(np.random.SeedSequence([int(task.seed), 7211]))
+    n_val = min(int(round(float(val_fraction) * spots.size)), max(spots.size - 1, 0))
+    val = np.zeros_like(fit)
+    if n_val > 0:
+        pick = rng.choice(spots.size, size=n_val, replace=False)
+        val[spots[pick], genes[pick]] = True
+    train_in = fit & ~val                                                 # the training entries
+    mu, sd = standardisation(obs, fit, standardize)
+    order = locus_order(obs, fit, locus_order_how)
     m_lc = np.ascontiguousarray(mask[:, order].T)                         # (G, S): loci in locus order x spots
     z_lc = np.where(m_lc, ((obs - mu) / sd)[:, order].T, fill).astype(np.float32)
     m_t = torch.as_tensor(m_lc, device=device)
     z_t = torch.as_tensor(np.ascontiguousarray(z_lc), device=device)
-    padded = pad_loci(m_t, z_t, (int(segment_size) - 1) // 2)
+    half = (int(segment_size) - 1) // 2
+    padded = pad_loci(m_t, z_t, half)
+    padded_fit = pad_loci(torch.as_tensor(np.ascontiguousarray(train_in[:, order].T), device=device), z_t, half)
+    padded_train = None
+    if not np.asarray(task.train_spots, dtype=bool).all():
+        padded_train = pad_loci(torch.as_tensor(np.ascontiguousarray(fit[:, order].T), device=device), z_t, half)
 
-    fit = m_lc & np.asarray(task.train_spots, dtype=bool)[None, :]
-    loci, cells = np.nonzero(fit)                                         # row-major: deterministic
-    rng = np.random.default_rng(np.random.SeedSequence([int(task.seed), 7211]))
-    n_val = min(int(round(float(val_fraction) * loci.size)), max(loci.size - 1, 0))
-    is_val = np.zeros(loci.size, dtype=bool)
-    if n_val > 0:
-        is_val[rng.choice(loci.size, size=n_val, replace=False)] = True
+    loci, cells = np.nonzero(train_in[:, order].T)
+    vl, vc = np.nonzero(val[:, order].T)
     pl, pc = np.nonzero(~m_lc)
 
     def t(a):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.long, device=device)
 
-    return Prepared(order=order, padded=padded, targets_std=z_t,
-                    train_loci=t(loci[~is_val]), train_cells=t(cells[~is_val]),
-                    val_loci=t(loci[is_val]), val_cells=t(cells[is_val]), pred_loci=t(pl), pred_cells=t(pc),
+    return Prepared(order=order, padded=padded, padded_fit=padded_fit, padded_train=padded_train, targets_std=z_t,
+                    train_loci=t(loci), train_cells=t(cells),
+                    val_loci=t(vl), val_cells=t(vc), pred_loci=t(pl), pred_cells=t(pc),
                     mu=mu, sd=sd)
 
 
@@ -142,15 +159,16 @@ def batch_loss(model, prep: Prepared, loci, cells, segment_size: int, adj_dropou
     (the whole batch's size, so that micro-batch gradients add up to the batch-mean gradient)."""
     from .subgraph import build_batch
 
-    g = build_batch(prep.padded, loci, cells, segment_size, adj_dropout, generator, max_cells)
+    g = build_batch(prep.padded_fit, loci, cells, segment_size, adj_dropout, generator, max_cells)
     y = prep.targets_std[loci, cells]
     return ((model(g) - y) ** 2).sum() / float(denominator or loci.shape[0])
 
 
 def predict_std(model, prep: Prepared, loci, cells, segment_size: int, micro_batch_size: int = 256,
-                max_cells=None, seed: int = 0):
-    """Standardised predictions for targets (loci, cells): eval mode, no edge dropout. With
-    ``max_cells``, the cell subsets come from a generator seeded with ``seed``."""
+                max_cells=None, seed: int = 0, padded=None):
+    """Standardised predictions for targets (loci, cells): eval mode, no edge dropout, the input ``padded``
+    (default: every observed entry). With ``max_cells``, the cell subsets come from a generator seeded with
+    ``seed``."""
     import torch
 
     from .subgraph import build_batch
@@ -163,7 +181,8 @@ def predict_std(model, prep: Prepared, loci, cells, segment_size: int, micro_bat
     with torch.no_grad():
         for s in range(0, int(loci.shape[0]), int(micro_batch_size)):
             sl = slice(s, s + int(micro_batch_size))
-            out.append(model(build_batch(prep.padded, loci[sl], cells[sl], segment_size, 0.0, gen, max_cells)))
+            out.append(model(build_batch(prep.padded if padded is None else padded, loci[sl], cells[sl], segment_size,
+                                         0.0, gen, max_cells)))
     model.train(was)
     return torch.cat(out) if out else torch.zeros(0, device=prep.padded.device)
 
@@ -204,7 +223,8 @@ def train(model, prep: Prepared, p: dict, seed: int) -> dict:
             group["lr"] *= float(p["lr_decay_factor"])
         hist["train_loss"].append(total / max(per_epoch, 1))
         if prep.val_loci.shape[0] > 0:
-            pv = predict_std(model, prep, prep.val_loci, prep.val_cells, w, mb, p["max_cells"], seed + 1)
+            pv = predict_std(model, prep, prep.val_loci, prep.val_cells, w, mb, p["max_cells"], seed + 1,
+                             padded=prep.padded_fit)
             vl = float(((pv - prep.targets_std[prep.val_loci, prep.val_cells]) ** 2).mean())
             hist["val_loss"].append(vl)
             if vl < best:
@@ -219,6 +239,15 @@ def impute_with(model, task, prep: Prepared, p: dict) -> np.ndarray:
     """The output matrix: observed entries unchanged, held-out entries predicted by ``model``."""
     pred = predict_std(model, prep, prep.pred_loci, prep.pred_cells, int(p["segment_size"]),
                        int(p["micro_batch_size"]), p["max_cells"], int(task.seed) + 2)
+    if prep.padded_train is not None:         # inductive: a train spot's entries are predicted from train spots only
+        import torch
+
+        on_train = torch.as_tensor(np.asarray(task.train_spots, dtype=bool), device=pred.device)[prep.pred_cells]
+        if bool(on_train.any()):
+            pt = predict_std(model, prep, prep.pred_loci[on_train], prep.pred_cells[on_train], int(p["segment_size"]),
+                             int(p["micro_batch_size"]), p["max_cells"], int(task.seed) + 2, padded=prep.padded_train)
+            pred = pred.clone()
+            pred[on_train] = pt
     out = np.where(task.observed_mask, np.nan_to_num(np.asarray(task.observed, dtype=np.float32)), 0.0)
     out = out.astype(np.float32)
     genes = prep.order[prep.pred_loci.cpu().numpy()]

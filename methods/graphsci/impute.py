@@ -8,6 +8,10 @@ Spots play upstream's cells. Steps, following upstream's train.py / input_data.p
 3. gene graph: |pairwise-complete Pearson r| > corr_threshold over observed entries;
 4. full-batch training (one Adam step per epoch, exponentially decayed learning rate) of the
    graph VAE + ZINB autoencoder, losses on observed entries only;
+   under ``inductive`` the fit reads the ``train_spots`` only: the z-score statistics, the gene graph, the
+   gene-graph encoder's node features (genes x train spots) and the expression autoencoder's rows; the
+   test fold is then predicted with the trained network (its own batch for the batch norm, the gene
+   embedding Z of the train spots);
 5. predicted counts s_i * mu_ij are mapped to the task's scale with ``task.counts_to_scale``
    (on the log scale this is log1p(mu_ij));
    observed entries are returned unchanged.
@@ -27,15 +31,20 @@ _SPARSE_NOTICES = ".*([Ss]parse CSR tensor support is in beta|[Ss]parse invarian
 
 @dataclass
 class Prepared:
-    x: object             # (S, G) torch float: normalised, log1p, z-scored input, 0 where held out
-    counts: object        # (S, G) torch float: observed counts, 0 where held out (never read there)
-    mask: object          # (S, G) torch bool: observed entries
-    size_factors: object  # (S,) torch float
+    x: object             # (S_fit, G) torch float: normalised, log1p, z-scored input of the train spots
+                          #   (0 where held out)
+    counts: object        # (S_fit, G) torch float: observed counts, 0 where held out (never read there)
+    mask: object          # (S_fit, G) torch bool: observed entries
+    size_factors: object  # (S_fit,) torch float
     graph: object         # gene graph as a sparse CSR adjacency (adj_t) for PyG's GCNConv
     adj_label: object     # (G, G) torch float: A + I, label of the graph decoder
     pos_weight: float
     norm: float
     lgamma_y1: object     # lgamma(counts + 1), constant part of the ZINB NLL, computed once
+    x_other: object = None         # (S - S_fit, G) the other spots' input (the inductive test fold), or None
+    size_factors_other: object = None
+    fit_rows: object = None        # (S_fit,) numpy index of the train spots; other_rows: the rest
+    other_rows: object = None
 
 
 def _check(p: dict) -> None:
@@ -59,6 +68,7 @@ def prepare(task, corr_threshold: float = 0.3, graph_on: str = "counts", device=
     from .graph import gene_graph
 
     mask = np.asarray(task.observed_mask, dtype=bool)
+    train = np.asarray(task.train_spots, dtype=bool)
     c = np.where(mask, np.nan_to_num(np.asarray(task.observed_counts, dtype=np.float64)), 0.0)
     # size factors and normalisation from the task's (truth-free) library sizes L and N = median(L):
     # upstream's sc.pp.normalize_per_cell + log1p is log1p(N * C / L), s_i = L_i / N
@@ -66,13 +76,15 @@ def prepare(task, corr_threshold: float = 0.3, graph_on: str = "counts", device=
     med = float(task.median_library_size)
     sf = lib / med
     logn = np.log1p(c / lib[:, None] * med)
-    n = mask.sum(0)
-    mean = np.where(n > 0, (logn * mask).sum(0) / np.maximum(n, 1), 0.0)
-    var = np.where(n > 1, (((logn - mean) * mask) ** 2).sum(0) / np.maximum(n - 1, 1), 0.0)
+    fit = mask & train[:, None]                                          # what the fit may read
+    n = fit.sum(0)
+    mean = np.where(n > 0, (logn * fit).sum(0) / np.maximum(n, 1), 0.0)
+    var = np.where(n > 1, (((logn - mean) * fit) ** 2).sum(0) / np.maximum(n - 1, 1), 0.0)
     sd = np.sqrt(var)
     z = np.where(mask, (logn - mean) / np.where(sd > 0, sd, 1.0), 0.0)  # sc.pp.scale; held out -> 0
 
-    edge_index, adj = gene_graph(c if graph_on == "counts" else logn, mask, corr_threshold)
+    rows, other = np.flatnonzero(train), np.flatnonzero(~train)
+    edge_index, adj = gene_graph((c if graph_on == "counts" else logn)[rows], fit[rows], corr_threshold)
     g = adj.shape[0]
     n_edges = max(float(adj.sum()), 1.0)  # guard: a graph without edges
     pos_weight = float(g * g - n_edges) / n_edges
@@ -87,9 +99,12 @@ def prepare(task, corr_threshold: float = 0.3, graph_on: str = "counts", device=
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_SPARSE_NOTICES)
         graph = to_torch_csr_tensor(edge_index.flip(0).to(dev), size=(g, g))
-    return Prepared(x=f(z), counts=f(c), mask=torch.tensor(mask, device=dev), size_factors=f(sf),
-                    graph=graph, adj_label=f(label), pos_weight=pos_weight, norm=norm,
-                    lgamma_y1=torch.lgamma(f(c) + 1.0))
+    return Prepared(x=f(z[rows]), counts=f(c[rows]), mask=torch.tensor(fit[rows], device=dev),
+                    size_factors=f(sf[rows]), graph=graph, adj_label=f(label), pos_weight=pos_weight, norm=norm,
+                    lgamma_y1=torch.lgamma(f(c[rows]) + 1.0),
+                    x_other=f(z[other]) if other.size else None,
+                    size_factors_other=f(sf[other]) if other.size else None,
+                    fit_rows=rows, other_rows=other)
 
 
 def build_model(prep: Prepared, hidden1: int, hidden2: int, dropout: float):
@@ -109,13 +124,21 @@ def loss_on(model, prep: Prepared, counts=None, mse_weight: float = 0.01):
 
 
 def predict_counts(model, prep: Prepared) -> np.ndarray:
-    """Predicted counts s_i * mu_ij (upstream's z_express) with Z at its mean and no dropout."""
+    """Predicted counts s_i * mu_ij (upstream's z_express) of every spot, with Z at its mean and no dropout.
+    The gene embedding Z comes from the train spots; the train spots and the other spots (the inductive test
+    fold) go through the expression autoencoder as separate batches (its batch norm uses batch statistics)."""
     import torch
 
     model.eval()
     with torch.no_grad():
-        out = model(prep.x.T, prep.x, prep.graph, prep.size_factors, sample=False)
-    return out["counts"].double().cpu().numpy()
+        fit = model(prep.x.T, prep.x, prep.graph, prep.size_factors, sample=False)["counts"]
+        if prep.x_other is None:
+            return fit.double().cpu().numpy()
+        oth = model(prep.x.T, prep.x_other, prep.graph, prep.size_factors_other, sample=False)["counts"]
+    out = np.empty((len(prep.fit_rows) + len(prep.other_rows), fit.shape[1]))
+    out[prep.fit_rows] = fit.double().cpu().numpy()
+    out[prep.other_rows] = oth.double().cpu().numpy()
+    return out
 
 
 def impute(task, hidden1: int = 16, hidden2: int = 32, lr: float = 0.01, epochs: int = 100,

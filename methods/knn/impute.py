@@ -23,7 +23,9 @@ def impute(task, k: int = 5):
     a = neighbour_matrix(task.coords, int(k))
     s = a @ x0
     c = a @ m.astype(np.float64)
-    count = m.sum(0)
-    gene_mean = np.where(count > 0, x0.sum(0) / np.maximum(count, 1), float(x0.sum() / max(m.sum(), 1)))
+    fit = m & np.asarray(task.train_spots, dtype=bool)[:, None]           # the fallback: train spots' gene mean
+    count = fit.sum(0)
+    xf = np.where(fit, x0, 0.0)
+    gene_mean = np.where(count > 0, xf.sum(0) / np.maximum(count, 1), float(xf.sum() / max(fit.sum(), 1)))
     est = np.where(c > 0, s / np.maximum(c, 1), gene_mean[None, :])
     return np.where(m, task.observed, est).astype(np.float32)

@@ -1,4 +1,6 @@
-"""Mean imputation: each missing entry gets the mean of its spot's (or gene's) observed values."""
+"""Mean imputation: each missing entry gets the mean of its spot's (or gene's) observed values.
+
+``axis: gene`` averages over the train spots only (under ``inductive`` the test fold is not fitted on)."""
 
 import numpy as np
 
@@ -9,9 +11,11 @@ def impute(task, axis: str = "spot"):
     x = task.observed
     m = task.observed_mask
     ax = 1 if axis == "spot" else 0
+    if axis == "gene":
+        m = m & np.asarray(task.train_spots, dtype=bool)[:, None]
     total = np.where(m, x, 0.0).sum(axis=ax, dtype=np.float64)
     count = m.sum(axis=ax)
-    fallback = float(np.nanmean(x)) if m.any() else 0.0
+    fallback = float(total.sum() / max(int(count.sum()), 1)) if m.any() else 0.0
     means = np.where(count > 0, total / np.maximum(count, 1), fallback)
     fill = means[:, None] if axis == "spot" else means[None, :]
-    return np.where(m, x, fill).astype(np.float32)
+    return np.where(task.observed_mask, x, fill).astype(np.float32)

@@ -6,7 +6,8 @@
 * ``spatial_graph``: the spatial k-NN graph of the spots (the optional spatial variant).
 * ``cluster_labels``: scGNN's default "LouvainK" clustering: Louvain on the cell graph gives the
   number of communities, scaled by ``resolution``; k-means on the embedding with that many clusters.
-* ``ari`` and ``graph_change``: the two convergence criteria of the iterative loop.
+* ``graph_change`` (and scikit-learn's ``adjusted_rand_score``, in impute.py): the two convergence
+  criteria of the iterative loop.
 
 All graphs are symmetric binary ``scipy.sparse.csr_matrix`` adjacencies without self-loops,
 built with vectorised numpy/scipy (no loop over spots).
@@ -136,71 +137,16 @@ def cluster_labels(adj: sp.csr_matrix, emb: np.ndarray, method: str, *, resoluti
         else:
             raise ValueError(f"clustering must be louvain_k, louvain or kmeans, got {method!r}")
         k = max(1, min(k, n))
-        labels = kmeans(np.asarray(emb, np.float64), k, seed=int(seed))
+        from sklearn.cluster import KMeans
+
+        # scikit-learn's KMeans with the settings of scGNN's release (k-means++, n_init=10, max_iter=300, tol=1e-4)
+        labels = KMeans(n_clusters=k, n_init=10, max_iter=300, tol=1e-4,
+                        random_state=int(seed)).fit_predict(np.asarray(emb, np.float64))
     labels = np.unique(labels, return_inverse=True)[1]
     n_lab = labels.max() + 1
     if n_lab > max_clusters or n_lab <= 1:
         labels = trim_clusters(labels, min_cluster_size, max_clusters)
     return labels
-
-
-def kmeans(x: np.ndarray, k: int, seed: int, n_init: int = 10, max_iter: int = 300, tol: float = 1e-4) -> np.ndarray:
-    """k-means (k-means++ seeding, Lloyd iterations, best of ``n_init`` by inertia).
-
-    The settings of scikit-learn's ``KMeans`` when scGNN was released (n_init=10, max_iter=300,
-    tol=1e-4 relative to the mean feature variance); written here because importing scikit-learn
-    costs seconds. Vectorised over points; the loops run over restarts, iterations and seeds only.
-    """
-    n = x.shape[0]
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 11]))
-    tol_abs = tol * float(np.mean(np.var(x, axis=0)))
-    sq = (x * x).sum(1)
-
-    def dist2(c):
-        return np.maximum(sq[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :], 0.0)
-
-    best_lab, best_inertia = None, np.inf
-    for _ in range(int(n_init)):
-        centers = np.empty((k, x.shape[1]))
-        centers[0] = x[rng.integers(n)]
-        closest = dist2(centers[:1]).ravel()
-        for c in range(1, k):
-            tot = closest.sum()
-            i = rng.choice(n, p=closest / tot) if tot > 0 else rng.integers(n)
-            centers[c] = x[i]
-            closest = np.minimum(closest, dist2(centers[c:c + 1]).ravel())
-        for _ in range(int(max_iter)):
-            lab = dist2(centers).argmin(1)
-            counts = np.bincount(lab, minlength=k)
-            sums = np.zeros_like(centers)
-            np.add.at(sums, lab, x)
-            new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centers)
-            shift = float(((new - centers) ** 2).sum())
-            centers = new
-            if shift <= tol_abs:
-                break
-        d = dist2(centers)
-        lab = d.argmin(1)
-        inertia = float(d[np.arange(n), lab].sum())
-        if inertia < best_inertia:
-            best_lab, best_inertia = lab, inertia
-    return best_lab
-
-
-def ari(a: np.ndarray, b: np.ndarray) -> float:
-    """Adjusted Rand index of two labelings (sklearn's formula; 1.0 for identical partitions)."""
-    a = np.unique(np.asarray(a), return_inverse=True)[1]
-    b = np.unique(np.asarray(b), return_inverse=True)[1]
-    n = a.size
-    table = sp.coo_matrix((np.ones(n), (a, b))).toarray()
-    comb = lambda x: (x * (x - 1) / 2.0).sum()
-    sum_ij = comb(table)
-    sum_a, sum_b = comb(table.sum(1)), comb(table.sum(0))
-    expected = sum_a * sum_b / max(n * (n - 1) / 2.0, 1.0)
-    maximum = (sum_a + sum_b) / 2.0
-    if maximum == expected:
-        return 1.0
-    return float((sum_ij - expected) / (maximum - expected))
 
 
 def normalized_laplacian(adj: sp.csr_matrix) -> sp.csr_matrix:

@@ -16,6 +16,9 @@ Pipeline (upstream ``scGNN.py``; the upstream defaults are the manifest's params
    observed data with the final graph and cell types as regularisers (``impute_graph`` = 0.3,
    ``impute_celltype`` = 0.1), plus the L1 penalty on the weights. Its reconstruction at the
    held-out entries is the imputation.
+
+Under ``inductive`` steps 1-5 run on the ``train_spots`` only (their graph, clusters, fills, losses); the
+trained imputation autoencoder then reconstructs every spot, the test fold included.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from stbench.methodkit import observed_fill, seeded
+from sklearn.metrics import adjusted_rand_score
+
+from stbench.methodkit import observed_fill, seeded, torch_threads
 
 from . import graph as G
-from .model import AE, Adam, ae_forward, gae_embedding, train_ae
+from .model import AE, ae_forward, gae_embedding, train_ae
 
 GRAPHS = ("embedding", "spatial", "both")
 CONVERGE = ("celltype", "graph", "both", "either")
@@ -92,21 +97,21 @@ def run(task, **params) -> dict:
     """Full scGNN run. Returns ``imputed`` plus diagnostics (history, labels, graph, iterations)."""
     p = dict(params)
     _check(p)
-    if p.get("threads"):
-        torch.set_num_threads(int(p["threads"]))
     dev = task.torch_device()
     t0 = time.time()
     obs_mask = np.asarray(task.observed_mask, dtype=bool)
-    train_mask = obs_mask & np.asarray(task.train_spots, dtype=bool)[:, None]
+    rows = np.flatnonzero(np.asarray(task.train_spots, dtype=bool))    # the fit reads the train spots only
     filled = observed_fill(task, p["fill"])
     # upstream works on log(x+1) >= 0 with a ReLU output; on a z-scored task shift each gene by its
-    # observed minimum so that the data are >= 0 (no shift on the log scale: the minimum is >= 0)
-    x_obs = np.where(obs_mask, np.nan_to_num(np.asarray(task.observed, dtype=np.float64)), np.inf)
+    # observed minimum (over the train spots) so that the data are >= 0 (no shift on the log scale)
+    x_obs = np.where(obs_mask, np.nan_to_num(np.asarray(task.observed, dtype=np.float64)), np.inf)[rows]
     offset = np.minimum(np.where(np.isfinite(x_obs.min(0)), x_obs.min(0), 0.0), 0.0).astype(np.float32)
-    x_np = (filled - offset[None, :]).astype(np.float32)
+    x_all_np = (filled - offset[None, :]).astype(np.float32)
+    x_np = x_all_np[rows]
     n, g = x_np.shape
-    coords = np.asarray(task.coords, dtype=np.float64)
+    coords = np.asarray(task.coords, dtype=np.float64)[rows]
     spatial = G.spatial_graph(coords, int(p["spatial_k"] or p["k"])) if p["graph"] != "embedding" else None
+    train_mask = obs_mask[rows]
 
     f32 = dict(dtype=torch.float32, device=dev)
     x = torch.as_tensor(x_np, **f32)
@@ -128,10 +133,10 @@ def run(task, **params) -> dict:
                              hidden2=int(p["gae_hidden2"]), lr=float(p["gae_lr"]), dropout=float(p["gae_dropout"]),
                              model=p["gae_model"], edge_holdout=float(p["gae_edge_holdout"]), rng=rng, device=dev)
 
-    with seeded(task.seed, dev):
+    with seeded(task.seed, dev), torch_threads(p.get("threads")):
         model = AE(g, int(p["hidden"]), int(p["latent"])).to(dev)
         start_state = copy.deepcopy(model.state_dict())
-        opt = Adam(model.parameters(), lr=float(p["lr"]))
+        opt = torch.optim.Adam(model.parameters(), lr=float(p["lr"]))
 
         # 1. feature autoencoder
         hist["feature"] = train_ae(model, opt, x, x, mask, gamma, epochs=int(p["regu_epochs"]), **kw)
@@ -165,7 +170,7 @@ def run(task, **params) -> dict:
                     idx = torch.as_tensor(np.flatnonzero(labels == c), device=dev)
                     cae = AE(g, int(p["hidden"]), int(p["latent"])).to(dev)
                     cae.load_state_dict(fe_state)  # each cluster AE starts from the feature AE
-                    copt = Adam(cae.parameters(), lr=float(p["lr"]))
+                    copt = torch.optim.Adam(cae.parameters(), lr=float(p["lr"]))
                     rc = recon[idx]
                     losses.append(train_ae(cae, copt, rc, rc, mask[idx], gamma[idx],
                                            epochs=int(p["cluster_epochs"]), **kw)[-1:])
@@ -183,7 +188,7 @@ def run(task, **params) -> dict:
             adj_new = sp.csr_matrix(alpha * lap0 + (1 - alpha) * G.column_normalised(adj))
             change = G.graph_change(adj_new, adj_old)
             adj_old = adj_new
-            a = G.ari(labels_old, labels)
+            a = float(adjusted_rand_score(labels_old, labels))
             hist["graph_change"].append(change)
             hist["ari"].append(a)
             g_ok, c_ok = change < threshold, a > float(p["converge_celltype_ratio"])
@@ -200,11 +205,11 @@ def run(task, **params) -> dict:
 
         # 5. imputation autoencoder: restart from the initial weights, regularised by graph and cell types
         model.load_state_dict(start_state)
-        opt = Adam(model.parameters(), lr=float(p["lr"]))
+        opt = torch.optim.Adam(model.parameters(), lr=float(p["lr"]))
         w = torch.as_tensor(impute_weights(adj, labels, p, bs), **f32)
         hist["impute"] = train_ae(model, opt, x, x, mask, w, epochs=int(p["impute_epochs"]), batch_size=bs,
                                   l1=float(p["l1"]), l2=float(p["l2"]), reduction=p["reduction"])
-        out, _ = ae_forward(model, x, bs)
+        out, _ = ae_forward(model, torch.as_tensor(x_all_np, **f32), bs)   # every spot, the test fold included
         out = out.cpu().numpy()
     if p["post_threshold"] is not None:
         out = np.where(out < float(p["post_threshold"]), 0.0, out)
@@ -212,6 +217,7 @@ def run(task, **params) -> dict:
     imputed = np.where(obs_mask, np.nan_to_num(np.asarray(task.observed)), out)
     imputed = np.nan_to_num(imputed, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
     return {"imputed": imputed, "reconstruction": out.astype(np.float32), "labels": labels, "adjacency": adj,
+            "fit_rows": rows,
             "iterations": iterations, "converged": converged, "history": hist, "seconds": time.time() - t0}
 
 

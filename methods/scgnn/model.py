@@ -41,40 +41,6 @@ class AE(nn.Module):
         return self.decode(z), z
 
 
-class Adam:
-    """Adam with torch.optim.Adam's defaults and update (betas 0.9/0.999, eps 1e-8, no weight decay).
-
-    Written out because constructing the first ``torch.optim`` optimiser imports TorchDynamo, which
-    costs several seconds of start-up on a CPU; the arithmetic is the same as torch's
-    single-tensor implementation (tests/test_scgnn.py checks it step by step).
-    """
-
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.b1, self.b2, self.eps = float(lr), float(betas[0]), float(betas[1]), float(eps)
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-        self.t = 0
-
-    def zero_grad(self, set_to_none: bool = True):
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self):
-        self.t += 1
-        bc1 = 1 - self.b1 ** self.t
-        bc2_sqrt = (1 - self.b2 ** self.t) ** 0.5
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
-            g = p.grad
-            m.lerp_(g, 1 - self.b1)
-            v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
-            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-            p.addcdiv_(m, denom, value=-self.lr / bc1)
-
-
 def weight_penalty(model: nn.Module, l1: float, l2: float):
     """L1Para * sum|w| + L2Para * sum w^2 over every parameter (biases included, as upstream)."""
     out = 0.0
@@ -225,7 +191,7 @@ def gae_embedding(features: np.ndarray, adj: sp.csr_matrix, *, epochs: int, hidd
     norm = n * n / float((n * n - n_edges) * 2)
     x = torch.as_tensor(features, dtype=torch.float32, device=device)
     net = GCNGAE(x.shape[1], hidden1, hidden2, dropout, variational=(model == "gcn_vae")).to(device)
-    opt = Adam(net.parameters(), lr=lr)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     mu = None
     for _ in range(int(epochs)):
         net.train()

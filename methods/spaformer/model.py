@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from stbench.methodkit import masked_mse
+
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "prelu": nn.PReLU, "elu": nn.ELU}
 
 
@@ -223,5 +225,4 @@ def masked_loss(model: SpaFormer, x: torch.Tensor, target: torch.Tensor, obs: to
     rec = model(c["x_in"][rows], select_pos(pos, rows) if pos else None, flip)
     m = loss_mask(c, obs, p["loss_entries"])[rows]
     t = torch.where(m, target[rows], torch.zeros((), dtype=target.dtype, device=target.device))
-    mf = m.to(rec.dtype)
-    return ((rec - t) ** 2 * mf).sum() / mf.sum().clamp_min(1.0)
+    return masked_mse(rec, t, m)

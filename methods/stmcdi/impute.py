@@ -12,6 +12,7 @@ import torch
 from stbench.diffusion.common import Prepared, check_finite, checkpoint_file, default_chunk, sample_rows
 from stbench.diffusion.common import determinism as _determinism
 
+from .generators import optimiser_params
 from .graph import knn_edge_index
 from .model import STMCDI, parameter_breakdown
 from .train import fit
@@ -55,7 +56,7 @@ def run(task, **p) -> dict:
         # in the job's checkpoint folder (outside the sandbox, survives a killed job) when the runner gives one
         ckpt = checkpoint_file(task, p, "stmcdi", _SAMPLING_ONLY)
         train_idx = torch.as_tensor(np.flatnonzero(train), device=device)
-        hist = fit(model, X, O, edge_index, train_idx, p, gen, ckpt, seed=int(task.seed))
+        hist = fit(model, X, O, edge_index, train_idx, optimiser_params(p), gen, ckpt, seed=int(task.seed))
         out = impute_with(model, d, X, O, edge_index, p, gen, device)
     return {**out, "history": hist, "n_parameters": parameter_breakdown(model), "params": p}
 
@@ -70,7 +71,7 @@ def impute_with(model, d: Prepared, X, O, edge_index, p: dict, gen, device) -> d
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
         Z = model.encode(X * O, edge_index)
         Z = None if Z is None else Z.float()
-    clip = 1.5 * float(np.abs(xs).max()) + 1.0  # DDIM x0 bound: beyond any observed standardised value
+    clip = 1.5 * float(np.abs(xs[d.train]).max()) + 1.0  # DDIM x0 bound: beyond any observed (train-spot) value
     chunk = p["sample_batch"] or default_chunk(device, S, g)
     rows = np.flatnonzero((~m).any(1)) if p["lr_mask"] else np.arange(n)
 

@@ -90,9 +90,13 @@ def impute(task, mode: str = "cells", cluster_label: str = "auto", num_epochs: i
             i = col.get(g.lower())
             if i is not None:
                 out[:, j] = x[:, i]
-        return np.expm1(np.maximum(out, 0.0))  # projected log-normalised expression; the protocol takes log1p
+        # project_genes returns M^T S: per spot, a sum of log-normalised values over the cells mapped to it (the
+        # quantity Tangram's per-gene cosine loss fits to the spatial data). It is a log-scale prediction, ~n_cells /
+        # n_spots times a cell's log values: expm1 of it overflows for a large reference, so it goes as it is.
+        return out
 
-    out = reference_impute(task, mapper, n_folds=n_folds, fill=fill, fill_k=fill_k, calibrate=calibrate)
+    out = reference_impute(task, mapper, n_folds=n_folds, fill=fill, fill_k=fill_k, calibrate=calibrate,
+                           prediction_scale="log")
     if isinstance(getattr(task, "info", None), dict):
         task.info["tangram"] = {"mode": mode, "cluster_label": label, "device": device, "final_main_loss": losses}
     return out
