@@ -106,9 +106,9 @@ def _bwrap_args(box: Path | None, *, network: bool, gpu: bool, checkpoint_dir: P
             a += ["--ro-bind", s, s]
     for e in _ETC:
         a += ["--ro-bind-try", f"/etc/{e}", f"/etc/{e}"]
-    for p in _prefixes():
-        a += ["--ro-bind", str(p), str(p)]
     a += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--tmpfs", "/var/tmp"]
+    for p in _prefixes():  # after the fresh /tmp: an environment kept under /tmp is bound over it, not hidden by it
+        a += ["--ro-bind", str(p), str(p)]
     if gpu:
         for d in sorted(Path("/dev").glob("nvidia[0-9]*")) + [Path("/dev") / n for n in _GPU_DEV]:
             a += ["--dev-bind-try", str(d), str(d)]

@@ -159,3 +159,17 @@ def test_a_requested_level_that_cannot_be_had_fails_before_any_child(small_pre, 
     with pytest.raises(sandbox.SandboxError, match="isolation 'bwrap' was requested.*not installed"):
         run(tmp_path, "mean", {}, isolation="bwrap", evaluate=False)
     assert sandbox.resolve_isolation("auto") == "process"  # auto decides in the parent, before the child
+
+
+def test_an_environment_under_tmp_is_bound_over_the_fresh_tmp(monkeypatch):
+    """A virtual environment kept under /tmp (a clone there, say) must stay visible: bubblewrap applies its
+    arguments in order, so the environment's read-only bind must come after the fresh tmpfs on /tmp (before the
+    fix the probe failed with "execvp ...: No such file", and `auto` quietly meant `process`)."""
+    from stbench import sandbox
+
+    monkeypatch.setattr(sandbox, "_bwrap_exe", lambda: "/usr/bin/bwrap")
+    monkeypatch.setattr(sandbox, "_prefixes", lambda: [Path("/tmp/some-clone/.venv")])
+    a = sandbox._bwrap_args(None, network=False, gpu=False)
+    tmpfs = max(i for i in range(len(a) - 1) if a[i] == "--tmpfs" and a[i + 1] == "/tmp")
+    bind = a.index("/tmp/some-clone/.venv")
+    assert a[bind - 1] == "--ro-bind" and bind > tmpfs
