@@ -29,6 +29,11 @@ def main(argv=None) -> int:
     f.add_argument("run_dir", help="the run's folder, results/<run> (reads tables/failures.csv)")
     f.add_argument("--fail-on", default=None, choices=("none", "failed", "any"),
                    help="default: $STBENCH_FAIL_ON, else failed")
+    n = sub.add_parser("new-method", help="write a working method folder (method.yaml, impute.py, README.md) to start from")
+    n.add_argument("name", help="the folder and method name (lower case, digits, underscores)")
+    n.add_argument("--methods-dir", default=None, help="default: the project's methods/")
+    n.add_argument("--title", default=None)
+    n.add_argument("--env", default="envs/core.yaml", help="its conda environment file, relative to the project root")
     args = ap.parse_args(argv)
 
     from stbench.errors import ConfigError, StbenchError
@@ -81,6 +86,13 @@ def main(argv=None) -> int:
                 raise ConfigError(f"{args.run_dir}/tables/failures.csv does not exist: run the workflow (its `failures` rule) first")
             return int(finish(args.run_dir, args.fail_on or os.environ.get("STBENCH_FAIL_ON") or default_fail_on(),
                               stream=sys.stdout))
+        elif args.cmd == "new-method":
+            from stbench.scaffold import new_method
+
+            dest = new_method(args.name, args.methods_dir, title=args.title, env=args.env)
+            print(f"wrote {dest}/ (method.yaml, impute.py, README.md). Next: add `{args.name}: {{}}` under `methods:`"
+                  f" in a config (workflow/demo.yaml runs the demo) and run snakemake; the contract tests"
+                  f" (tests/test_methods_contract.py) pick the folder up by themselves.")
         elif args.cmd == "simulate":
             from pathlib import Path
 

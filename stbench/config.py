@@ -76,7 +76,7 @@ def dataset_spec(config: dict, name: str) -> dict:
 
 
 def check_datasets(config: dict) -> None:
-    from stbench.loaders import check_spec
+    from stbench.dataset_blocks import check_spec
 
     for name, spec in (config.get("datasets") or {}).items():
         check_spec(name, spec or {})

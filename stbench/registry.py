@@ -20,6 +20,8 @@ import yaml
 from stbench.errors import ConfigError, MethodError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ENV = "envs/core.yaml"  # the harness's own environment: numpy, torch, scanpy (a method without `env:` runs in it)
 MANIFEST_KEYS = {"name", "title", "label", "citation", "needs", "resources", "env", "container", "params", "param_schema",
                  "presets", "fidelity", "implementation", "url", "timeout_s", "network"}
 DEFAULT_RESOURCES = {"gpu": 0, "mem_mb": 2000, "threads": 1}
@@ -68,7 +70,7 @@ class Method:
     @property
     def env(self) -> Path:
         """The method's conda environment file (``env:`` in method.yaml, relative to the project root)."""
-        return (Path(__file__).resolve().parent.parent / self.manifest["env"]).resolve()
+        return (PROJECT_ROOT / self.manifest.get("env", DEFAULT_ENV)).resolve()
 
     @property
     def container(self) -> str | None:
@@ -167,6 +169,10 @@ def validate_manifest(manifest, folder: Path) -> dict:
     schema_unknown = set(manifest.get("param_schema") or {}) - set(manifest.get("params") or {})
     if schema_unknown:
         raise MethodError(folder.name, f"{path}: param_schema names unknown parameter(s) {', '.join(sorted(schema_unknown))}")
+    env = manifest.get("env", DEFAULT_ENV)
+    if not isinstance(env, str) or not (PROJECT_ROOT / env).is_file():
+        raise MethodError(folder.name, f"{path}: env file {env!r} does not exist (a path relative to the project root, "
+                                       f"{PROJECT_ROOT}; copy {DEFAULT_ENV} to start one)")
     if not (folder / "impute.py").exists():
         raise MethodError(folder.name, f"{folder}: no impute.py")
     return manifest

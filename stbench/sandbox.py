@@ -80,6 +80,17 @@ def _bwrap_exe() -> str | None:
     return shutil.which("bwrap") if sys.platform.startswith("linux") else None
 
 
+def _interpreter() -> str:
+    """The child's interpreter: this one, its folder resolved and its name kept.
+
+    The box binds resolved paths only, so a ``.venv`` that is a symlink (or lies under one) would leave
+    ``sys.executable`` dangling inside it (exit 127). The file name is kept unresolved: a venv's
+    ``bin/python`` links to the base interpreter, and resolving it would lose the venv (its pyvenv.cfg).
+    """
+    exe = Path(sys.executable)
+    return str(exe.parent.resolve() / exe.name)
+
+
 def _prefixes() -> list[Path]:
     """The Python environment's folders (bound read-only): the venv, its base interpreter, the executable's folder."""
     ps = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(sys.executable).resolve().parent.parent]
@@ -140,7 +151,7 @@ def bwrap_probe() -> tuple[bool, str]:
     if not exe:
         return False, "bubblewrap (bwrap) is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
     try:
-        r = subprocess.run([*_bwrap_args(None, network=False, gpu=False), sys.executable, "-I", "-c",
+        r = subprocess.run([*_bwrap_args(None, network=False, gpu=False), _interpreter(), "-I", "-c",
                             "import os; assert os.getuid() == %d" % SANDBOX_UID],
                            capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError) as e:
@@ -720,7 +731,7 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
                                                   "threads": int(threads), "checkpoint_dir": ckpt_inner}, default=str))
         boot = ("import sys; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[:1]; "
                 "from stbench.child import main; sys.exit(main())")
-        cmd = [sys.executable, "-I", "-c", boot, str(inner / "lib")]
+        cmd = [_interpreter(), "-I", "-c", boot, str(inner / "lib")]
         if level == "bwrap":
             cmd = [*_bwrap_args(box, network=network, gpu=gpu, checkpoint_dir=checkpoint_dir, inputs=inputs), *cmd]
         if log_file is not None:

@@ -13,14 +13,14 @@ import numpy as np
 
 from stbench.atomic import write_h5ad, write_json
 from stbench.contract import validate_dataset, validate_reference
-from stbench.loaders import DEFAULT_CACHE_DIR
+from stbench.dataset_blocks import DEFAULT_CACHE_DIR
 
 
 def prepare(name: str, spec: dict, out_prepared, out_report, *, base=None, cache_dir=DEFAULT_CACHE_DIR) -> dict:
     """Load, validate and write the prepared dataset (+ reference.h5ad beside it when there is one)."""
     import scipy.sparse as sp
 
-    from stbench.loaders import load_dataset
+    from stbench.dataset_blocks import load_dataset
 
     adata, ref, where = load_dataset(name, spec, base=base, cache_dir=cache_dir)
     validate_dataset(adata, where)

@@ -31,7 +31,7 @@ def test_schema_defaults_and_choices_are_the_dataclasses():
 def test_with_defaults_fills_the_top_level_from_the_schema():
     c = cfg.with_defaults(_config())
     assert (c["run"], c["device"], c["isolation"], c["seeds"]) == ("default", "auto", "auto", [0])
-    from stbench.loaders import DEFAULT_CACHE_DIR
+    from stbench.dataset_blocks import DEFAULT_CACHE_DIR
 
     assert c["cache_dir"] == DEFAULT_CACHE_DIR
 

@@ -240,7 +240,7 @@ def test_reference_from_another_source_downloads_only_its_reference_files(server
 def test_paper_datasets_need_their_reference_download(tmp_path):
     """Every packaged recipe takes its reference from `geo` by default, so a paper run downloads it."""
     from stbench.datasets import list_recipes
-    from stbench.loaders import dataset_inputs
+    from stbench.dataset_blocks import dataset_inputs
 
     for rid in list_recipes():
         files = dataset_inputs({"recipe": rid, "source": "authors"}, str(tmp_path))
@@ -248,7 +248,7 @@ def test_paper_datasets_need_their_reference_download(tmp_path):
                          str(tmp_path / rid / "geo" / "manifest_reference.json")], rid
         assert dataset_inputs({"recipe": rid, "source": "authors", "reference_source": "none"}, str(tmp_path)) == files[:1]
     with pytest.raises(ConfigError, match="dataset 'x': recipe 'MOB': reference_source 'zenodo'"):
-        from stbench.loaders import check_spec
+        from stbench.dataset_blocks import check_spec
 
         check_spec("x", {"recipe": "MOB", "reference_source": "zenodo"})
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stbench.errors import DatasetError
-from stbench.loaders import FORMATS, dataset_inputs, format_of, input_folders, load_dataset
+from stbench.dataset_blocks import FORMATS, dataset_inputs, format_of, input_folders, load_dataset
 from stbench.steps import mask_step, prepare, preprocess_step, task_step
 
 

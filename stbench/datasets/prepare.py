@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stbench.contract import check_counts, validate_dataset
+from stbench.datasets.download import manifest_path
+from stbench.datasets.recipes import get_recipe, get_source
 from stbench.errors import DatasetError
+from stbench.loaders import get_loader
 
 
 def read_manifest(cache_dir, recipe_id: str, source: str, *, reference_only: bool = False) -> tuple[dict, Path]:
-    from stbench.datasets.download import manifest_path
-
     path = manifest_path(cache_dir, recipe_id, source, reference_only=reference_only)
     if not path.exists():
         flag = " --reference-only" if reference_only else ""
@@ -123,8 +125,6 @@ def reference_source_of(recipe: dict, source: str, reference_source: str | None 
 
 def _load_reference(recipe: dict, recipe_id: str, ref_source: str, source: str, base: Path, cache_dir, report: dict):
     """The reference AnnData (or None, with the reason in ``report``) from ``ref_source``'s download."""
-    from stbench.datasets.recipes import get_source
-    from stbench.loaders import get_loader
 
     report["reference_source"] = ref_source
     spec = None if ref_source == "none" else get_source(recipe, ref_source).get("reference")
@@ -151,9 +151,6 @@ def load_recipe(recipe_id: str, source: str, cache_dir, reference_source: str | 
     """
     import scipy.sparse as sp
 
-    from stbench.contract import check_counts, validate_dataset
-    from stbench.datasets.recipes import get_recipe, get_source
-    from stbench.loaders import get_loader
 
     manifest, mpath = read_manifest(cache_dir, recipe_id, source)
     recipe = manifest.get("recipe_data") or get_recipe(recipe_id)

@@ -1,14 +1,10 @@
-"""Dataset entry, in one place: every format a dataset block may name, its input files, its loader.
+"""File formats, one loader each: ``load(spec: dict, base: Path) -> AnnData`` (paths relative to ``base``).
 
-A dataset block is either ``{recipe: ID, source: authors|geo}`` (one of the paper's datasets, read
-from the download cache) or ``{format: F, ...}`` with F one of ``FORMATS``. A loader is
-``load(spec: dict, base: Path) -> AnnData`` (paths relative to ``base``). ``load_dataset`` returns
-the spatial AnnData and the optional scRNA-seq reference (a ``reference:`` block or path).
+Which loader a config's dataset block uses, and how recipes and simulations enter, is decided one
+level up, in ``stbench.dataset_blocks``; this package imports nothing of the datasets or the workflow.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from stbench.errors import ConfigError
 from stbench.loaders.h5ad import load_h5ad
@@ -18,8 +14,6 @@ from stbench.loaders.st import load_st
 from stbench.loaders.tables import load_tables
 from stbench.loaders.visium import load_visium
 
-DEFAULT_CACHE_DIR = "resources/downloads"  # the download cache (config key `cache_dir`)
-
 LOADERS = {
     "h5ad": load_h5ad,
     "tables": load_tables,
@@ -28,110 +22,13 @@ LOADERS = {
     "spatialbenchmarking": load_spatialbenchmarking,  # Insitu_count.txt + Locations.txt
     "scrna": load_scrna,  # scRNA-seq reference matrices (no coordinates; for `reference:` blocks)
 }
-# the config keys of each format that name input files (declared as Snakemake inputs)
+# the spec keys of each file format that name input files (declared as Snakemake inputs)
 INPUT_KEYS = {"h5ad": ("path",), "tables": ("counts", "locations"), "visium": ("matrix", "positions"),
-              "st": ("counts",), "spatialbenchmarking": ("counts", "locations"), "scrna": ("path", "genes", "barcodes", "labels"),
-              "simulate": (), "recipe": ()}
-FORMATS = tuple(sorted(INPUT_KEYS))
+              "st": ("counts",), "spatialbenchmarking": ("counts", "locations"), "scrna": ("path", "genes", "barcodes", "labels")}
 
 
 def get_loader(fmt: str):
     try:
         return LOADERS[fmt]
     except KeyError:
-        raise ConfigError(f"unknown dataset format '{fmt}'; known formats: {', '.join(FORMATS)}") from None
-
-
-def format_of(spec: dict) -> str:
-    """The block's format: ``recipe`` for the ``{recipe: ID}`` shorthand, else its ``format`` key."""
-    return "recipe" if "recipe" in (spec or {}) else (spec or {}).get("format")
-
-
-def reference_spec(spec: dict) -> dict | None:
-    """The ``reference:`` block as a scrna spec (a bare path is shorthand for ``{path: ...}``)."""
-    ref = (spec or {}).get("reference")
-    if not ref:
-        return None
-    return dict(ref) if isinstance(ref, dict) else {"path": ref}
-
-
-def check_spec(name: str, spec: dict) -> None:
-    """A ConfigError naming the dataset for an unknown format or recipe, or a missing input key."""
-    fmt = format_of(spec)
-    if fmt == "recipe":
-        from stbench.datasets import list_recipes
-
-        if spec["recipe"] not in list_recipes():
-            raise ConfigError(f"dataset '{name}': unknown recipe '{spec['recipe']}'; known recipes: {', '.join(list_recipes())}")
-        from stbench.datasets import get_recipe
-        from stbench.datasets.prepare import reference_source_of
-
-        try:
-            reference_source_of(get_recipe(spec["recipe"]), spec.get("source", "authors"), spec.get("reference_source"))
-        except ConfigError as e:
-            raise ConfigError(f"dataset '{name}': {e}") from None
-        return
-    if fmt not in INPUT_KEYS:
-        raise ConfigError(f"dataset '{name}': unknown or missing format {fmt!r}; use 'recipe: <ID>' or format one of "
-                          f"{', '.join(f for f in FORMATS if f != 'recipe')}")
-
-
-def dataset_inputs(spec: dict, cache_dir: str = DEFAULT_CACHE_DIR) -> list[str]:
-    """Every input file of a dataset block (a recipe's download manifest, or the block's paths and its reference's)."""
-    fmt = format_of(spec)
-    if fmt == "recipe":
-        from stbench.datasets.download import manifest_path
-
-        from stbench.datasets import get_recipe
-        from stbench.datasets.prepare import reference_source_of
-
-        source = spec.get("source", "authors")
-        files = [str(manifest_path(cache_dir, spec["recipe"], source))]
-        ref_source = reference_source_of(get_recipe(spec["recipe"]), source, spec.get("reference_source"))
-        if ref_source not in ("none", source):
-            files.append(str(manifest_path(cache_dir, spec["recipe"], ref_source, reference_only=True)))
-        return files
-    files = [str(spec[k]) for k in INPUT_KEYS.get(fmt, ()) if spec.get(k)]
-    ref = reference_spec(spec)
-    if ref:
-        files += [str(ref[k]) for k in INPUT_KEYS["scrna"] if ref.get(k)]
-    return files
-
-
-def load_dataset(name: str, spec: dict, *, base=None, cache_dir: str = DEFAULT_CACHE_DIR):
-    """(spatial AnnData, reference AnnData or None, a description for messages) of a dataset block."""
-    spec = dict(spec)
-    check_spec(name, spec)
-    fmt = format_of(spec)
-    if fmt == "recipe":
-        from stbench.datasets import load_recipe
-
-        source = spec.get("source", "authors")
-        adata, ref = load_recipe(spec["recipe"], source, cache_dir, spec.get("reference_source"))
-        return adata, ref, f"recipe {spec['recipe']} ({source})"
-    if fmt == "simulate":
-        from stbench.simulate import simulate_demo
-
-        kw = {k: v for k, v in spec.items() if k not in ("format", "preprocess", "source", "sweep_of")}
-        secret = kw.get("seed") == "secret"
-        if secret:  # drawn now; kept only in prepare.json (results/, which no method sees under bwrap)
-            import secrets
-
-            kw["seed"] = secrets.randbelow(2**31)
-        adata, ref = simulate_demo(**kw)
-        if secret:
-            for a in (adata, ref):  # the reference reaches the method: no seed in its metadata
-                a.uns["source"] = dict(a.uns["source"], accession="simulated(seed=secret)")
-            adata.uns["prepare_report"] = {"simulation_seed": int(kw["seed"]),
-                                           "simulation_seed_note": "drawn at run time (seed: secret)"}
-        return adata, ref, f"simulated dataset '{name}'"
-    adata = get_loader(fmt)(spec, base)
-    rspec = reference_spec(spec)
-    ref = get_loader(rspec.get("format", "scrna"))(rspec, base) if rspec else None
-    where = next((spec[k] for k in INPUT_KEYS[fmt] if spec.get(k)), name)
-    return adata, ref, str(where)
-
-
-def input_folders(spec: dict, cache_dir: str = DEFAULT_CACHE_DIR) -> list[str]:
-    """The folders holding a dataset's raw inputs (hidden from method processes: they carry the truth)."""
-    return sorted({str(Path(f).resolve().parent) for f in dataset_inputs(spec, cache_dir)})
+        raise ConfigError(f"unknown dataset format '{fmt}'; known formats: {', '.join(sorted(LOADERS))}") from None

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from stbench import config as cfg
-from stbench.loaders import dataset_inputs, input_folders
+from stbench.dataset_blocks import dataset_inputs, input_folders
 
 config.update(cfg.expand_sweep(cfg.with_defaults(config)))
 cfg.validate(config)
