@@ -45,7 +45,7 @@ def test_groups_and_refusals():
                 "gat": {**base, "encoder": "gat"}, "gin": {**base, "encoder": "gin"},
                 "gain": {**base, "generator": "gain"}, "lr": {**base, "lr": 1e-3}}
     assert ens.groups(variants) == [["default", "spot", "r2"]]
-    with pytest.raises(ValueError, match="cannot be batched: encoder gat"):
+    with pytest.raises(ValueError, match="cannot be batched: encoder='gat'"):
         ens.run_ensemble(None, {"default": base, "gat": variants["gat"]})
     with pytest.raises(ValueError, match="differ in more than"):
         ens.run_ensemble(None, {"default": base, "lr": variants["lr"]})
