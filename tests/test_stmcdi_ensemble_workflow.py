@@ -194,3 +194,23 @@ def test_workflow_groups_follow_the_method_rule():
     c["methods"]["stmcdi"]["ensemble"] = False
     assert workflow_groups(c, cfg.variants(c)) == {}
     assert workflow_groups(c, cfg.variants(c), switch_only=False) == groups  # what the estimate prices
+
+
+def test_estimate_prices_the_workflows_ensemble_jobs_and_says_whether_the_switch_is_on():
+    from stbench import cost_estimate as ce
+
+    c = yaml.safe_load((ROOT / "config.yaml").read_text())
+    c["methods"] = {"stmcdi": c["methods"]["stmcdi"]}
+    dev = next(d for d in ce.devices() if d != "cpu")
+    costs = ce.estimate(c, dev, results_dir=ROOT / "no-such-run")
+    members = sorted(x.variant for x in costs if x.ensemble == 11 and x.dataset == "MOB")
+    assert len(members) == 11 and "gat" not in members and all(x.ensemble_on for x in costs)
+    text = ce.report(costs, dev, (1, 8), 4)
+    assert "ON in this config for stmcdi: 30 ensemble jobs" in text and "UNMEASURED on a GPU" in text
+    # the longest job under the lever is an ensemble job: its 11 members' training at the lever's factor
+    ens = next(x for x in costs if x.ensemble == 11)
+    lv = ce.levers(dev, 4, 11, rows=[])
+    assert ce.longest_job_hours(ens, None, lv["ensemble"]) == pytest.approx(11 * ens.train_s / lv["ensemble"].factor / 3600)
+    c["methods"]["stmcdi"]["ensemble"] = False
+    text = ce.report(ce.estimate(c, dev, results_dir=ROOT / "no-such-run"), dev, (1,), 4)
+    assert "OFF in this config for stmcdi" in text
