@@ -18,6 +18,6 @@ if [ "$PART" != workflow ]; then
 fi
 if [ "$PART" != levers ]; then
   timeout 200 $PY benchmarks/bench_ensemble_workflow.py --device cuda --preset paper --spots 2000 --genes 1000 \
-    --steps 150 --members 11 --isolation process --out "$OUT/ensemble_workflow_cuda.csv" 2>&1 | grep -v Warning
+    --steps 150 --members 11 --isolation auto --out "$OUT/ensemble_workflow_cuda.csv" 2>&1 | grep -v Warning
   cat "$OUT/ensemble_workflow_cuda.csv"
 fi
