@@ -47,6 +47,8 @@ def _ensemble_gpu(wc):
 
 
 rule ensemble:
+    wildcard_constraints:
+        group=r"[^/]+",
     input:
         task=rules.task.output[0],
     output:
