@@ -214,3 +214,19 @@ def test_estimate_prices_the_workflows_ensemble_jobs_and_says_whether_the_switch
     c["methods"]["stmcdi"]["ensemble"] = False
     text = ce.report(ce.estimate(c, dev, results_dir=ROOT / "no-such-run"), dev, (1,), 4)
     assert "OFF in this config for stmcdi" in text
+
+
+def test_a_method_yaml_ensemble_rule_is_checked(tmp_path):
+    from stbench.errors import MethodError
+    from stbench.registry import validate_manifest
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "impute.py").write_text("")
+    base = {"name": "m", "title": "M", "citation": "c", "params": {"a": 1}}
+    with pytest.raises(MethodError, match="ensemble.py does not exist"):
+        validate_manifest({**base, "ensemble": {"may_differ_in": ["a"]}}, folder)
+    (folder / "ensemble.py").write_text("")
+    with pytest.raises(MethodError, match="'ensemble' must be a mapping with may_differ_in"):
+        validate_manifest({**base, "ensemble": {"requires": {"a": 1}}}, folder)
+    assert validate_manifest({**base, "ensemble": {"may_differ_in": ["a"]}}, folder)

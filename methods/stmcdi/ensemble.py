@@ -41,7 +41,13 @@ import yaml
 from torch.func import functional_call, stack_module_state, vmap
 
 from stbench import ensembles as rules
-from stbench.diffusion.common import CheckpointClock, Prepared, checkpoint_file, restore_rng_states, rng_states
+from stbench.diffusion.common import (
+    CheckpointClock,
+    Prepared,
+    checkpoint_file,
+    restore_rng_states,
+    rng_states,
+)
 from stbench.diffusion.common import determinism as _determinism
 from stbench.diffusion.masks import train_targets
 from stbench.progress import Progress
@@ -238,7 +244,7 @@ def fit_ensemble(models: list[STMCDI], X, O, edge_index, train_idx, ps: list[dic
         step += 1
         ep_loss += mse.detach().float()
         ep_n += 1
-        prog.update(step, lambda: float(mse.detach().mean()))
+        prog.update(step, lambda m=mse: float(m.detach().mean()))
         if j == per_epoch - 1 or step == total:
             for i, v in enumerate((ep_loss / ep_n).tolist()):
                 histories[i].append(v)
