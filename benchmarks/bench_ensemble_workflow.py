@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -83,6 +84,7 @@ def main():
         for r in rows:
             w.writerow([ens["device"], a.preset, a.spots, a.genes, a.steps, a.members, ens["status"],
                         f"{ens['wall_time_s']:.2f}", (ens.get("method_info") or {}).get("train_seconds"), *r])
+    shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {out}")
 
 
