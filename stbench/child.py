@@ -4,6 +4,8 @@ Runs inside the sandbox folder made by ``stbench.sandbox`` (its working director
 of part of this package and of the method folder under ``lib/``. It reads ``job.json`` and ``task.npz``
 (and ``reference.h5ad`` if present) and writes ``out/imputed.npz`` and ``out/child.json`` (the ``info``
 block: status, error, traceback, method_info, versions; the parent validates it and measures the rest).
+Entry ``ensemble`` (the workflow's batched-ensemble job) trains several variants of the method into their
+checkpoint folders instead and writes only ``out/child.json``.
 Nothing here knows where the project or its results are.
 """
 
@@ -82,6 +84,9 @@ def main() -> int:
                          checkpoint_dir=job.get("checkpoint_dir"))
         import importlib
 
+        if job.get("entry", "impute") == "ensemble":  # several variants trained as one model; no predictions
+            _train_ensemble(job, task, record)
+            return _finish(out, record)
         module = importlib.import_module(f"stbench_methods.{job['method']}.impute")
         impute = getattr(module, "impute", None)
         if not callable(impute):
@@ -100,6 +105,31 @@ def main() -> int:
         if isinstance(e, NotApplicable):  # not run here, for a stated reason: a skipped row, not a failed one
             record.update(status="skipped: " + str(e).split(" (")[0])  # the short reason; the whole message in `error`
         record.update(error=f"{type(e).__name__}: {e}", traceback="".join(traceback.format_exc(limit=20))[-5000:])
+    return _finish(out, record)
+
+
+def _train_ensemble(job: dict, task, record: dict) -> None:
+    """Entry ``ensemble``: ``train_ensemble(task, members, checkpoint_dirs)`` of the method's ``ensemble.py``
+    trains the member variants (``job["params"]``: variant -> params) as one model and leaves each member's
+    finished training in its checkpoint folder (``job["checkpoint_dirs"]``, the only folders it may write
+    outside the box). What it returns is the info block's ``method_info``."""
+    import importlib
+
+    module = importlib.import_module(f"stbench_methods.{job['method']}.ensemble")
+    train = getattr(module, "train_ensemble", None)
+    if not callable(train):
+        raise TypeError(f"methods/{job['method']}/ensemble.py defines no function train_ensemble(task, members, "
+                        "checkpoint_dirs)")
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    info = train(task, job["params"], job["checkpoint_dirs"])
+    record["method_info"] = json.loads(json.dumps(info or {}, default=str))
+    record.update(status="ok")
+
+
+def _finish(out: Path, record: dict) -> int:
+    """The info block, with the self-reported peak CUDA memory and the package versions, written atomically."""
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():  # self-reported (the parent cannot read CUDA's allocator)
         record["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20

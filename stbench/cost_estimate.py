@@ -51,6 +51,7 @@ class JobCost:
     basis: str = "unmeasured"  # measured | estimate | unmeasured | cpu
     slots: int = 0  # GPU slots of one job (stbench.gpu_slots); 0: a CPU job
     ensemble: int = 1  # size of the batched-ensemble group this variant belongs to (1: none)
+    ensemble_on: bool = False  # whether the config's switch (`ensemble: true`) trains that group in one job
 
     @property
     def hours(self) -> float | None:
@@ -169,6 +170,7 @@ def scaled_cost(e: dict, n_spots: int, n_genes: int) -> float:
 
 def estimate(config: dict, device: str, rate_files=None, results_dir=None, estimates=None) -> list[JobCost]:
     from stbench import config as cfg
+    from stbench.ensembles import workflow_groups
     from stbench.gpu_slots import slots_requested
 
     config = cfg.with_defaults(config)
@@ -178,19 +180,18 @@ def estimate(config: dict, device: str, rate_files=None, results_dir=None, estim
     n_jobs = len(cfg.seeds(config)) * len(cfg.masks(config))
     k = int(config.get("gpu_slots_per_device") or 1)
     variants = cfg.variants(config)
+    # the workflow's own grouping (stbench.ensembles, the rule in method.yaml): the jobs that `ensemble: true`
+    # trains together; priced whether or not the switch is on (the report says which)
     group_of = {}
-    if any(v.method == "stmcdi" for v in variants):
-        from stbench.registry import get_method
-
-        ens = get_method("stmcdi", config.get("methods_dir")).load_module("ensemble")
-        for names in ens.groups({v.name: v.params for v in variants if v.method == "stmcdi"}):
-            group_of.update({("stmcdi", n): len(names) for n in names})
+    for (m, _), names in workflow_groups(config, variants, switch_only=False).items():
+        group_of.update({(m, n): len(names) for n in names})
+    switched = {m for m, block in (config.get("methods") or {}).items() if (block or {}).get("ensemble")}
     out = []
     for v in variants:
         gpu = cfg.job_device(config["device"], v.resources) != "cpu"
         for ds, (n, g, _) in sizes.items():
             jc = JobCost(ds, v.method, v.name, n_jobs, n, g, slots=slots_requested(v.resources, k) if gpu else 0,
-                         ensemble=group_of.get((v.method, v.name), 1))
+                         ensemble=group_of.get((v.method, v.name), 1), ensemble_on=v.method in switched)
             if not gpu:
                 jc.basis, jc.rate = "cpu", "CPU job (its method.yaml asks for no GPU)"
             elif v.method in DIFFUSION_METHODS:
@@ -269,6 +270,15 @@ def device_hours(costs: list[JobCost], slots: Lever | None = None, ensemble: Lev
     return total
 
 
+def longest_job_hours(c: JobCost, slots: Lever | None = None, ensemble: Lever | None = None) -> float:
+    """Hours of the longest job ``c`` takes part in: its own job, or, for an ensemble member under the ensemble
+    lever, the ensemble job that trains all ``c.ensemble`` members (their training, at the lever's factor)."""
+    own = device_hours([c], slots, ensemble) / c.jobs
+    if ensemble is not None and c.ensemble > 1:
+        return max(c.sample_s / 3600, c.ensemble * c.train_s / ensemble.factor / 3600)
+    return own
+
+
 def wall_hours(device_h: float, longest_h: float, n_gpus: int) -> float:
     """Wall time on ``n_gpus`` devices: the device-hours spread evenly, never below the longest single job."""
     return max(device_h / max(1, n_gpus), longest_h)
@@ -319,10 +329,18 @@ def report(costs: list[JobCost], device: str, gpus=(1,), slots_per_device: int =
     lines.append(f"  slots: {slots_per_device} per GPU, shared by {', '.join(shared) or 'no job (gpu_slots: 1 nowhere)'}: "
                  f"x{lv['slots'].factor:.2f}, {'measured on a GPU' if lv['slots'].measured else 'UNMEASURED on a GPU'} "
                  f"({lv['slots'].source}); device-h {scen['none']:.1f} without, {scen['slots']:.1f} with")
-    lines.append(f"  ensemble: stMCDI groups of up to {ens_k} variants: x{lv['ensemble'].factor:.2f}, "
+    members = sorted({f"{c.method}/{c.variant}" for c in costs if c.ensemble > 1})
+    on = sorted({c.method for c in costs if c.ensemble > 1 and c.ensemble_on})
+    off = sorted({c.method for c in costs if c.ensemble > 1 and not c.ensemble_on})
+    n_ens = sum(c.jobs for c in costs if c.ensemble > 1 and c.ensemble_on) // max(1, ens_k)
+    state = (f"ON in this config for {', '.join(on)}: {n_ens} ensemble jobs (one per dataset, mask and seed, a whole "
+             "GPU each), then each member's job only samples" if on else "")
+    state += ("; " if on and off else "") + (f"OFF in this config for {', '.join(off)} (`ensemble: true` in its "
+                                             "method block turns it on)" if off else "")
+    lines.append(f"  ensemble: groups of up to {ens_k} variants ({len(members)} variants: method.yaml's ensemble rule, "
+                 f"as the workflow groups them): x{lv['ensemble'].factor:.2f}, "
                  f"{'measured on a GPU' if lv['ensemble'].measured else 'UNMEASURED on a GPU'} ({lv['ensemble'].source}); "
-                 f"device-h {scen['none']:.1f} without, {scen['ensemble']:.1f} with. Not yet a workflow switch "
-                 "(methods/stmcdi/README.md)")
+                 f"device-h {scen['none']:.1f} without, {scen['ensemble']:.1f} with. {state}")
     lines.append(f"  both: x{lv['both'].factor:.2f}, UNMEASURED ({lv['both'].source}); device-h {scen['both']:.1f}")
     lines.append(f"  (the profile's 21% is of the profiled wall time; against the unprofiled H200 rate its kernels are busy "
                  f"{1 / KERNEL_BOUND:.0%} of a step, so an unchanged kernel time would allow at most x{KERNEL_BOUND:.2f})")
@@ -330,7 +348,7 @@ def report(costs: list[JobCost], device: str, gpus=(1,), slots_per_device: int =
     longest = {}
     for name, sl, en in (("none", None, None), ("slots", lv["slots"], None), ("ensemble", None, lv["ensemble"]),
                          ("both", lv["slots"], lv["both"])):
-        longest[name] = max((device_hours([c], sl, en) / c.jobs for c in costs if c.hours is not None), default=0.0)
+        longest[name] = max((longest_job_hours(c, sl, en) for c in costs if c.hours is not None), default=0.0)
     lines += ["", "Wall time with --resources gpu=N (device-hours / N, at least the longest job):",
               f"  {'N':>3s} {'no lever':>10s} {'slots':>10s} {'ensemble':>10s} {'both':>10s}"]
     for n in gpus:

@@ -23,7 +23,7 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENV = "envs/core.yaml"  # the harness's own environment: numpy, torch, scanpy (a method without `env:` runs in it)
 MANIFEST_KEYS = {"name", "title", "label", "citation", "needs", "resources", "env", "container", "params", "param_schema",
-                 "presets", "fidelity", "implementation", "url", "timeout_s", "network"}
+                 "presets", "fidelity", "implementation", "url", "timeout_s", "network", "ensemble"}
 DEFAULT_RESOURCES = {"gpu": 0, "mem_mb": 2000, "threads": 1}
 
 
@@ -66,6 +66,11 @@ class Method:
     def network(self) -> bool:
         """Whether the method's process may use the network (``network: true`` in method.yaml); off by default."""
         return bool(self.manifest.get("network", False))
+
+    @property
+    def ensemble(self) -> dict | None:
+        """The method's batched-ensemble rule (``ensemble`` in method.yaml; stbench.ensembles), or None."""
+        return self.manifest.get("ensemble")
 
     @property
     def env(self) -> Path:
@@ -166,6 +171,15 @@ def validate_manifest(manifest, folder: Path) -> dict:
         raise MethodError(folder.name, f"{path}: timeout_s must be a positive number of seconds, got {t!r}")
     if not isinstance(manifest.get("network", False), bool):
         raise MethodError(folder.name, f"{path}: network must be true or false")
+    if "ensemble" in manifest:
+        from stbench.ensembles import check_rule
+
+        try:
+            check_rule(manifest["ensemble"], str(path))
+        except ConfigError as e:
+            raise MethodError(folder.name, str(e)) from None
+        if not (folder / "ensemble.py").exists():
+            raise MethodError(folder.name, f"{path}: declares 'ensemble' but {folder / 'ensemble.py'} does not exist")
     schema_unknown = set(manifest.get("param_schema") or {}) - set(manifest.get("params") or {})
     if schema_unknown:
         raise MethodError(folder.name, f"{path}: param_schema names unknown parameter(s) {', '.join(sorted(schema_unknown))}")

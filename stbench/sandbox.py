@@ -62,7 +62,8 @@ _PACKAGE = Path(__file__).resolve().parent
 # the part of stbench a method may use (stbench.child's imports and the shared model code): not the simulator,
 # the loaders or the dataset recipes, from which a public simulated dataset's truth can be rebuilt
 CHILD_MODULES = ("__init__.py", "errors.py", "atomic.py", "child.py", "task.py", "preprocess.py", "contract.py",
-                 "options.py", "methodkit.py", "progress.py", "reference_protocol.py", "runner.py", "diffusion")
+                 "options.py", "methodkit.py", "progress.py", "reference_protocol.py", "runner.py", "diffusion",
+                 "ensembles.py")
 # system folders bound read-only into the bwrap root (those that exist; symlinks are recreated as symlinks)
 _SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC = ("passwd", "group", "nsswitch.conf", "hosts", "host.conf", "resolv.conf", "ld.so.cache", "ld.so.conf",
@@ -128,11 +129,21 @@ def _bwrap_args(box: Path | None, *, network: bool, gpu: bool, checkpoint_dir: P
             a += ["--ro-bind-try", d, d]
     if box is not None:
         a += ["--bind", str(box), str(BOX), "--chdir", str(BOX)]
-        if checkpoint_dir is not None:
-            a += ["--bind", str(checkpoint_dir), str(BOX / "checkpoints")]
+        for rel, src in _checkpoint_binds(checkpoint_dir).items():  # the only host folders the child may write
+            a += ["--bind", str(src), str(BOX / rel)]
         for name, src in (inputs or {}).items():  # the task file and reference: read-only, not copied
             a += ["--ro-bind", str(src), str(BOX / name)]
     return a
+
+
+def _checkpoint_binds(checkpoint_dir) -> dict[str, Path]:
+    """Box-relative mount point -> host folder: one folder at ``checkpoints``, or a mapping name -> folder (an
+    ensemble job's members) at ``checkpoints/<name>``."""
+    if checkpoint_dir is None:
+        return {}
+    if isinstance(checkpoint_dir, dict):
+        return {f"checkpoints/{name}": Path(d) for name, d in checkpoint_dir.items()}
+    return {"checkpoints": Path(checkpoint_dir)}
 
 
 def _gpu_library_dirs() -> list[str]:
@@ -669,13 +680,21 @@ class _LiveLog:
 
 def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, device: str = "auto", threads: int = 1,
                    hide=(), isolation: str = "auto", timeout: float | None = None, mem_mb: int | None = None,
-                   log_file=None, checkpoint_dir=None, shape=None) -> dict:
+                   log_file=None, checkpoint_dir=None, shape=None, entry: str = "impute") -> dict:
     """Run ``method`` (a registry.Method) on the task file in its sandbox.
 
     Returns {'isolation', 'cost': what the parent measured, 'info': the child's validated info block,
     'imputed': array or None}. ``hide``: folders the box must lie outside (results, downloads, dataset
     inputs; the checkout is added). ``shape``: (n_spots, n_genes), which bounds the predictions' size.
+    ``checkpoint_dir``: a host folder the child may write (``task.checkpoint_dir``), or a mapping name -> folder
+    (each at ``checkpoints/<name>`` in the box: an ensemble's members). ``entry``: ``impute`` (predictions) or
+    ``ensemble`` (``params`` maps variant -> params; the child trains them into their checkpoint folders and
+    returns no predictions; stbench.child).
     """
+    if entry not in ("impute", "ensemble"):
+        raise ValueError(f"run_in_sandbox: entry must be impute or ensemble, got {entry!r}")
+    if entry == "ensemble" and not isinstance(checkpoint_dir, dict):
+        raise ValueError("run_in_sandbox: an ensemble job needs a mapping variant -> checkpoint folder")
     level = resolve_isolation(isolation)  # decided before the child, never changed after it ran
     recorded = f"apptainer+{level}" if _in_container() else level
     network = method.network
@@ -695,9 +714,16 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
             if bad:
                 raise SandboxError(f"the Python environment {p} contains {bad[0]}, which the method must not see; "
                                    "use an environment outside the project and results folders")
-    if checkpoint_dir is not None:
+    if isinstance(checkpoint_dir, dict):
+        bad = [n for n in checkpoint_dir if not isinstance(n, str) or not n or n in (".", "..") or "/" in n
+               or "\0" in n]
+        if bad:
+            raise ValueError(f"run_in_sandbox: checkpoint folder names must be plain names, got {bad[0]!r}")
+        checkpoint_dir = {n: Path(d).resolve() for n, d in checkpoint_dir.items()}
+    elif checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir).resolve()
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    for d in _checkpoint_binds(checkpoint_dir).values():
+        d.mkdir(parents=True, exist_ok=True)
     remove_stale_boxes(tmp_parent)
     box = Path(tempfile.mkdtemp(prefix="stbench-", dir=tmp_parent)).resolve()
     owner = box.with_name(box.name + ".owner")  # beside the box, not in it: the child never sees it
@@ -719,16 +745,19 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
                 (box / name).touch()  # the mount point of a read-only bind
             else:
                 _place(src, box / name)
-        ckpt_inner = None
-        if checkpoint_dir is not None:
+        ckpt_inner = {}
+        for rel, src in _checkpoint_binds(checkpoint_dir).items():
             if level == "bwrap":
-                (box / "checkpoints").mkdir()
-                ckpt_inner = str(BOX / "checkpoints")
+                (box / rel).mkdir(parents=True)  # the mount point of a read-write bind
             else:
-                (box / "checkpoints").symlink_to(checkpoint_dir, target_is_directory=True)
-                ckpt_inner = str(box / "checkpoints")
-        (box / "job.json").write_text(json.dumps({"method": method.name, "params": params, "device": device,
-                                                  "threads": int(threads), "checkpoint_dir": ckpt_inner}, default=str))
+                (box / rel).parent.mkdir(parents=True, exist_ok=True)
+                (box / rel).symlink_to(src, target_is_directory=True)
+            ckpt_inner[rel] = str(inner / rel)
+        job = {"method": method.name, "entry": entry, "params": params, "device": device, "threads": int(threads),
+               "checkpoint_dir": ckpt_inner.get("checkpoints")}
+        if isinstance(checkpoint_dir, dict):
+            job["checkpoint_dirs"] = {n: ckpt_inner[f"checkpoints/{n}"] for n in checkpoint_dir}
+        (box / "job.json").write_text(json.dumps(job, default=str))
         boot = ("import sys; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[:1]; "
                 "from stbench.child import main; sys.exit(main())")
         cmd = [_interpreter(), "-I", "-c", boot, str(inner / "lib")]
@@ -761,7 +790,7 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
             info["error"] = (f"memory limit: the method needed more than its data limit of {mem_limit / 2**20:.0f} MB "
                              f"(declared mem_mb {mem_mb}; README: resources). " + str(info.get("error") or ""))[:2000]
         imputed = None
-        if info["status"] == "ok":
+        if info["status"] == "ok" and entry == "impute":
             if shape is None:
                 raise ValueError("run_in_sandbox needs the task's shape to read predictions")
             imputed, why = read_predictions(box, *shape)

@@ -123,6 +123,51 @@ def impute_step(task_file, method_name: str, variant: str, params: dict, out_dir
                           checkpoint_dir=checkpoint_dir)
 
 
+def ensemble_step(task_file, method_name: str, members: dict[str, dict], checkpoint_dirs: dict, out_json, *,
+                  device: str = "auto", threads: int = 1, hide=(), isolation: str = "auto", methods_dir=None,
+                  log_file=None, timeout_s=None, mem_mb=None, gpu_slots: int = 0, slots_per_device: int = 1) -> dict:
+    """Train the variants ``members`` (name -> resolved params: one ensemble group of stbench.ensembles) of one
+    (dataset, mask, seed) as one batched model, in the sandbox on the same truth-free task file as their impute
+    jobs. The child may write only the members' checkpoint folders (``checkpoint_dirs``: variant -> folder, the
+    impute jobs' own), where it leaves each member's finished training; each variant's impute job then finds it
+    and only samples, and writes its own row. ``out_json``: this job's record (the parent's, as a row's run.json:
+    status, error, cost). A failed ensemble is recorded, not raised: its members' impute jobs then train on their
+    own (resuming from any checkpoint it left), so a failure costs time, never a row."""
+    from stbench.atomic import write_json
+    from stbench.gpu_slots import pinned
+    from stbench.registry import get_method
+    from stbench.runner import _gpu_model
+    from stbench.sandbox import run_in_sandbox
+    from stbench.task import load_task
+
+    method = get_method(method_name, methods_dir)
+    if set(members) != set(checkpoint_dirs):
+        raise ValueError(f"ensemble of {method_name}: members {sorted(members)} and checkpoint folders "
+                         f"{sorted(checkpoint_dirs)} differ")
+    task = load_task(task_file)  # truth-free: names and provenance for the record
+    record = {"method": method.name, "members": list(members), "dataset": task.dataset, "seed": task.seed,
+              "mask": {"spec": task.protocol.get("mask")}, "device_requested": device}
+    with pinned(gpu_slots if device != "cpu" else 0, slots_per_device):
+        res = run_in_sandbox(method, members, task_file, device=device, threads=threads, hide=hide,
+                             isolation=isolation, timeout=timeout_s if timeout_s is not None else method.timeout_s,
+                             mem_mb=mem_mb, log_file=log_file, checkpoint_dir=dict(checkpoint_dirs), entry="ensemble")
+    info, cost = res["info"], res["cost"]
+    record.update(status=info["status"], error=info.get("error"), isolation=res["isolation"], limits=res["limits"],
+                  exit_code=cost["exit_code"], wall_time_s=cost["wall_time_s"], peak_rss_mb=cost["peak_rss_mb"],
+                  device=_gpu_model() if cost["gpu_used"] else "cpu")
+    for k in ("traceback", "method_info", "versions", "peak_cuda_mb_self_reported"):
+        if info.get(k) is not None:
+            record[k] = info[k]
+    write_json(out_json, record)
+    if log_file is not None:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "a") as fh:
+            fh.write(f"stbench: {method.name} ensemble of {', '.join(members)}: {record['status']}"
+                     + ("" if record["status"] == "ok" else f": {record.get('error')} (each member's impute job "
+                        "trains on its own, from any checkpoint the ensemble left)") + "\n")
+    return record
+
+
 SUSPECT = "suspect: near-perfect on held-out entries"
 
 

@@ -45,7 +45,7 @@ def test_groups_and_refusals():
                 "gat": {**base, "encoder": "gat"}, "gin": {**base, "encoder": "gin"},
                 "gain": {**base, "generator": "gain"}, "lr": {**base, "lr": 1e-3}}
     assert ens.groups(variants) == [["default", "spot", "r2"]]
-    with pytest.raises(ValueError, match="cannot be batched: encoder gat"):
+    with pytest.raises(ValueError, match="cannot be batched: encoder='gat'"):
         ens.run_ensemble(None, {"default": base, "gat": variants["gat"]})
     with pytest.raises(ValueError, match="differ in more than"):
         ens.run_ensemble(None, {"default": base, "lr": variants["lr"]})
@@ -63,3 +63,31 @@ def test_member_checkpoints_let_each_variants_own_run_only_sample(tmp_path):
         assert resumed["history"]["resumed_from"] == resumed["history"]["steps"] > 4  # no training step ran
         full = stm.run(make_task(x, xy, held, tmp_path / f"full-{v}"), **p)
         np.testing.assert_allclose(resumed["imputed"], full["imputed"], rtol=1e-4, atol=1e-4, err_msg=v)
+
+
+def test_killed_ensemble_resumes_from_its_member_checkpoints(tmp_path, monkeypatch):
+    """An ensemble killed after its mid-training checkpoint resumes from the members' files (train.fit's format),
+    and each member's own run then samples what an uninterrupted ensemble gives."""
+    x, xy, held = smooth_data(n_side=7, n_genes=24)
+    members = {v: _params(VARIANTS[v], checkpoints=2) for v in ("default", "no_lr_mask")}
+    full = ens.run_ensemble(make_task(x, xy, held, tmp_path / "full"), members)
+    total = full["default"]["history"]["steps"]
+    dirs = {v: tmp_path / "ckpt" / v for v in members}
+    real = ens.member_checkpoint
+
+    def killed(path, model, m0, params, opt, opt_cls, sched, ema, i, step, *rest):
+        real(path, model, m0, params, opt, opt_cls, sched, ema, i, step, *rest)
+        if i == len(members) - 1 and step < total:  # every member's mid-training file is written
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(ens, "member_checkpoint", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        ens.train_ensemble(make_task(x, xy, held, tmp_path / "e1"), members, dirs)
+    monkeypatch.setattr(ens, "member_checkpoint", real)
+    info = ens.train_ensemble(make_task(x, xy, held, tmp_path / "e2"), members, dirs)
+    assert 0 < info["resumed_from"] < info["steps"] == total
+    for v, p in members.items():
+        own = stm.run(make_task(x, xy, held, dirs[v]), **p)
+        assert own["history"]["resumed_from"] == total  # the finished file: no step trained
+        np.testing.assert_allclose(own["history"]["loss"], full[v]["history"]["loss"], rtol=1e-4, atol=1e-5, err_msg=v)
+        np.testing.assert_allclose(own["imputed"], full[v]["imputed"], rtol=1e-4, atol=1e-4, err_msg=v)

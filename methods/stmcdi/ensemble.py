@@ -19,8 +19,14 @@ maps are batched matmuls over the stacked weights, and the aggregation (the same
 every member) runs once through PyG's own ``propagate`` on the members' features side by side.
 Sampling is not batched: it already fills the device (thousands of rows per call) and runs per member
 with that member's generator. ``tests/test_stmcdi_ensemble.py`` checks that the ensemble's results
-equal the separate runs'. Not supported in an ensemble: checkpoints (the job restarts from step 0),
-encoders other than GCN, ``enc_dropout`` > 0, and generators other than diffusion.
+equal the separate runs'. Not supported in an ensemble (method.yaml's ``ensemble`` rule): encoders other
+than GCN, ``enc_dropout`` > 0, ``target: latent`` and generators other than diffusion.
+
+Checkpoints: every member's state is written in ``train.fit``'s own format, under the name its separate run
+looks for, in the member's own folder (``train_ensemble``: the workflow's ensemble job). They are written on
+``train.fit``'s schedule (``checkpoints``, ``checkpoint_interval``) and at the end, so a killed ensemble job
+resumes from them (when every member's file is there at the same step), and a variant's own impute job that
+finds the finished one trains no step and only samples.
 """
 
 from __future__ import annotations
@@ -31,45 +37,43 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch.func import functional_call, stack_module_state, vmap
 
-from stbench.diffusion.common import Prepared, checkpoint_file, rng_states
+from stbench import ensembles as rules
+from stbench.diffusion.common import (
+    CheckpointClock,
+    Prepared,
+    checkpoint_file,
+    restore_rng_states,
+    rng_states,
+)
 from stbench.diffusion.common import determinism as _determinism
 from stbench.diffusion.masks import train_targets
+from stbench.progress import Progress
 
 from .graph import knn_edge_index, subgraph_for
 from .impute import _SAMPLING_ONLY, check_params, impute_with
 from .model import STMCDI, parameter_breakdown
 from .train import EMA, lr_factor, total_steps, use_full_graph
 
-MEMBER_KEYS = ("train_mask_strategy", "train_mask_ratio", "or_mask", "lr_mask")  # what members may differ in
+_RULE = yaml.safe_load((Path(__file__).with_name("method.yaml")).read_text())["ensemble"]  # one home: method.yaml
+MEMBER_KEYS = tuple(_RULE["may_differ_in"])  # what members may differ in
 
 
 def shared_key(p: dict) -> tuple:
     """Variants with the same key can share an ensemble: every parameter but ``MEMBER_KEYS`` equal."""
-    return tuple(sorted((k, repr(v)) for k, v in p.items() if k not in MEMBER_KEYS))
+    return rules.shared_key(_RULE, p)
 
 
 def supported(p: dict) -> str | None:
-    """None if a variant can be an ensemble member, else why not."""
-    if p["encoder"] != "gcn":
-        return f"encoder {p['encoder']} (only gcn is batched)"
-    if p.get("generator", "diffusion") != "diffusion":
-        return f"generator {p['generator']}"
-    if float(p["enc_dropout"]) > 0:
-        return "enc_dropout > 0"
-    if p["target"] != "values":
-        return "target latent"
-    return None
+    """None if a variant can be an ensemble member, else why not (method.yaml's ``ensemble.requires``)."""
+    return rules.why_not(_RULE, p, workflow=False)
 
 
 def groups(variants: dict[str, dict]) -> list[list[str]]:
-    """The variants (name -> resolved params) that can be trained together, in groups of two or more."""
-    by: dict[tuple, list[str]] = {}
-    for name, p in variants.items():
-        if supported(p) is None:
-            by.setdefault(shared_key(p), []).append(name)
-    return [names for names in by.values() if len(names) > 1]
+    """The variants (name -> resolved params) the workflow trains together, in groups of two or more."""
+    return rules.groups(_RULE, variants)
 
 
 class _Stacked:
@@ -119,21 +123,45 @@ def fit_ensemble(models: list[STMCDI], X, O, edge_index, train_idx, ps: list[dic
                  ckpts: list | None = None) -> list[dict]:
     """Train the K models as one batched ensemble (in place); per member the history of ``train.fit``.
 
-    ``ckpts``: one path per member: its finished training written as ``train.fit``'s checkpoint (model,
-    optimiser, schedule, EMA, generator and RNG states; no data), so that the member's own separate run,
-    finding it, skips training and only samples (see ``member_checkpoint``)."""
+    ``ckpts``: one path per member. Each member's state (model, its slice of the optimiser state, the shared
+    schedule, its EMA, its generator, the RNG states; no data) is written there as ``train.fit``'s checkpoint
+    on ``train.fit``'s schedule and when training ends; when every member's file exists at one step, training
+    resumes from them (a killed ensemble job's rerun). A variant's own run that finds the finished file skips
+    training and only samples (``train.fit`` resumes at the last step)."""
     k = len(models)
     p = ps[0]  # every schedule/optimiser parameter is shared (shared_key)
     dev = X.device
     n = X.shape[0]
     m0 = models[0]
+    total, per_epoch = total_steps(int(train_idx.numel()), p)
+    prog = Progress(total, label=f"stMCDI ensemble train ({k} members)", every_s=p.get("progress_interval"),
+                    enabled=bool(p["progress"]))
+    states = _load_members(ckpts, k, prog)
+    if states is not None:  # each member's weights back in its module before stacking
+        for mdl, st in zip(models, states):
+            mdl.load_state_dict(st["model"])
     P, B = stack_module_state(models)  # leaf tensors (K, ...) that require grad
     params = [P[name] for name, _ in m0.named_parameters()]
     opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[p["optimizer"]]
     opt = opt_cls(params, lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
-    total, per_epoch = total_steps(int(train_idx.numel()), p)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, p["lr_milestones"], p["lr_factors"]))
     ema = EMA(_Stacked(params), p["ema"]) if p["ema"] else None
+    histories = [[] for _ in range(k)]
+    ep_loss, ep_n = X.new_zeros(k), 0
+    step = resumed = 0
+    if states is not None:
+        opt.load_state_dict(_stack_opt_state([st["opt"] for st in states]))
+        sched.load_state_dict(states[0]["sched"])  # the same schedule for every member
+        if ema is not None:
+            ema.shadow = [torch.stack([st["ema"][j] for st in states]).to(dev) for j in range(len(params))]
+        step = resumed = int(states[0]["step"])
+        histories = [list(st["history"]) for st in states]
+        ep_loss = X.new_tensor([float(st.get("epoch_loss", (0.0, 0))[0]) for st in states])
+        ep_n = int(states[0].get("epoch_loss", (0.0, 0))[1])
+        for st, gen in zip(states, gens):
+            restore_rng_states(st, gen, dev)  # the global CPU/CUDA states are the same in every member's file
+        prog.start = step
+        prog.write(f"stMCDI ensemble train: resuming {k} members from their checkpoints at step {step}/{total}")
     amp = bool(p["amp"]) and dev.type == "cuda"
     full_ei, full_ew = m0.graph(edge_index, n)
     full = use_full_graph(dev, n, m0.hops)
@@ -148,9 +176,15 @@ def fit_ensemble(models: list[STMCDI], X, O, edge_index, train_idx, ps: list[dic
     m0.train()
     for mdl in models:
         mdl.train()
-    histories = [[] for _ in range(k)]
-    ep_loss, ep_n = X.new_zeros(k), 0
-    step, perm = 0, None
+    every = max(1, total // max(1, int(p["checkpoints"]))) if p["checkpoints"] else 0
+    saver = CheckpointClock(p.get("checkpoint_interval"))
+
+    def save():
+        for i, path in enumerate(ckpts or []):
+            member_checkpoint(path, models[i], m0, params, opt, opt_cls, sched, ema, i, step, histories[i], gens[i],
+                              (float(ep_loss[i]), ep_n))
+
+    perm = None
     t0 = time.perf_counter()
     while step < total:
         j = step % per_epoch
@@ -210,13 +244,16 @@ def fit_ensemble(models: list[STMCDI], X, O, edge_index, train_idx, ps: list[dic
         step += 1
         ep_loss += mse.detach().float()
         ep_n += 1
+        prog.update(step, lambda m=mse: float(m.detach().mean()))
         if j == per_epoch - 1 or step == total:
             for i, v in enumerate((ep_loss / ep_n).tolist()):
                 histories[i].append(v)
             ep_loss, ep_n = X.new_zeros(k), 0
+        if every and step < total and (step % every == 0 or saver.due()):
+            save()
+            saver.saved()
     seconds = time.perf_counter() - t0
-    for i, path in enumerate(ckpts or []):
-        member_checkpoint(path, models[i], m0, params, opt, opt_cls, sched, ema, i, step, histories[i], gens[i])
+    save()  # the finished training: what each variant's own job resumes from (it trains no step)
     with torch.no_grad():  # the EMA (or last) weights into each member's own module
         final = ema.shadow if ema is not None else [q.detach() for q in params]
         for (name, _), w in zip(m0.named_parameters(), final):
@@ -224,12 +261,37 @@ def fit_ensemble(models: list[STMCDI], X, O, edge_index, train_idx, ps: list[dic
                 mdl.get_parameter(name).copy_(w[i])
     for mdl in models:
         mdl.eval()
-    return [{"loss": h, "steps": step, "seconds": seconds, "resumed_from": 0, "ensemble_size": k} for h in histories]
+    return [{"loss": h, "steps": step, "seconds": seconds, "resumed_from": resumed, "ensemble_size": k}
+            for h in histories]
 
 
-def member_checkpoint(path, model, m0, params, opt, opt_cls, sched, ema, i: int, step: int, history: list, gen) -> None:
+def _load_members(ckpts, k: int, prog: Progress) -> list[dict] | None:
+    """Every member's checkpoint, if all K exist at one step; else None (training starts at step 0, and the
+    files are overwritten at the next checkpoint). A killed job leaves at most the K files of two steps."""
+    if not ckpts or not all(Path(c).exists() for c in ckpts):
+        return None
+    states = [torch.load(c, map_location="cpu", weights_only=False) for c in ckpts]
+    steps = {int(st["step"]) for st in states}
+    if len(steps) != 1:
+        prog.write(f"stMCDI ensemble train: member checkpoints at different steps {sorted(steps)}; starting at step 0")
+        return None
+    return states
+
+
+def _stack_opt_state(sds: list[dict]) -> dict:
+    """K single-model optimiser state dicts (``member_checkpoint``'s slices) as the stacked optimiser's."""
+    state = {}
+    for j, st0 in sds[0]["state"].items():
+        state[j] = {key: (torch.stack([sd["state"][j][key] for sd in sds]) if torch.is_tensor(v) and v.dim() > 0 else v)
+                    for key, v in st0.items()}
+    return {"state": state, "param_groups": sds[0]["param_groups"]}
+
+
+def member_checkpoint(path, model, m0, params, opt, opt_cls, sched, ema, i: int, step: int, history: list, gen,
+                      epoch_loss=(0.0, 0)) -> None:
     """Member ``i``'s state in the format of ``train.fit``'s checkpoints, written atomically: its raw weights,
-    its slice of the optimiser state, the shared schedule, its EMA, its generator, the global RNG."""
+    its slice of the optimiser state, the shared schedule, its EMA, its generator, the global RNG, its running
+    epoch loss."""
     with torch.no_grad():
         for (name, _), w in zip(m0.named_parameters(), params):
             model.get_parameter(name).copy_(w[i])
@@ -241,15 +303,11 @@ def member_checkpoint(path, model, m0, params, opt, opt_cls, sched, ema, i: int,
     tmp = Path(path).with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "opt": single.state_dict(), "sched": sched.state_dict(),
                 "ema": [sh[i].clone() for sh in ema.shadow] if ema is not None else None, "step": step,
-                "history": history, "epoch_loss": (0.0, 0), **rng_states(gen, gen.device)}, tmp)
+                "history": list(history), "epoch_loss": tuple(epoch_loss), **rng_states(gen, gen.device)}, tmp)
     tmp.replace(path)
 
 
-def run_ensemble(task, members: dict[str, dict], checkpoint_dir=None) -> dict[str, dict]:
-    """Fit the variants ``members`` (name -> resolved params, one ensemble group) on one task as one
-    batched ensemble; sample each; return name -> the dict ``impute.run`` returns for that variant.
-    ``checkpoint_dir``: also write each member's finished training there under the name its separate run
-    looks for (``stbench.diffusion.common.checkpoint_file``), so a separate job of the variant only samples."""
+def _check_members(members: dict[str, dict]) -> list[dict]:
     names = list(members)
     ps = [dict(members[v]) for v in names]
     for v, q in zip(names, ps):
@@ -259,28 +317,67 @@ def run_ensemble(task, members: dict[str, dict], checkpoint_dir=None) -> dict[st
             raise ValueError(f"stMCDI ensemble: variant {v!r} cannot be batched: {why}")
     if len({shared_key(q) for q in ps}) != 1:
         raise ValueError(f"stMCDI ensemble: variants {names} differ in more than {', '.join(MEMBER_KEYS)}")
+    return ps
+
+
+def _fit_members(task, names: list[str], ps: list[dict], checkpoint_dirs: dict | None, device):
+    """Build and train the members (inside the caller's determinism context); returns what sampling needs."""
     p = ps[0]
-    device = task.torch_device()
     d = Prepared(task, p["standardise"])
     n, g = d.xs.shape
     seed = int(task.seed)
-    with _determinism(seed, device, p["threads"]):
-        gens = [torch.Generator(device=device).manual_seed(seed) for _ in ps]
-        X = torch.as_tensor(d.xs, device=device)
-        O = torch.as_tensor(d.m, device=device)
-        edge_index = knn_edge_index(task.coords, int(p["k_neighbors"])).to(device)
-        models = []
-        for q in ps:  # each member starts from its separate run's initialisation
-            torch.manual_seed(seed)
-            models.append(STMCDI(g, q).to(device))
-        train_idx = torch.as_tensor(np.flatnonzero(d.train), device=device)
-        ckpts = None
-        if checkpoint_dir is not None:
-            Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-            # the name each variant's own job looks for (stbench.diffusion.common.checkpoint_file)
-            at = dataclasses.replace(task, checkpoint_dir=Path(checkpoint_dir))
-            ckpts = [checkpoint_file(at, q, "stmcdi", _SAMPLING_ONLY) for q in ps]
-        hists = fit_ensemble(models, X, O, edge_index, train_idx, ps, gens, seed=seed, ckpts=ckpts)
+    gens = [torch.Generator(device=device).manual_seed(seed) for _ in ps]
+    X = torch.as_tensor(d.xs, device=device)
+    O = torch.as_tensor(d.m, device=device)
+    edge_index = knn_edge_index(task.coords, int(p["k_neighbors"])).to(device)
+    models = []
+    for q in ps:  # each member starts from its separate run's initialisation
+        torch.manual_seed(seed)
+        models.append(STMCDI(g, q).to(device))
+    train_idx = torch.as_tensor(np.flatnonzero(d.train), device=device)
+    ckpts = None
+    if checkpoint_dirs is not None:
+        # in each member's folder, the name its own run looks for (stbench.diffusion.common.checkpoint_file)
+        ckpts = [checkpoint_file(dataclasses.replace(task, checkpoint_dir=Path(checkpoint_dirs[v])), q, "stmcdi",
+                                 _SAMPLING_ONLY) for v, q in zip(names, ps)]
+        if any(c is None for c in ckpts):
+            raise ValueError("stMCDI ensemble: member checkpoints need checkpoints > 0 in every member's parameters")
+    hists = fit_ensemble(models, X, O, edge_index, train_idx, ps, gens, seed=seed, ckpts=ckpts)
+    return d, X, O, edge_index, models, gens, hists
+
+
+def train_ensemble(task, members: dict[str, dict], checkpoint_dirs: dict[str, str]) -> dict:
+    """The workflow's ensemble job (``stbench.child``, entry ``ensemble``): train the members (variant name ->
+    resolved params, one group) as one batched model and leave each member's finished training in its own
+    checkpoint folder (``checkpoint_dirs[variant]``), where its impute job finds it. Samples nothing; returns
+    facts for the job's record."""
+    names = list(members)
+    ps = _check_members(members)
+    missing = [v for v in names if v not in checkpoint_dirs]
+    if missing:
+        raise ValueError(f"stMCDI ensemble: no checkpoint folder for member(s) {', '.join(missing)}")
+    device = task.torch_device()
+    with _determinism(int(task.seed), device, ps[0]["threads"]):
+        *_, hists = _fit_members(task, names, ps, checkpoint_dirs, device)
+    h = hists[0]
+    return {"members": len(names), "steps": h["steps"], "resumed_from": h["resumed_from"],
+            "train_seconds": round(h["seconds"], 3), "final_loss": {v: hh["loss"][-1] if hh["loss"] else None
+                                                                     for v, hh in zip(names, hists)}}
+
+
+def run_ensemble(task, members: dict[str, dict], checkpoint_dir=None) -> dict[str, dict]:
+    """Fit the variants ``members`` (name -> resolved params, one ensemble group) on one task as one
+    batched ensemble; sample each; return name -> the dict ``impute.run`` returns for that variant (tests,
+    benchmarks). ``checkpoint_dir``: one folder for every member, or a mapping variant -> folder; each member's
+    training is written there under the name its separate run looks for (``checkpoint_file``)."""
+    names = list(members)
+    ps = _check_members(members)
+    dirs = None
+    if checkpoint_dir is not None:
+        dirs = dict(checkpoint_dir) if isinstance(checkpoint_dir, dict) else {v: checkpoint_dir for v in names}
+    device = task.torch_device()
+    with _determinism(int(task.seed), device, ps[0]["threads"]):
+        d, X, O, edge_index, models, gens, hists = _fit_members(task, names, ps, dirs, device)
         out = {}
         for v, q, mdl, gen, h in zip(names, ps, models, gens, hists):
             res = impute_with(mdl, d, X, O, edge_index, q, gen, device)

@@ -92,4 +92,10 @@ def impute_with(model, d: Prepared, X, O, edge_index, p: dict, gen, device) -> d
 
 
 def impute(task, **params) -> np.ndarray:
-    return run(task, **params)["imputed"]
+    res = run(task, **params)
+    h = res["history"]
+    # run.json's method_info: how much of the training this job ran itself (none where a finished checkpoint,
+    # e.g. a batched ensemble's, was found: resumed_from == steps)
+    task.info["training"] = {"steps": int(h.get("steps", 0)), "resumed_from": int(h.get("resumed_from", 0)),
+                             "seconds": round(float(h.get("seconds", 0.0)), 3)}
+    return res["imputed"]

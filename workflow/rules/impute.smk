@@ -1,11 +1,16 @@
 # impute: one job per (dataset, mask, seed, method, variant), in the method's own environment
 # (`env:` / `container:` of method.yaml with --use-conda / --use-apptainer) and its own sandboxed
-# process (stbench/sandbox.py). Its only data input is the truth-free task file.
+# process (stbench/sandbox.py). Its only data input is the truth-free task file (and, for a member of a
+# batched ensemble, the record of the ensemble job that left its trained model in its checkpoint folder).
+
+
+include: "ensemble.smk"
 
 
 rule impute:
     input:
         task=rules.task.output[0],
+        ensemble=ensemble_record,
     output:
         imputed=f"{R}/{{dataset}}/{{mask}}/seed{{seed}}/{{method}}/{{variant}}/imputed.npz",
         run=f"{R}/{{dataset}}/{{mask}}/seed{{seed}}/{{method}}/{{variant}}/run.json",
@@ -20,7 +25,7 @@ rule impute:
         methods_dir=config.get("methods_dir"),
         timeout_s=lambda wc: variant_of(wc).timeout_s,
         # training checkpoints (model state only), outside the sandbox: a killed job's rerun resumes from them
-        checkpoint_dir=lambda wc: f"{R}/checkpoints/{wc.dataset}/{wc.mask}/seed{wc.seed}/{wc.method}/{wc.variant}",
+        checkpoint_dir=lambda wc: checkpoint_dir(wc.dataset, wc.mask, wc.seed, wc.method, wc.variant),
     threads: lambda wc: int(variant_of(wc).resources["threads"])
     priority: lambda wc: variant_of(wc).priority
     resources:
