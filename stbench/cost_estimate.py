@@ -19,7 +19,6 @@ seconds to minutes and are listed as such.
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,20 +137,28 @@ def _rate(rates: list[dict], device: str, p: dict, n_spots: int, n_genes: int, e
     return min(cand, key=lambda r: (abs(int(r["n_genes"]) - n_genes), abs(int(r["n_spots"]) - n_spots)))
 
 
-def diffusion_cost(p: dict, n_spots: int, n_genes: int, rates: list[dict], device: str, exact: bool = True) -> tuple:
-    """(train steps, train seconds, sampling seconds, rate used) of one stMCDI (or CSDI) fit + imputation."""
-    # as the method's training loop counts them (methods/stmcdi/train.py total_steps): epochs, floored, capped
-    steps = max(int(p["epochs"]) * max(1, math.ceil(n_spots / int(p["batch_size"]))), int(p.get("min_steps") or 0))
-    if p.get("max_steps"):
-        steps = min(steps, int(p["max_steps"]))
+def diffusion_cost(p: dict, n_spots: int, n_genes: int, rates: list[dict], device: str, exact: bool = True,
+                   terms=None) -> tuple:
+    """(train steps, train seconds, sampling seconds, rate used) of one stMCDI (or CSDI) fit + imputation.
+
+    ``terms``: the method's own cost module (``methods/<name>/cost.py``: ``train_steps``, ``chain_steps``), which
+    its training loop counts with too; the estimate asks it rather than repeating its formula."""
+    terms = terms if terms is not None else cost_terms("stmcdi")
+    steps = int(terms.train_steps(n_spots, p))
     r = _rate(rates, device, p, n_spots, n_genes, exact)
     if r is None:
         return steps, None, None, "unmeasured"
     # denoiser seconds per 1000 spots per chain step at the benchmark's sample count, scaled to ours
     per_step_1000 = float(r["ddpm_s_per_1000_spots"]) / int(r["T"]) * int(p["n_samples"]) / int(r["n_samples"])
-    chain = int(p["num_steps"]) if p["sampler"] == "ddpm" else min(int(p["sample_steps"]), int(p["num_steps"]))
-    sample_s = per_step_1000 * chain * n_spots / 1000
+    sample_s = per_step_1000 * int(terms.chain_steps(p)) * n_spots / 1000
     return steps, steps / float(r["train_steps_per_s"]), sample_s, f"{r['_file']}: {r['device']} {r['n_spots']}x{r['n_genes']}"
+
+
+def cost_terms(method_name: str, methods_dir=None):
+    """A method's torch-free cost module (``methods/<name>/cost.py``), imported in this process."""
+    from stbench.registry import get_method
+
+    return get_method(method_name, methods_dir).load_module("cost")
 
 
 def load_estimates(path=None) -> dict:
@@ -196,7 +203,8 @@ def estimate(config: dict, device: str, rate_files=None, results_dir=None, estim
                 jc.basis, jc.rate = "cpu", "CPU job (its method.yaml asks for no GPU)"
             elif v.method in DIFFUSION_METHODS:
                 exact = v.method == "stmcdi"
-                jc.train_steps, jc.train_s, jc.sample_s, jc.rate = diffusion_cost(v.params, n, g, rates, device, exact)
+                jc.train_steps, jc.train_s, jc.sample_s, jc.rate = diffusion_cost(
+                    v.params, n, g, rates, device, exact, terms=cost_terms(v.method, config.get("methods_dir")))
                 if jc.train_s is not None:
                     jc.basis = "measured" if exact else "estimate"
                     if not exact:

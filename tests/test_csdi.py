@@ -87,3 +87,17 @@ def test_min_steps_is_a_floor_in_whole_epochs(mod, small_pre, small_mask, tmp_pa
     floored = mod.run(task, **{**p, "epochs": 1, "n_samples": 1, "min_steps": 3 * per_epoch - 1})["history"]
     assert floored["steps"] == 3 * per_epoch and len(floored["loss"]) == 3
     assert mod.run(task, **{**p, "epochs": 4, "n_samples": 1, "min_steps": 1})["history"]["steps"] == 4 * per_epoch
+
+
+def test_the_estimate_counts_the_steps_this_loop_trains(mod, small_pre, small_mask, tmp_path):
+    """`stbench estimate` asks CSDI's cost module (whole epochs up to min_steps), not stMCDI's formula."""
+    from stbench import cost_estimate as ce
+
+    held, train = small_mask
+    task = build_task(small_pre, held, train, seed=0, device="cpu", scratch=tmp_path)
+    n_train = int(task.train_spots.sum())
+    p = {**METHOD.params("test"), "epochs": 1, "n_samples": 1}
+    p["min_steps"] = 2 * (-(-n_train // int(p["batch_size"]))) - 1   # not a whole number of epochs
+    trained = mod.run(task, **p)["history"]["steps"]
+    steps, *_ = ce.diffusion_cost(p, n_train, 10, [], "cpu", terms=ce.cost_terms("csdi"))
+    assert steps == trained and steps != p["min_steps"]

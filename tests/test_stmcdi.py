@@ -442,7 +442,7 @@ def test_figure4_is_written(small_pre, small_mask, tmp_path):
 
 def test_min_steps_floors_and_max_steps_caps_training():
     """`min_steps` (the quick preset's 400) lengthens training on a small section; `max_steps` caps it."""
-    from stbench_methods.stmcdi.train import total_steps
+    from stbench_methods.stmcdi.cost import total_steps
 
     p = {"epochs": 40, "batch_size": 64}
     assert total_steps(600, p) == (400, 10)  # the demo: unchanged by the quick preset's floor

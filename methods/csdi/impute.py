@@ -16,6 +16,7 @@ from stbench.diffusion.common import (CheckpointClock, Prepared, check_finite, c
                                       determinism, restore_rng_states, rng_states, sample_rows)
 from stbench.progress import Progress
 
+from .cost import epochs_and_steps
 from .model import CSDI
 
 ENUMS = {"sampler": ("ddpm", "ddim"), "aggregate": ("median", "mean"), "schedule": ("quad", "linear")}
@@ -40,8 +41,7 @@ def fit(model: CSDI, X, O, train_idx, p: dict, gen, ckpt=None) -> dict:
     (model state, optimiser, schedule, RNG states and counters only; an epoch boundary resumes exactly)."""
     opt = torch.optim.Adam(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
     bs = int(p["batch_size"])
-    per_epoch = max(1, -(-int(train_idx.numel()) // bs))
-    epochs = max(int(p["epochs"]), -(-int(p.get("min_steps") or 0) // per_epoch))
+    epochs, per_epoch = epochs_and_steps(int(train_idx.numel()), p)
     sched = torch.optim.lr_scheduler.MultiStepLR(
         opt, milestones=[int(m * epochs) for m in p["lr_milestones"]], gamma=float(p["lr_gamma"]))
     hist, steps, first, t0 = [], 0, 0, time.perf_counter()

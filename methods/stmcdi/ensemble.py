@@ -55,7 +55,8 @@ from stbench.progress import Progress
 from .graph import knn_edge_index, subgraph_for
 from .impute import _SAMPLING_ONLY, check_params, impute_with
 from .model import STMCDI, parameter_breakdown
-from .train import EMA, lr_factor, total_steps, use_full_graph
+from .cost import total_steps
+from .train import EMA, lr_factor, use_full_graph
 
 _RULE = yaml.safe_load((Path(__file__).with_name("method.yaml")).read_text())["ensemble"]  # one home: method.yaml
 MEMBER_KEYS = tuple(_RULE["may_differ_in"])  # what members may differ in

@@ -4,7 +4,6 @@ checkpoint folder when the runner gives one), progress lines in the job log (stb
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 from stbench.diffusion.common import CheckpointClock, restore_rng_states, rng_states
 from stbench.progress import Progress
 
+from .cost import total_steps
 from .graph import subgraph_for
 
 
@@ -41,16 +41,6 @@ class EMA:
     def copy_to(self, model):
         for s, p in zip(self.shadow, model.parameters()):
             p.copy_(s)
-
-
-def total_steps(n_train: int, p: dict) -> tuple[int, int]:
-    """(optimiser steps, steps per epoch): ``epochs`` over the training spots, at least ``min_steps``
-    (so that a small section trains as long as a large one), at most ``max_steps``."""
-    per_epoch = max(1, math.ceil(n_train / int(p["batch_size"])))
-    total = max(int(p["epochs"]) * per_epoch, int(p.get("min_steps") or 0))
-    if p.get("max_steps"):
-        total = min(total, int(p["max_steps"]))
-    return total, per_epoch
 
 
 FULL_GRAPH_MAX_NODES = 50_000  # on CUDA, up to this many spots the encoder runs on the whole graph each step
