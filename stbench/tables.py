@@ -86,13 +86,16 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     return df.groupby(keys, dropna=False, sort=False).apply(agg, include_groups=False).reset_index()
 
 
-def _fmt(mean, std, status="ok") -> str:
+def _fmt(mean, std, status="ok", n=None) -> str:
+    """A cell's text: 'mean±std' over seeds, or 'mean (n=1)' where one seed stands behind it (no std to give)."""
     if isinstance(status, str) and status.startswith("skipped"):
         return status
     if isinstance(status, str) and status.startswith(("failed", "suspect")):
         return status.split(":")[0]
     if not np.isfinite(mean):
         return "NaN"
+    if n is not None and np.isfinite(n) and int(n) <= 1:
+        return f"{mean:.3f} (n=1)"
     return f"{mean:.3f}±{std:.3f}"
 
 
@@ -127,7 +130,7 @@ def _wide(s: pd.DataFrame, index, cols, group_by) -> pd.DataFrame:
     if s.empty:
         return pd.DataFrame()
     s = s.copy()
-    s["cell"] = [_fmt(m, d, st) for m, d, st in zip(s["mean"], s["std"], s["status"])]
+    s["cell"] = [_fmt(m, d, st, n) for m, d, st, n in zip(s["mean"], s["std"], s["status"], s["n_seeds"])]
     wide = s.pivot_table(index=index, columns="col", values="cell", aggfunc="first", sort=False)
     names = [f"{d} {NAMES[m]}" if group_by == "dataset" else f"{NAMES[m]} {d}" for d, m in cols]
     return wide[[n for n in names if n in wide.columns]]
@@ -143,7 +146,20 @@ def ablation_wide(summary: pd.DataFrame, table: str, metrics=MAIN) -> pd.DataFra
     return _wide(*_ablation_cells(summary, table, metrics))
 
 
-HIGHER_IS_BETTER = {"pcc", "cosine", "pcc_gene", "cosine_gene", "ssim_gene"}
+def higher_is_better(metric: str) -> bool | None:
+    """The direction of a metric, from ``stbench.metrics.HIGHER_IS_BETTER`` (the one home of metric directions);
+    None for a metric it does not list (such a column gets no best value and no rank)."""
+    from stbench.metrics import HIGHER_IS_BETTER as directions
+
+    d = directions.get(metric)
+    return None if d is None else bool(d)
+
+
+HIGHER_IS_BETTER = {"pcc", "cosine", "pcc_gene", "cosine_gene", "ssim_gene"}  # kept for readers of this name
+BEST_RULE = ("Bold: the best mean of each column, and every mean whose distance to it is within the seeds' spread "
+             "(the larger of the two stds over seeds): a lead smaller than that spread is not a win, so a column can "
+             "have several bold cells. Where one seed stands behind either cell there is no spread, and only the printed "
+             "(3-decimal) best value is bold, ties included. Failed and suspect runs never win.")
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
 
@@ -158,37 +174,96 @@ def _wins(rec) -> bool:
             and bool(np.isfinite(rec["mean"])))
 
 
+def _seed_std(rec) -> float | None:
+    """A cell's std over seeds, where two or more seeds stand behind it (else None: no spread is known)."""
+    n = rec.get("n_seeds") if hasattr(rec, "get") else None
+    if n is None or not np.isfinite(n) or int(n) < 2 or not np.isfinite(rec["std"]):
+        return None
+    return float(rec["std"])
+
+
+def best_cells(recs: list, metric: str) -> list[bool]:
+    """Which of a column's cells are marked best (``BEST_RULE``): the top mean, and every mean within the seeds'
+    spread of it (the larger std of the two cells, where both have two or more seeds; else the printed value)."""
+    hib = higher_is_better(metric)
+    ok = [_wins(r) for r in recs]
+    if hib is None or not any(ok):
+        return [False] * len(recs)
+    means = [round(float(r["mean"]), 3) if o else np.nan for r, o in zip(recs, ok)]
+    top_i = int(np.nanargmax(means) if hib else np.nanargmin(means))
+    top, top_sd = means[top_i], _seed_std(recs[top_i])
+    out = []
+    for r, o, m in zip(recs, ok, means):
+        if not o:
+            out.append(False)
+            continue
+        sd = _seed_std(r)
+        tol = max(sd, top_sd) if sd is not None and top_sd is not None else 0.0
+        out.append(bool(abs(m - top) <= tol + 1e-12))
+    return out
+
+
+def _short(status: str) -> str:
+    """A non-ok cell's short text (the full reason is in the failures section)."""
+    return status.split(":")[0] if status.startswith(("failed", "suspect")) else status
+
+
+def spans(cells: list[dict], groups) -> list[dict]:
+    """Consecutive cells of one header group (a dataset) with the same non-ok status, merged into one cell
+    ``{"text", "status", "span"}``: a skipped or failed row says why once, not in every metric's column."""
+    out, start = [], 0
+    bounds = []
+    for _, n in groups:
+        bounds.append((start, start + n))
+        start += n
+    for a, b in bounds:
+        i = a
+        while i < b:
+            c = cells[i]
+            j = i + 1
+            if c["status"] and c["status"] != "ok" and c["text"] != "--" and not np.isfinite(c["mean"]):
+                while j < b and cells[j]["status"] == c["status"] and not np.isfinite(cells[j]["mean"]):
+                    j += 1
+            out.append({**c, "span": j - i})
+            i = j
+    return out
+
+
 def cell_grid(s: pd.DataFrame, index, cols, group_by) -> dict:
     """What every format of a results table shows (LaTeX here, HTML in stbench.report): the header groups,
-    the column names, and per row its cells {mean, std, status, text, best}. The best value of each column
-    is marked (failed and suspect runs never win; judged on the printed, rounded value, so ties all win).
+    the column names, and per row its cells {mean, std, n, status, text, best} and the same cells merged where a
+    dataset's cells share one non-ok status (``spanned``). The best cells of each column follow ``BEST_RULE``.
     ``cols`` are (dataset, metric) pairs; the first header row groups consecutive columns by ``group_by``."""
     cell = {(tuple(r[i] for i in index), (r["dataset"], r["metric"])): r for _, r in s.iterrows()}
     rows = list(dict.fromkeys(tuple(r) for r in s[index].itertuples(index=False)))
     best = {}
     for c in cols:
-        vals = [round(float(cell[(r, c)]["mean"]), 3) for r in rows if _wins(cell.get((r, c)))]
-        if vals:
-            best[c] = max(vals) if c[1] in HIGHER_IS_BETTER else min(vals)
-    g_of, sub_of = (lambda c: c[0], lambda c: NAMES[c[1]]) if group_by == "dataset" else (lambda c: NAMES[c[1]], lambda c: c[0])
+        recs = [cell.get((r, c)) for r in rows]
+        flags = best_cells([x if x is not None else {"status": "", "mean": np.nan, "std": np.nan} for x in recs], c[1])
+        best.update({(r, c): f for r, f in zip(rows, flags)})
+    g_of, sub_of = (lambda c: c[0], lambda c: NAMES.get(c[1], c[1])) if group_by == "dataset" else (lambda c: NAMES.get(c[1], c[1]), lambda c: c[0])
     groups = [(g, len(list(grp))) for g, grp in itertools.groupby(cols, key=g_of)]
     body = []
+    ns = set()
     for r in rows:
         cells = []
         for c in cols:
             rec = cell.get((r, c))
             if rec is None:
-                cells.append({"mean": np.nan, "std": np.nan, "status": "", "text": "--", "best": False})
+                cells.append({"mean": np.nan, "std": np.nan, "n": 0, "status": "", "text": "--", "best": False})
                 continue
             status = str(rec["status"])
             ok = np.isfinite(rec["mean"]) and not status.startswith(("failed", "suspect"))
-            cells.append({"mean": rec["mean"], "std": rec["std"], "status": status,
-                          "text": status.split(":")[0] if status.startswith(("failed", "suspect"))
-                          else status if status.startswith("skipped")
-                          else (_fmt(rec["mean"], rec["std"]) if ok else "--"),
-                          "best": bool(ok and best.get(c) == round(float(rec["mean"]), 3))})
-        body.append({"key": r, "block": r[0] if len(index) > 1 else None, "label": r[-1], "cells": cells})
-    return {"groups": groups, "columns": [sub_of(c) for c in cols], "rows": body}
+            n = int(rec["n_seeds"]) if "n_seeds" in rec and np.isfinite(rec["n_seeds"]) else 0
+            if ok:
+                ns.add(n)
+            cells.append({"mean": rec["mean"], "std": rec["std"] if n > 1 else np.nan, "n": n, "status": status,
+                          "text": _short(status) if status.startswith(("failed", "suspect", "skipped"))
+                          else (_fmt(rec["mean"], rec["std"], n=n).replace(" (n=1)", "") if ok else "--"),
+                          "best": bool(ok and best[(r, c)])})
+        body.append({"key": r, "block": r[0] if len(index) > 1 else None, "label": r[-1], "cells": cells,
+                     "spanned": spans(cells, groups)})
+    return {"groups": groups, "columns": [sub_of(c) for c in cols], "rows": body, "n_seeds": sorted(ns)}
 
 
 def to_latex(s: pd.DataFrame, index, cols, group_by, caption: str = "", label: str = "") -> str:
@@ -198,10 +273,12 @@ def to_latex(s: pd.DataFrame, index, cols, group_by, caption: str = "", label: s
     grid = cell_grid(s, index, cols, group_by)
 
     def fmt(c):
-        if c["text"] in ("failed", "suspect", "--") or not np.isfinite(c["mean"]):
-            return c["text"]
-        text = f"{c['mean']:.3f} $\\pm$ {c['std']:.3f}"
-        return f"\\textbf{{{text}}}" if c["best"] else text
+        if not np.isfinite(c["mean"]) or c["status"].startswith(("failed", "suspect", "skipped")):
+            text = tex_escape(c["text"])
+        else:
+            text = f"{c['mean']:.3f}" + (f" $\\pm$ {c['std']:.3f}" if c["n"] > 1 else "")
+            text = f"\\textbf{{{text}}}" if c["best"] else text
+        return text if c["span"] == 1 else f"\\multicolumn{{{c['span']}}}{{c}}{{{text}}}"
 
     head1, rules, start = [""], [], 2
     for g, n in grid["groups"]:
@@ -223,7 +300,7 @@ def to_latex(s: pd.DataFrame, index, cols, group_by, caption: str = "", label: s
                 lines.append("\\midrule")
             block = r["block"]
             lines.append(f"\\multicolumn{{{len(cols) + 1}}}{{l}}{{\\emph{{{tex_escape(block)}}}}} \\\\")
-        lines.append(" & ".join([tex_escape(r["label"])] + [fmt(c) for c in r["cells"]]) + " \\\\")
+        lines.append(" & ".join([tex_escape(r["label"])] + [fmt(c) for c in r["spanned"]]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}}", "\\end{table}"]
     return "\n".join(lines) + "\n"
 
@@ -281,7 +358,8 @@ def protocol_text(protocols: dict) -> str:
         groups.setdefault(text, []).append(dataset)
     lines = [f"Protocol ({', '.join(ds)}): {text}." for text, ds in groups.items()]
     return "\n".join(lines) + ("\nPCC, Cosine, RMSE, MAE over all held-out entries flattened (paper App. D); PCC (gene median): the median "
-                                 "over genes of each gene's PCC over its held-out entries; mean±std over seeds.")
+                                 "over genes of each gene's PCC over its held-out entries; mean±std over the seeds that ran "
+                                 "(n_seeds in table1_long.csv); '(n=1)': one seed, so no std.")
 
 
 def isolation_text(metric_files) -> str:
@@ -354,8 +432,9 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
     write_csv(out_dir / "table1.csv", t1)
     tex_head = "".join(f"% {line}\n" for line in header.splitlines())
     write_text(out_dir / "table1.tex", tex_head + to_latex(
-        *_table1_cells(summary), caption="Imputation accuracy on held-out entries (mean ± std over seeds; best per "
-                                         "column in bold).", label="tab:table1"))
+        *_table1_cells(summary), caption="Imputation accuracy on held-out entries (mean ± std over seeds; a cell "
+                                         "without ± comes from one seed; bold: best per column, ties within the "
+                                         "seeds' spread included).", label="tab:table1"))
     written = {"table1": t1}
     md = [f"# Table 1\n\n{header}\n\n", to_markdown(t1)]
     refs = summary[summary["ref_genes"].notna() & (summary["table"] == "table1")][["dataset", "label", "ref_genes"]]
@@ -380,8 +459,9 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
             write_text(out_dir / f"{table}.md", f"# {table.capitalize()}\n\n{header}\n\n" + to_markdown(w))
             what = {"table2": "mask strategy and mask phase", "table3": "graph encoder"}[table]
             write_text(out_dir / f"{table}.tex", tex_head + to_latex(
-                *_ablation_cells(summary, table), caption=f"Ablation of the {what} (mean ± std over seeds; best per "
-                                                          "column in bold).", label=f"tab:{table}"))
+                *_ablation_cells(summary, table), caption=f"Ablation of the {what} (mean ± std over seeds; a cell "
+                                                          "without ± comes from one seed; bold: best per column, "
+                                                          "ties within the seeds' spread included).", label=f"tab:{table}"))
             written[table] = w
     if sweeps:
         write_csv(out_dir / "rank_stability.csv", rank_stability(summary, sweeps), index=False)
