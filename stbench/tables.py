@@ -467,6 +467,68 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
         write_csv(out_dir / "rank_stability.csv", rank_stability(summary, sweeps), index=False)
     fig = summary[summary["figure"] == "figure3"]  # Figure 4 (generators) is drawn from the imputations
     if not fig.empty:
+        keys = ["dataset", "mask_strategy", "ratio", "among", "method", "variant", "metric"]
+        ok = df[(df["figure"] == "figure3") & (df["status"] == "ok") & df["value"].notna()]
+        seeds = (ok.sort_values("seed").groupby(keys, dropna=False, sort=False)["value"]
+                   .agg(lambda v: ";".join(f"{x:.6g}" for x in v)).rename("seed_values").reset_index())
+        fig = fig.merge(seeds, on=keys, how="left")  # every seed's value: the figure shows the spread, not only the mean
         write_csv(out_dir / "figure3.csv", fig[["dataset", "mask_strategy", "ratio", "among", "method", "variant",
-                                                "figure", "x", "metric", "mean", "std", "n_seeds", "status"]], index=False)
+                                                "figure", "x", "metric", "mean", "std", "n_seeds", "status",
+                                                "seed_values"]], index=False)
     return written
+
+
+SKIP_RANK = ("skipped",)
+RANK_RULE = ("Each Table 1 method is ranked (1 = best) on every dataset, mask and metric whose direction is known "
+             "(stbench.metrics.HIGHER_IS_BETTER), by its mean over seeds; ties share the best rank. A failed or suspect "
+             "row ranks last there (it gave no usable result); a skipped row (not applicable, e.g. no reference) is not "
+             "ranked. Mean rank and its spread (std, min-max) are over those rankings; methods are ordered by mean rank.")
+
+
+def ranks(summary: pd.DataFrame, metrics=None) -> pd.DataFrame:
+    """Every Table 1 row's rank per (dataset, mask, metric) (``RANK_RULE``); ``metrics`` default: every metric in
+    the data whose direction is known."""
+    s = summary[summary["table"] == "table1"].copy()
+    known = [m for m in dict.fromkeys(s["metric"]) if higher_is_better(m) is not None]
+    s = s[s["metric"].isin(known if metrics is None else [m for m in metrics if m in known])]
+    s = s[~s["status"].astype(str).str.startswith(SKIP_RANK)]
+    if s.empty:
+        return pd.DataFrame(columns=["dataset", "mask_strategy", "ratio", "among", "metric", "label", "mean", "status", "rank"])
+    usable = np.isfinite(s["mean"]) & ~s["status"].astype(str).str.startswith(("failed", "suspect"))
+    s["score"] = np.where(usable, [m if higher_is_better(k) else -m for m, k in zip(s["mean"], s["metric"])], np.nan)
+    keys = ["dataset", "mask_strategy", "ratio", "among", "metric"]
+    g = s.groupby(keys, dropna=False, sort=False)
+    s["rank"] = g["score"].rank(ascending=False, method="min")
+    s["rank"] = s["rank"].fillna(g["label"].transform("size"))  # no usable result: last place
+    return s[keys + ["label", "mean", "status", "rank"]].reset_index(drop=True)
+
+
+def rank_summary(r: pd.DataFrame) -> pd.DataFrame:
+    """Per method: mean rank over every ranking of ``ranks``, its std, min and max, how many rankings, how many of
+    them it was placed last for having no usable result, and its mean rank per dataset; best mean rank first."""
+    if r.empty:
+        return pd.DataFrame(columns=["label", "mean_rank", "std_rank", "min_rank", "max_rank", "n_rankings", "n_no_result"])
+    no_result = r["status"].astype(str).str.startswith(("failed", "suspect")) | ~np.isfinite(r["mean"])
+    out = (r.assign(no_result=no_result).groupby("label", sort=False)
+            .agg(mean_rank=("rank", "mean"), std_rank=("rank", lambda x: x.std(ddof=0)), min_rank=("rank", "min"),
+                 max_rank=("rank", "max"), n_rankings=("rank", "size"), n_no_result=("no_result", "sum")))
+    per_ds = r.pivot_table(index="label", columns="dataset", values="rank", aggfunc="mean", sort=False)
+    per_ds.columns = [f"mean rank {d}" for d in per_ds.columns]
+    out = out.join(per_ds).sort_values(["mean_rank", "std_rank"], kind="stable").reset_index()
+    out["n_no_result"] = out["n_no_result"].astype(int)
+    return out
+
+
+def write_rank_summary(long_csv, out_dir) -> pd.DataFrame:
+    """summary.csv (per method), summary_ranks.csv (every ranking) and summary.md from ``table1_long.csv``."""
+    out_dir = Path(out_dir)
+    r = ranks(pd.read_csv(long_csv))
+    summ = rank_summary(r)
+    write_csv(out_dir / "summary_ranks.csv", r, index=False)
+    write_csv(out_dir / "summary.csv", summ, index=False)
+    md = ["# Summary across datasets and metrics: mean rank per method\n", RANK_RULE + "\n",
+          f"Metrics ranked: {', '.join(NAMES.get(m, m) for m in dict.fromkeys(r['metric']))}; datasets: "
+          f"{', '.join(map(str, dict.fromkeys(r['dataset'])))}.\n" if len(r) else "No rankable rows.\n"]
+    md.append(to_markdown(summ.round(2).set_index("label")) if len(summ) else "")
+    write_text(out_dir / "summary.md", "\n".join(md))
+    return summ
