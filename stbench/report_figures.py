@@ -142,9 +142,10 @@ def mask_ratio_figure(long_csv, out_png, metrics=("pcc", "rmse")) -> bool:
 
 
 def summary_figure(ranks_csv, summary_csv, out_png) -> None:
-    """The overview across datasets and metrics (``stbench.tables.RANK_RULE``): left, every ranking as a heatmap
-    (methods by mean rank x dataset/metric, ranks printed, colour bar); right, each method's mean rank with its std
-    (thick bar) and min-max (thin line), the individual ranks as dots."""
+    """The overview across datasets and metrics (``stbench.tables.RANK_RULE``): left, each method's mean rank per
+    dataset (over the metrics; methods ordered by overall mean rank, values printed, colour bar); right, its overall
+    mean rank with the std (thick bar) and min-max (thin line), every single ranking as a dot. The rank of every
+    dataset x metric is in ``summary_ranks.csv``."""
     from stbench.tables import NAMES
 
     plt = _plt()
@@ -158,20 +159,22 @@ def summary_figure(ranks_csv, summary_csv, out_png) -> None:
     else:
         several_masks = r[["mask_strategy", "ratio", "among"]].drop_duplicates().shape[0] > 1
         r["col"] = r["dataset"].astype(str) + (
-            " " + r["mask_strategy"].astype(str) + "-" + r["ratio"].map("{:g}".format) if several_masks else "") + \
-            "\n" + r["metric"].map(lambda m: NAMES.get(m, m).replace(" (gene median)", " (gene)"))
-        wide = r.pivot_table(index="label", columns="col", values="rank", aggfunc="first", sort=False).reindex(labels)
+            "\n" + r["mask_strategy"].astype(str) + "-" + r["ratio"].map("{:g}".format) if several_masks else "")
+        wide = r.pivot_table(index="label", columns="col", values="rank", aggfunc="mean", sort=False).reindex(labels)
+        n_metrics = r["metric"].nunique()
         n_m, n_c = len(labels), wide.shape[1]
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(min(4 + 0.55 * n_c, 22) + 4.5, 1.6 + 0.42 * n_m),
-                                      gridspec_kw={"width_ratios": [max(n_c, 2), 5]})
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(3.2 + 0.75 * n_c + 5.5, 1.8 + 0.4 * n_m),
+                                      gridspec_kw={"width_ratios": [max(n_c, 2) * 0.75 + 0.8, 5.5]})
         im = ax.imshow(wide.values, cmap="viridis_r", aspect="auto", vmin=1, vmax=max(len(labels), 2))
-        ax.set_xticks(range(n_c), wide.columns, rotation=60, ha="right", fontsize=8)
+        ax.set_xticks(range(n_c), wide.columns, rotation=45 if n_c > 4 else 0, ha="right" if n_c > 4 else "center",
+                      fontsize=9)
         ax.set_yticks(range(n_m), labels, fontsize=9)
         for (i, j), v in np.ndenumerate(wide.values):
             if np.isfinite(v):
-                ax.text(j, i, f"{int(v)}", ha="center", va="center", fontsize=7, color="w" if v > len(labels) / 2 else "k")
-        ax.set_title("rank per dataset and metric (1 = best)", fontsize=10)
-        fig.colorbar(im, ax=ax, shrink=0.8, pad=0.01, label="rank")
+                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8,
+                        color="w" if v > (len(labels) + 1) / 2 else "k")
+        ax.set_title(f"mean rank per dataset\n(over {n_metrics} metrics; 1 = best)", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02, label="rank")
         y = np.arange(n_m)
         for i, lab in enumerate(labels):
             vals = r.loc[r["label"] == lab, "rank"].to_numpy()
