@@ -34,15 +34,15 @@ def _panel_image(sns, plt, block, hidden, row_link, col_link, title, vmin, vmax,
     show_genes = len(gene_names) <= 40
     cg = sns.clustermap(df, row_linkage=row_link, col_linkage=col_link, mask=hidden, cmap="viridis", vmin=vmin,
                         vmax=vmax, figsize=(size, size), xticklabels=show_genes, yticklabels=False,
-                        dendrogram_ratio=0.14, cbar_pos=(0.02, 0.84, 0.025, 0.12),
+                        dendrogram_ratio=0.14, cbar_pos=(0.025, 0.80, 0.03, 0.17),
                         cbar_kws={"label": "expression\n(task scale)"})
     ax = cg.ax_heatmap
     ax.set_facecolor("#d9d9d9")
     ax.set_xlabel(f"genes ({block.shape[1]}, clustered)", fontsize=8)
     ax.set_ylabel(f"spots ({block.shape[0]}, clustered)", fontsize=8)
     ax.tick_params(axis="x", labelsize=4.5 if show_genes else 6)
-    cg.ax_cbar.tick_params(labelsize=6)
-    cg.ax_cbar.yaxis.label.set_size(6)
+    cg.ax_cbar.tick_params(labelsize=7)
+    cg.ax_cbar.yaxis.label.set_size(7)
     cg.fig.suptitle(title, fontsize=11, x=0.57, y=0.995, fontweight="bold")
     cg.fig.canvas.draw()
     img = np.asarray(cg.fig.canvas.buffer_rgba()).copy()
@@ -54,7 +54,8 @@ def clustered_heatmap(truth: np.ndarray, held: np.ndarray, panels: dict[str, np.
                       max_spots: int = 60, max_genes: int = 40, gene_names=None) -> None:
     """Truth and every method's imputation on one block (the spots and genes with the most held-out entries), each a
     seaborn clustermap with the truth's dendrograms (average linkage, Euclidean; one order for every panel), one
-    colour scale (the 1st-99th percentile of all panels' held-out entries) with its colour bar, and labelled axes.
+    colour scale (the 1st-99th percentile of the truth's held-out entries; values beyond are clipped) with its colour
+    bar, and labelled axes.
 
     Observed (not held-out) cells are grey: only held-out entries are compared.
     """
@@ -70,8 +71,8 @@ def clustered_heatmap(truth: np.ndarray, held: np.ndarray, panels: dict[str, np.
     col_link = linkage(block.T, method="average", metric="euclidean") if block.shape[1] > 1 else None
     mats = {"Truth": block}
     mats.update({k: v[np.ix_(spots, genes)] for k, v in panels.items()})
-    vals = np.concatenate([m[~hidden] for m in mats.values()]) if (~hidden).any() else block.ravel()
-    vmin, vmax = np.nanpercentile(vals, [1, 99])
+    vals = block[~hidden] if (~hidden).any() else block.ravel()
+    vmin, vmax = np.nanpercentile(vals, [1, 99])  # the truth's range: a method's outliers are clipped, not the scale
     imgs = [_panel_image(sns, plt, m, hidden, row_link, col_link, name, vmin, vmax, names) for name, m in mats.items()]
     ncol = min(len(imgs), 4)
     nrow = int(np.ceil(len(imgs) / ncol))

@@ -146,6 +146,25 @@ def dataset_checksums(datasets: dict) -> dict:
     return out
 
 
+def _cmdline(pid) -> list[str]:
+    try:
+        return [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def invocation() -> str:
+    """The command line that started the workflow. Snakemake runs a local job in a child snakemake process of its
+    own (``--target-jobs ...``); its parent is the command the user typed, read from ``/proc`` where there is one.
+    Elsewhere (another OS, a cluster job) this process's own command line, which then says ``--target-jobs``."""
+    own = sys.argv
+    if "--target-jobs" in own:
+        parent = _cmdline(os.getppid())
+        if parent and "--target-jobs" not in parent:
+            return " ".join(parent)
+    return " ".join(own)
+
+
 def collect(*, run: str, config: dict, config_files, command_line: str | None, repo_dir, protocols: dict,
             datasets: dict, run_files=()) -> dict:
     """The provenance record (see the module docstring)."""
@@ -161,7 +180,7 @@ def collect(*, run: str, config: dict, config_files, command_line: str | None, r
         "stbench": __version__,
         "git": git_info(repo_dir),
         "config": {"files": files, "resolved_sha256": config_hash(config), "resolved": config},
-        "command_line": command_line if command_line is not None else " ".join(sys.argv),
+        "command_line": command_line if command_line is not None else invocation(),
         "packages": package_versions(),
         "hardware": hardware(),
         "run_devices": run_devices(run_files),

@@ -183,7 +183,7 @@ def summary_figure(ranks_csv, summary_csv, out_png) -> None:
         ax2.hlines(y, summ["min_rank"], summ["max_rank"], color="#1d3557", lw=1, zorder=2)
         ax2.errorbar(summ["mean_rank"], y, xerr=summ["std_rank"], fmt="o", color="#e63946", ecolor="#e63946",
                      elinewidth=3, capsize=0, zorder=3, label="mean rank ± std")
-        ax2.set_yticks(y, [""] * n_m)
+        ax2.set_yticks(y, labels, fontsize=9)
         ax2.set_ylim(n_m - 0.5, -0.5)
         ax2.set_xlim(0.5, max(len(labels), 2) + 0.5)
         ax2.set_xlabel("rank (1 = best)")

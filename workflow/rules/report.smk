@@ -176,8 +176,8 @@ rule summary:
 
 rule provenance:
     """What made the tables (stbench/provenance.py). A `run:` block, not a script, so that it reads the command line
-    of the snakemake process itself (sys.argv) without making it a parameter: a parameter would rerun the report on
-    every new command line."""
+    of the snakemake invocation (stbench.provenance.invocation) without making it a parameter: a parameter would
+    rerun the report on every new command line."""
     input:
         tables=table_files(),
         runs=run_files(),
@@ -187,12 +187,10 @@ rule provenance:
     log:
         f"{LOGS}/provenance.log",
     run:
-        import sys
-
         from stbench.provenance import write_provenance
 
         write_provenance(output[0], run=RUN, config=dict(config), config_files=list(workflow.configfiles),
-                         command_line=" ".join(sys.argv), repo_dir=workflow.basedir, protocols=cfg.protocols(config),
+                         command_line=None, repo_dir=workflow.basedir, protocols=cfg.protocols(config),
                          datasets={d: {"prepare": f"{R}/{d}/prepare.json", "prepared": f"{R}/{d}/prepared.h5ad",
                                        "preprocessed": f"{R}/{d}/preprocessed.h5ad"} for d in DATASETS},
                          run_files=input.runs)
