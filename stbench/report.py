@@ -115,7 +115,7 @@ def paper_comparison(vs_paper_csv) -> dict | None:
                           "diff": "" if not np.isfinite(diff) else f"{diff:+.3f}", "flag": "; ".join(why)})
         rows.append({"label": row, "block": mask if several else None, "cells": cells})
     groups = [(d, sum(1 for c in cols if c[0] == d)) for d in dict.fromkeys(c[0] for c in cols)]
-    return {"groups": groups, "columns": [NAMES[m] for _, m in cols], "rows": rows,
+    return {"groups": groups, "columns": [NAMES.get(m, m) for _, m in cols], "rows": rows,
             "n_flagged": n_flagged, "n_compared": n_compared}
 
 

@@ -22,6 +22,12 @@ NAMES = {"pcc": "PCC", "cosine": "Cosine", "rmse": "RMSE", "mae": "MAE", "pcc_ge
          "cosine_gene": "Cosine (gene median)", "rmse_gene": "RMSE (gene median)", "mae_gene": "MAE (gene median)",
          "ssim_gene": "SSIM (gene median)", "js_gene": "JS (gene median)"}
 PAPER_DATASETS = ("MOB", "HBC", "HP", "HO", "ML", "MK")
+
+
+def metric_name(metric: str) -> str:
+    """A metric's column name: ``NAMES`` where it lists one, else the metric's own name (a metric family added later
+    appears under its key)."""
+    return NAMES.get(metric, metric)
 PAPER_NAMES = {"CpG Transformer": "CpG"}  # our label -> the paper's row name, where they differ
 
 
@@ -103,7 +109,7 @@ def _table1_cells(summary: pd.DataFrame, metrics=TABLE1):
     """Table 1's cells (one row per method x dataset x metric), its row index and its column order."""
     s = summary[(summary["table"] == "table1") & summary["metric"].isin(metrics)].copy()
     s["mask"] = s["mask_strategy"].astype(str) + "-" + s["ratio"].astype(str) + "-" + s["among"].astype(str)
-    s["col"] = s["dataset"] + " " + s["metric"].map(NAMES)
+    s["col"] = s["dataset"] + " " + s["metric"].map(metric_name)
     index = ["mask", "label"] if s["mask"].nunique() > 1 else ["label"]
     have = set(zip(s["dataset"], s["metric"]))
     cols = [(d, m) for d in dict.fromkeys(s["dataset"]) for m in metrics if (d, m) in have]
@@ -119,7 +125,7 @@ def _ablation_cells(summary: pd.DataFrame, table: str, metrics=MAIN):
     ref = summary[summary["method"].isin(methods) & (summary["variant"] == "default") & summary["metric"].isin(metrics)].copy()
     ref["label"] = "stMCDI (Ours)"
     s = pd.concat([ref, abl])
-    s["col"] = s["metric"].map(NAMES) + " " + s["dataset"]
+    s["col"] = s["metric"].map(metric_name) + " " + s["dataset"]
     have = set(zip(s["dataset"], s["metric"]))
     cols = [(d, m) for m in metrics for d in dict.fromkeys(s["dataset"]) if (d, m) in have]
     return s, ["label"], cols, "metric"
@@ -132,7 +138,7 @@ def _wide(s: pd.DataFrame, index, cols, group_by) -> pd.DataFrame:
     s = s.copy()
     s["cell"] = [_fmt(m, d, st, n) for m, d, st, n in zip(s["mean"], s["std"], s["status"], s["n_seeds"])]
     wide = s.pivot_table(index=index, columns="col", values="cell", aggfunc="first", sort=False)
-    names = [f"{d} {NAMES[m]}" if group_by == "dataset" else f"{NAMES[m]} {d}" for d, m in cols]
+    names = [f"{d} {metric_name(m)}" if group_by == "dataset" else f"{metric_name(m)} {d}" for d, m in cols]
     return wide[[n for n in names if n in wide.columns]]
 
 
@@ -241,7 +247,7 @@ def cell_grid(s: pd.DataFrame, index, cols, group_by) -> dict:
         recs = [cell.get((r, c)) for r in rows]
         flags = best_cells([x if x is not None else {"status": "", "mean": np.nan, "std": np.nan} for x in recs], c[1])
         best.update({(r, c): f for r, f in zip(rows, flags)})
-    g_of, sub_of = (lambda c: c[0], lambda c: NAMES.get(c[1], c[1])) if group_by == "dataset" else (lambda c: NAMES.get(c[1], c[1]), lambda c: c[0])
+    g_of, sub_of = (lambda c: c[0], lambda c: metric_name(c[1])) if group_by == "dataset" else (lambda c: metric_name(c[1]), lambda c: c[0])
     groups = [(g, len(list(grp))) for g, grp in itertools.groupby(cols, key=g_of)]
     body = []
     ns = set()

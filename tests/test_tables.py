@@ -159,3 +159,23 @@ def test_best_is_decided_by_a_margin_larger_than_the_seeds_spread():
         {"mean": 0.5, "status": "ok", "text": "0.500"}, {"mean": np.nan, "status": "failed: x", "text": "failed"}]
     merged = spans(cells, [("A", 3), ("B", 2)])
     assert [(c["text"], c["span"]) for c in merged] == [("skipped: no reference", 3), ("0.500", 1), ("failed", 1)]
+
+
+def test_a_metric_the_tables_do_not_know_gets_its_own_name_and_no_best(tmp_path):
+    from stbench.tables import _table1_cells, cell_grid, collect, summarise, table1_wide
+
+    files = []
+    for m, v in (("knn", 0.6), ("mean", 0.2)):
+        f = _metrics(tmp_path, "demo", m, "default", 0, v)
+        rec = json.loads(f.read_text())
+        rec["metrics"]["my_metric"] = v
+        f.write_text(json.dumps(rec))
+        files.append(f)
+    variants = [{"method": m, "name": "default", "label": m.upper(), "table": "table1"} for m in ("knn", "mean")]
+    s = summarise(collect(files, variants))
+    wide = table1_wide(s, metrics=("pcc", "my_metric"))
+    assert list(wide.columns) == ["demo PCC", "demo my_metric"] and wide.loc["KNN", "demo my_metric"] == "0.600 (n=1)"
+    grid = cell_grid(*_table1_cells(s, ("pcc", "my_metric")))
+    assert grid["columns"] == ["PCC", "my_metric"]
+    knn = grid["rows"][0]["cells"]
+    assert knn[0]["best"] and not knn[1]["best"]  # no known direction: no best value claimed
