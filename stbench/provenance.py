@@ -153,16 +153,31 @@ def _cmdline(pid) -> list[str]:
         return []
 
 
+def _parent(pid) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def invocation() -> str:
     """The command line that started the workflow. Snakemake runs a local job in a child snakemake process of its
-    own (``--target-jobs ...``); its parent is the command the user typed, read from ``/proc`` where there is one.
-    Elsewhere (another OS, a cluster job) this process's own command line, which then says ``--target-jobs``."""
-    own = sys.argv
-    if "--target-jobs" in own:
-        parent = _cmdline(os.getppid())
-        if parent and "--target-jobs" not in parent:
-            return " ".join(parent)
-    return " ".join(own)
+    own (``--target-jobs ...``, through ``sh -c``); the first ancestor that is neither is the command the user typed,
+    read from ``/proc`` where there is one. Elsewhere (another OS, a cluster job) this process's own command line,
+    which then says ``--target-jobs``."""
+    own = " ".join(sys.argv)
+    if "--target-jobs" not in own:
+        return own
+    pid = os.getppid()
+    for _ in range(6):
+        if not pid or pid <= 1:
+            break
+        argv = _cmdline(pid)
+        text = " ".join(argv)
+        if argv and "--target-jobs" not in text and not (Path(argv[0]).name in ("sh", "bash", "dash") and "-c" in argv):
+            return text
+        pid = _parent(pid)
+    return own
 
 
 def collect(*, run: str, config: dict, config_files, command_line: str | None, repo_dir, protocols: dict,

@@ -229,3 +229,19 @@ def test_provenance_outside_git(tmp_path):
 
     info = git_info(tmp_path)
     assert info["commit"] is None and info["dirty"] is None and "not a git checkout" in info["note"]
+
+
+def test_invocation_skips_the_job_process_and_its_shell(monkeypatch):
+    """A local snakemake job runs as `sh -c '... snakemake --target-jobs ...'` under the user's snakemake: the
+    recorded command line is the user's."""
+    from stbench import provenance
+
+    tree = {10: (["/bin/sh", "-c", "python -m snakemake --target-jobs x"], 9),
+            9: (["python", "-m", "snakemake", "--cores", "2", "--configfile", "c.yaml"], 1)}
+    monkeypatch.setattr(provenance.sys, "argv", ["snakemake", "--target-jobs", "provenance:"])
+    monkeypatch.setattr(provenance.os, "getppid", lambda: 10)
+    monkeypatch.setattr(provenance, "_cmdline", lambda pid: tree[pid][0])
+    monkeypatch.setattr(provenance, "_parent", lambda pid: tree[pid][1])
+    assert provenance.invocation() == "python -m snakemake --cores 2 --configfile c.yaml"
+    monkeypatch.setattr(provenance.sys, "argv", ["snakemake", "--cores", "1"])
+    assert provenance.invocation() == "snakemake --cores 1"  # not a job process: its own command line
