@@ -34,13 +34,13 @@ def _panel_image(sns, plt, block, hidden, row_link, col_link, title, vmin, vmax,
     show_genes = len(gene_names) <= 40
     cg = sns.clustermap(df, row_linkage=row_link, col_linkage=col_link, mask=hidden, cmap="viridis", vmin=vmin,
                         vmax=vmax, figsize=(size, size), xticklabels=show_genes, yticklabels=False,
-                        dendrogram_ratio=0.14, cbar_pos=(0.025, 0.80, 0.03, 0.17),
+                        dendrogram_ratio=0.14, cbar_pos=(0.02, 0.865, 0.025, 0.115),
                         cbar_kws={"label": "expression\n(task scale)"})
     ax = cg.ax_heatmap
     ax.set_facecolor("#d9d9d9")
     ax.set_xlabel(f"genes ({block.shape[1]}, clustered)", fontsize=8)
     ax.set_ylabel(f"spots ({block.shape[0]}, clustered)", fontsize=8)
-    ax.tick_params(axis="x", labelsize=4.5 if show_genes else 6)
+    ax.tick_params(axis="x", labelsize=(7 if len(gene_names) <= 20 else 4.5) if show_genes else 6)
     cg.ax_cbar.tick_params(labelsize=7)
     cg.ax_cbar.yaxis.label.set_size(7)
     cg.fig.suptitle(title, fontsize=11, x=0.57, y=0.995, fontweight="bold")
@@ -81,12 +81,17 @@ def clustered_heatmap(truth: np.ndarray, held: np.ndarray, panels: dict[str, np.
     grid = np.concatenate([np.concatenate([imgs[r * ncol + c] if r * ncol + c < len(imgs) else blank for c in range(ncol)],
                                           axis=1) for r in range(nrow)], axis=0)
     dpi = 100
-    fig = plt.figure(figsize=(grid.shape[1] / dpi, grid.shape[0] / dpi + 0.5), dpi=dpi)
-    ax = fig.add_axes((0, 0, 1, grid.shape[0] / (grid.shape[0] + 0.5 * dpi)))
+    import textwrap
+
+    text = (title + ": " if title else "") + ("held-out entries (grey: observed), every panel in the truth's clustering "
+                                              "order, one colour scale")
+    lines = textwrap.wrap(text, width=max(40, int(grid.shape[1] / 9.5)))  # ~9.5 px per character at 12 pt
+    head = 0.3 + 0.25 * len(lines)
+    fig = plt.figure(figsize=(grid.shape[1] / dpi, grid.shape[0] / dpi + head), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, grid.shape[0] / (grid.shape[0] + head * dpi)))
     ax.imshow(grid, interpolation="none")
     ax.axis("off")
-    fig.text(0.5, 1 - 0.25 / fig.get_figheight(), (title + ": " if title else "") + "held-out entries (grey: observed), "
-             "every panel in the truth's clustering order, one colour scale", ha="center", va="center", fontsize=12)
+    fig.text(0.5, 1 - (head / 2) / fig.get_figheight(), "\n".join(lines), ha="center", va="center", fontsize=12)
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
