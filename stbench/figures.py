@@ -3,8 +3,6 @@ one clustering order for all panels) and the Figure-3-style training-mask-ratio 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 

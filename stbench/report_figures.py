@@ -9,7 +9,6 @@ import pandas as pd
 from stbench.atomic import atomic_path
 from stbench.figures import _plt
 
-
 MIN_HELD_SHARE = 0.05  # a gene shown in the spatial maps has at least this share of its spots held out
 
 
@@ -146,8 +145,6 @@ def summary_figure(ranks_csv, summary_csv, out_png) -> None:
     dataset (over the metrics; methods ordered by overall mean rank, values printed, colour bar); right, its overall
     mean rank with the std (thick bar) and min-max (thin line), every single ranking as a dot. The rank of every
     dataset x metric is in ``summary_ranks.csv``."""
-    from stbench.tables import NAMES
-
     plt = _plt()
     r = pd.read_csv(ranks_csv)
     summ = pd.read_csv(summary_csv)
