@@ -1,5 +1,9 @@
 """Atomic writes: every output goes to a temporary sibling first and is renamed into place,
-so that an interrupted or failed step never leaves a partial file that looks finished."""
+so that an interrupted or failed step never leaves a partial file that looks finished.
+
+The finished file gets the mode an ordinary ``open(path, "w")`` would give it (0666 minus the process's umask,
+0644 under the usual umask 022): ``mkstemp`` creates its file 0600, which would hide every output from the
+user's colleagues on a shared filesystem."""
 
 from __future__ import annotations
 
@@ -21,10 +25,25 @@ def atomic_path(path, suffix: str | None = None):
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux reports it (``/proc/self/status``, kernel >= 4.7);
+    elsewhere set and restored at once (``os.umask`` has no read-only form)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path, obj) -> None:

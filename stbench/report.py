@@ -106,18 +106,96 @@ def paper_comparison(vs_paper_csv) -> dict | None:
             why = flag(diff, pstd)
             n_compared += int(np.isfinite(diff))
             n_flagged += int(bool(why))
-            cells.append({"ours": "--" if not np.isfinite(ours) else f"{ours:.3f}±{r.ours_std:.3f}",
+            n = getattr(r, "n_seeds", np.nan)
+            one = np.isfinite(n) and int(n) <= 1
+            cells.append({"ours": "--" if not np.isfinite(ours) else (f"{ours:.3f} (n=1)" if one else f"{ours:.3f}±{r.ours_std:.3f}"),
                           "status": "" if status == "ok" else status.split(":")[0],
                           "paper": "--" if not np.isfinite(paper) else
                           (f"{paper:.3f}" + (f"±{pstd:.3f}" if pstd is not None and np.isfinite(pstd) else "")),
                           "diff": "" if not np.isfinite(diff) else f"{diff:+.3f}", "flag": "; ".join(why)})
         rows.append({"label": row, "block": mask if several else None, "cells": cells})
     groups = [(d, sum(1 for c in cols if c[0] == d)) for d in dict.fromkeys(c[0] for c in cols)]
-    return {"groups": groups, "columns": [NAMES[m] for _, m in cols], "rows": rows,
+    return {"groups": groups, "columns": [NAMES.get(m, m) for _, m in cols], "rows": rows,
             "n_flagged": n_flagged, "n_compared": n_compared}
 
 
 # --- runs: failures, cost ---------------------------------------------------------------------------------------
+
+
+def cost_totals_rows(totals_csv) -> list[dict]:
+    from stbench.cost_table import RUN_TOTAL
+
+    p = Path(totals_csv)
+    if not p.exists():
+        return []
+    df = pd.read_csv(p)
+
+    def num(x, fmt):
+        return "-" if x is None or not np.isfinite(x) else format(x, fmt)
+
+    return [{"label": r.label, "runs": f"{r.n_runs} ({r.n_ok} ok)", "wall": num(r.total_wall_time_s, ".1f"),
+             "hours": num(r.total_wall_time_s / 3600, ".2f"), "rss": num(r.max_peak_rss_mb, ".0f"),
+             "gpu": num(r.max_peak_gpu_mb, ".0f"), "devices": r.devices, "total": r.label == RUN_TOTAL}
+            for r in df.itertuples(index=False)]
+
+
+def summary_rows(summary_csv) -> dict | None:
+    """The summary table across datasets and metrics (``stbench.tables.rank_summary``) for the page."""
+    p = Path(summary_csv)
+    if not p.exists():
+        return None
+    df = pd.read_csv(p)
+    if df.empty:
+        return None
+    ds_cols = [c for c in df.columns if c.startswith("mean rank ")]
+    rows = [{"label": r["label"], "mean": f"{r['mean_rank']:.2f}", "std": f"{r['std_rank']:.2f}",
+             "range": f"{r['min_rank']:g}-{r['max_rank']:g}", "n": int(r["n_rankings"]), "no_result": int(r["n_no_result"]),
+             "per_ds": [("-" if not np.isfinite(r[c]) else f"{r[c]:.2f}") for c in ds_cols]}
+            for _, r in df.iterrows()]
+    return {"datasets": [c[len("mean rank "):] for c in ds_cols], "rows": rows}
+
+
+def provenance_view(provenance_json) -> dict | None:
+    """The provenance record (``stbench.provenance``) as the page's key-value lists, and the raw JSON."""
+    p = Path(provenance_json)
+    if not p.exists():
+        return None
+    rec = json.loads(p.read_text())
+    git = rec.get("git") or {}
+    commit = git.get("commit") or f"unknown ({git.get('note', '')})"
+    dirty = git.get("dirty")
+    cfg = rec.get("config") or {}
+    hw = rec.get("hardware") or {}
+    gpus = hw.get("gpus")
+    gpu_text = gpus if isinstance(gpus, str) else "; ".join(f"{g['name']} ({g['memory_gib']} GiB)" for g in gpus)
+    code = [("git commit", commit + ("" if not git.get("branch") else f" (branch {git['branch']})")),
+            ("uncommitted changes", "unknown" if dirty is None else
+             ("YES (dirty): " + ", ".join(git.get("changed_files") or [])) if dirty else "no (clean tree)"),
+            ("stbench", str(rec.get("stbench"))),
+            ("config files", "; ".join(f"{f['path']} (sha256 {str(f['sha256'])[:16]}…)" for f in cfg.get("files") or [])
+             or "none (config given on the command line)"),
+            ("resolved config sha256", str(cfg.get("resolved_sha256"))),
+            ("command line", str(rec.get("command_line"))),
+            ("written", str(rec.get("generated_utc")))]
+    hardware = [("CPU", f"{hw.get('cpu')} ({hw.get('logical_cores')} logical cores, {hw.get('usable_cores')} usable)"),
+                ("memory", f"{hw.get('memory_gib')} GiB"), ("GPUs visible to the report job", gpu_text),
+                ("devices the method runs used", ", ".join(f"{d} ({n} runs)" for d, n in (rec.get("run_devices") or {}).items())),
+                ("platform", str(hw.get("platform"))), ("host", str(hw.get("hostname")))]
+    datasets = []
+    for name, d in (rec.get("datasets") or {}).items():
+        src = d.get("source") or {}
+        datasets.append((name, "; ".join(filter(None, [
+            f"source {src.get('accession', '')}: {src.get('checksum', '')}" if src else "",
+            f"prepared.h5ad sha256 {d['prepared_sha256']}" if d.get("prepared_sha256") else "",
+            f"preprocessed.h5ad sha256 {d['preprocessed_sha256']}" if d.get("preprocessed_sha256") else ""]))))
+    from stbench.provenance import PACKAGES
+
+    pk = rec.get("packages") or {}
+    first = ["python", "torch", "torch CUDA build", "cuDNN", *PACKAGES]
+    packages = [(k, pk[k]) for k in dict.fromkeys(first) if k in pk] + [(k, v) for k, v in pk.items() if k not in first]
+    return {"code": code, "packages": packages, "hardware": hardware,
+            "datasets": datasets, "json": json.dumps(rec, indent=1, sort_keys=True), "dirty": bool(dirty),
+            "commit": commit}
 
 
 def cost_rows(cost_csv) -> list[dict]:
@@ -236,7 +314,7 @@ def dataset_card(name: str, spec: dict, qc_json=None, prepare_json=None, docs_di
 # --- the page -------------------------------------------------------------------------------------------------
 
 
-FIGURE_KEYS = ("heatmaps", "figure3", "figure4", "mask_ratio", "rank_stability", "spatial")
+FIGURE_KEYS = ("heatmaps", "figure3", "figure4", "mask_ratio", "rank_stability", "spatial", "summary")
 
 
 def _figures(paths) -> list[dict]:
@@ -254,7 +332,7 @@ def build_report(out_html, *, run: str, protocols: dict, tables_dir, metric_file
     import jinja2
 
     from stbench import __version__
-    from stbench.tables import isolation_text, protocol_text
+    from stbench.tables import BEST_RULE, RANK_RULE, isolation_text, protocol_text
 
     tables_dir = Path(tables_dir)
     metric_files = list(metric_files)
@@ -268,11 +346,15 @@ def build_report(out_html, *, run: str, protocols: dict, tables_dir, metric_file
                      f"({', '.join(PAPER_DATASETS)}). The paper's values are in results/paper/*.csv.")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    grids = results_grids(tables_dir / "table1_long.csv")
+    seeds = sorted({n for g in grids.values() for n in g.get("n_seeds", [])})
     page = env.get_template(TEMPLATE.name).render(
         run=run, version=__version__, generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         protocol=[*protocol_text(protocols).splitlines(), *filter(None, [isolation_text(list(metric_files))])],
         protocols=json.dumps(protocols, indent=1, sort_keys=True),
-        grids=results_grids(tables_dir / "table1_long.csv"), comparisons=comparisons, flag_rule=FLAG_RULE,
+        grids=grids, seeds=seeds, best_rule=BEST_RULE, rank_rule=RANK_RULE, comparisons=comparisons, flag_rule=FLAG_RULE,
+        summary=summary_rows(tables_dir / "summary.csv"), provenance=provenance_view(tables_dir / "provenance.json"),
+        cost_totals=cost_totals_rows(tables_dir / "cost_totals.csv"),
         figures={k: _figures(figures.get(k) or []) for k in FIGURE_KEYS}, spatial_rule=spatial_rule,
         cost=cost_rows(tables_dir / "cost.csv"), problems=problem_runs(metric_files), notes=notes,
         cards=[dataset_card(n, d.get("spec") or {}, d.get("qc"), d.get("prepare")) for n, d in (datasets or {}).items()],

@@ -22,6 +22,12 @@ NAMES = {"pcc": "PCC", "cosine": "Cosine", "rmse": "RMSE", "mae": "MAE", "pcc_ge
          "cosine_gene": "Cosine (gene median)", "rmse_gene": "RMSE (gene median)", "mae_gene": "MAE (gene median)",
          "ssim_gene": "SSIM (gene median)", "js_gene": "JS (gene median)"}
 PAPER_DATASETS = ("MOB", "HBC", "HP", "HO", "ML", "MK")
+
+
+def metric_name(metric: str) -> str:
+    """A metric's column name: ``NAMES`` where it lists one, else the metric's own name (a metric family added later
+    appears under its key)."""
+    return NAMES.get(metric, metric)
 PAPER_NAMES = {"CpG Transformer": "CpG"}  # our label -> the paper's row name, where they differ
 
 
@@ -86,13 +92,16 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     return df.groupby(keys, dropna=False, sort=False).apply(agg, include_groups=False).reset_index()
 
 
-def _fmt(mean, std, status="ok") -> str:
+def _fmt(mean, std, status="ok", n=None) -> str:
+    """A cell's text: 'mean±std' over seeds, or 'mean (n=1)' where one seed stands behind it (no std to give)."""
     if isinstance(status, str) and status.startswith("skipped"):
         return status
     if isinstance(status, str) and status.startswith(("failed", "suspect")):
         return status.split(":")[0]
     if not np.isfinite(mean):
         return "NaN"
+    if n is not None and np.isfinite(n) and int(n) <= 1:
+        return f"{mean:.3f} (n=1)"
     return f"{mean:.3f}±{std:.3f}"
 
 
@@ -100,7 +109,7 @@ def _table1_cells(summary: pd.DataFrame, metrics=TABLE1):
     """Table 1's cells (one row per method x dataset x metric), its row index and its column order."""
     s = summary[(summary["table"] == "table1") & summary["metric"].isin(metrics)].copy()
     s["mask"] = s["mask_strategy"].astype(str) + "-" + s["ratio"].astype(str) + "-" + s["among"].astype(str)
-    s["col"] = s["dataset"] + " " + s["metric"].map(NAMES)
+    s["col"] = s["dataset"] + " " + s["metric"].map(metric_name)
     index = ["mask", "label"] if s["mask"].nunique() > 1 else ["label"]
     have = set(zip(s["dataset"], s["metric"]))
     cols = [(d, m) for d in dict.fromkeys(s["dataset"]) for m in metrics if (d, m) in have]
@@ -116,7 +125,7 @@ def _ablation_cells(summary: pd.DataFrame, table: str, metrics=MAIN):
     ref = summary[summary["method"].isin(methods) & (summary["variant"] == "default") & summary["metric"].isin(metrics)].copy()
     ref["label"] = "stMCDI (Ours)"
     s = pd.concat([ref, abl])
-    s["col"] = s["metric"].map(NAMES) + " " + s["dataset"]
+    s["col"] = s["metric"].map(metric_name) + " " + s["dataset"]
     have = set(zip(s["dataset"], s["metric"]))
     cols = [(d, m) for m in metrics for d in dict.fromkeys(s["dataset"]) if (d, m) in have]
     return s, ["label"], cols, "metric"
@@ -127,9 +136,9 @@ def _wide(s: pd.DataFrame, index, cols, group_by) -> pd.DataFrame:
     if s.empty:
         return pd.DataFrame()
     s = s.copy()
-    s["cell"] = [_fmt(m, d, st) for m, d, st in zip(s["mean"], s["std"], s["status"])]
+    s["cell"] = [_fmt(m, d, st, n) for m, d, st, n in zip(s["mean"], s["std"], s["status"], s["n_seeds"])]
     wide = s.pivot_table(index=index, columns="col", values="cell", aggfunc="first", sort=False)
-    names = [f"{d} {NAMES[m]}" if group_by == "dataset" else f"{NAMES[m]} {d}" for d, m in cols]
+    names = [f"{d} {metric_name(m)}" if group_by == "dataset" else f"{metric_name(m)} {d}" for d, m in cols]
     return wide[[n for n in names if n in wide.columns]]
 
 
@@ -143,7 +152,20 @@ def ablation_wide(summary: pd.DataFrame, table: str, metrics=MAIN) -> pd.DataFra
     return _wide(*_ablation_cells(summary, table, metrics))
 
 
-HIGHER_IS_BETTER = {"pcc", "cosine", "pcc_gene", "cosine_gene", "ssim_gene"}
+def higher_is_better(metric: str) -> bool | None:
+    """The direction of a metric, from ``stbench.metrics.HIGHER_IS_BETTER`` (the one home of metric directions);
+    None for a metric it does not list (such a column gets no best value and no rank)."""
+    from stbench.metrics import HIGHER_IS_BETTER as directions
+
+    d = directions.get(metric)
+    return None if d is None else bool(d)
+
+
+HIGHER_IS_BETTER = {"pcc", "cosine", "pcc_gene", "cosine_gene", "ssim_gene"}  # kept for readers of this name
+BEST_RULE = ("Bold: the best mean of each column, and every mean whose distance to it is within the seeds' spread "
+             "(the larger of the two stds over seeds): a lead smaller than that spread is not a win, so a column can "
+             "have several bold cells. Where one seed stands behind either cell there is no spread, and only the printed "
+             "(3-decimal) best value is bold, ties included. Failed and suspect runs never win.")
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
 
@@ -158,37 +180,96 @@ def _wins(rec) -> bool:
             and bool(np.isfinite(rec["mean"])))
 
 
+def _seed_std(rec) -> float | None:
+    """A cell's std over seeds, where two or more seeds stand behind it (else None: no spread is known)."""
+    n = rec.get("n_seeds") if hasattr(rec, "get") else None
+    if n is None or not np.isfinite(n) or int(n) < 2 or not np.isfinite(rec["std"]):
+        return None
+    return float(rec["std"])
+
+
+def best_cells(recs: list, metric: str) -> list[bool]:
+    """Which of a column's cells are marked best (``BEST_RULE``): the top mean, and every mean within the seeds'
+    spread of it (the larger std of the two cells, where both have two or more seeds; else the printed value)."""
+    hib = higher_is_better(metric)
+    ok = [_wins(r) for r in recs]
+    if hib is None or not any(ok):
+        return [False] * len(recs)
+    means = [round(float(r["mean"]), 3) if o else np.nan for r, o in zip(recs, ok)]
+    top_i = int(np.nanargmax(means) if hib else np.nanargmin(means))
+    top, top_sd = means[top_i], _seed_std(recs[top_i])
+    out = []
+    for r, o, m in zip(recs, ok, means):
+        if not o:
+            out.append(False)
+            continue
+        sd = _seed_std(r)
+        tol = max(sd, top_sd) if sd is not None and top_sd is not None else 0.0
+        out.append(bool(abs(m - top) <= tol + 1e-12))
+    return out
+
+
+def _short(status: str) -> str:
+    """A non-ok cell's short text (the full reason is in the failures section)."""
+    return status.split(":")[0] if status.startswith(("failed", "suspect")) else status
+
+
+def spans(cells: list[dict], groups) -> list[dict]:
+    """Consecutive cells of one header group (a dataset) with the same non-ok status, merged into one cell
+    ``{"text", "status", "span"}``: a skipped or failed row says why once, not in every metric's column."""
+    out, start = [], 0
+    bounds = []
+    for _, n in groups:
+        bounds.append((start, start + n))
+        start += n
+    for a, b in bounds:
+        i = a
+        while i < b:
+            c = cells[i]
+            j = i + 1
+            if c["status"] and c["status"] != "ok" and c["text"] != "--" and not np.isfinite(c["mean"]):
+                while j < b and cells[j]["status"] == c["status"] and not np.isfinite(cells[j]["mean"]):
+                    j += 1
+            out.append({**c, "span": j - i})
+            i = j
+    return out
+
+
 def cell_grid(s: pd.DataFrame, index, cols, group_by) -> dict:
     """What every format of a results table shows (LaTeX here, HTML in stbench.report): the header groups,
-    the column names, and per row its cells {mean, std, status, text, best}. The best value of each column
-    is marked (failed and suspect runs never win; judged on the printed, rounded value, so ties all win).
+    the column names, and per row its cells {mean, std, n, status, text, best} and the same cells merged where a
+    dataset's cells share one non-ok status (``spanned``). The best cells of each column follow ``BEST_RULE``.
     ``cols`` are (dataset, metric) pairs; the first header row groups consecutive columns by ``group_by``."""
     cell = {(tuple(r[i] for i in index), (r["dataset"], r["metric"])): r for _, r in s.iterrows()}
     rows = list(dict.fromkeys(tuple(r) for r in s[index].itertuples(index=False)))
     best = {}
     for c in cols:
-        vals = [round(float(cell[(r, c)]["mean"]), 3) for r in rows if _wins(cell.get((r, c)))]
-        if vals:
-            best[c] = max(vals) if c[1] in HIGHER_IS_BETTER else min(vals)
-    g_of, sub_of = (lambda c: c[0], lambda c: NAMES[c[1]]) if group_by == "dataset" else (lambda c: NAMES[c[1]], lambda c: c[0])
+        recs = [cell.get((r, c)) for r in rows]
+        flags = best_cells([x if x is not None else {"status": "", "mean": np.nan, "std": np.nan} for x in recs], c[1])
+        best.update({(r, c): f for r, f in zip(rows, flags)})
+    g_of, sub_of = (lambda c: c[0], lambda c: metric_name(c[1])) if group_by == "dataset" else (lambda c: metric_name(c[1]), lambda c: c[0])
     groups = [(g, len(list(grp))) for g, grp in itertools.groupby(cols, key=g_of)]
     body = []
+    ns = set()
     for r in rows:
         cells = []
         for c in cols:
             rec = cell.get((r, c))
             if rec is None:
-                cells.append({"mean": np.nan, "std": np.nan, "status": "", "text": "--", "best": False})
+                cells.append({"mean": np.nan, "std": np.nan, "n": 0, "status": "", "text": "--", "best": False})
                 continue
             status = str(rec["status"])
             ok = np.isfinite(rec["mean"]) and not status.startswith(("failed", "suspect"))
-            cells.append({"mean": rec["mean"], "std": rec["std"], "status": status,
-                          "text": status.split(":")[0] if status.startswith(("failed", "suspect"))
-                          else status if status.startswith("skipped")
-                          else (_fmt(rec["mean"], rec["std"]) if ok else "--"),
-                          "best": bool(ok and best.get(c) == round(float(rec["mean"]), 3))})
-        body.append({"key": r, "block": r[0] if len(index) > 1 else None, "label": r[-1], "cells": cells})
-    return {"groups": groups, "columns": [sub_of(c) for c in cols], "rows": body}
+            n = int(rec["n_seeds"]) if "n_seeds" in rec and np.isfinite(rec["n_seeds"]) else 0
+            if ok:
+                ns.add(n)
+            cells.append({"mean": rec["mean"], "std": rec["std"] if n > 1 else np.nan, "n": n, "status": status,
+                          "text": _short(status) if status.startswith(("failed", "suspect", "skipped"))
+                          else (_fmt(rec["mean"], rec["std"], n=n).replace(" (n=1)", "") if ok else "--"),
+                          "best": bool(ok and best[(r, c)])})
+        body.append({"key": r, "block": r[0] if len(index) > 1 else None, "label": r[-1], "cells": cells,
+                     "spanned": spans(cells, groups)})
+    return {"groups": groups, "columns": [sub_of(c) for c in cols], "rows": body, "n_seeds": sorted(ns)}
 
 
 def to_latex(s: pd.DataFrame, index, cols, group_by, caption: str = "", label: str = "") -> str:
@@ -198,10 +279,12 @@ def to_latex(s: pd.DataFrame, index, cols, group_by, caption: str = "", label: s
     grid = cell_grid(s, index, cols, group_by)
 
     def fmt(c):
-        if c["text"] in ("failed", "suspect", "--") or not np.isfinite(c["mean"]):
-            return c["text"]
-        text = f"{c['mean']:.3f} $\\pm$ {c['std']:.3f}"
-        return f"\\textbf{{{text}}}" if c["best"] else text
+        if not np.isfinite(c["mean"]) or c["status"].startswith(("failed", "suspect", "skipped")):
+            text = tex_escape(c["text"])
+        else:
+            text = f"{c['mean']:.3f}" + (f" $\\pm$ {c['std']:.3f}" if c["n"] > 1 else "")
+            text = f"\\textbf{{{text}}}" if c["best"] else text
+        return text if c["span"] == 1 else f"\\multicolumn{{{c['span']}}}{{c}}{{{text}}}"
 
     head1, rules, start = [""], [], 2
     for g, n in grid["groups"]:
@@ -223,7 +306,7 @@ def to_latex(s: pd.DataFrame, index, cols, group_by, caption: str = "", label: s
                 lines.append("\\midrule")
             block = r["block"]
             lines.append(f"\\multicolumn{{{len(cols) + 1}}}{{l}}{{\\emph{{{tex_escape(block)}}}}} \\\\")
-        lines.append(" & ".join([tex_escape(r["label"])] + [fmt(c) for c in r["cells"]]) + " \\\\")
+        lines.append(" & ".join([tex_escape(r["label"])] + [fmt(c) for c in r["spanned"]]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}}", "\\end{table}"]
     return "\n".join(lines) + "\n"
 
@@ -281,7 +364,8 @@ def protocol_text(protocols: dict) -> str:
         groups.setdefault(text, []).append(dataset)
     lines = [f"Protocol ({', '.join(ds)}): {text}." for text, ds in groups.items()]
     return "\n".join(lines) + ("\nPCC, Cosine, RMSE, MAE over all held-out entries flattened (paper App. D); PCC (gene median): the median "
-                                 "over genes of each gene's PCC over its held-out entries; mean±std over seeds.")
+                                 "over genes of each gene's PCC over its held-out entries; mean±std over the seeds that ran "
+                                 "(n_seeds in table1_long.csv); '(n=1)': one seed, so no std.")
 
 
 def isolation_text(metric_files) -> str:
@@ -354,8 +438,9 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
     write_csv(out_dir / "table1.csv", t1)
     tex_head = "".join(f"% {line}\n" for line in header.splitlines())
     write_text(out_dir / "table1.tex", tex_head + to_latex(
-        *_table1_cells(summary), caption="Imputation accuracy on held-out entries (mean ± std over seeds; best per "
-                                         "column in bold).", label="tab:table1"))
+        *_table1_cells(summary), caption="Imputation accuracy on held-out entries (mean ± std over seeds; a cell "
+                                         "without ± comes from one seed; bold: best per column, ties within the "
+                                         "seeds' spread included).", label="tab:table1"))
     written = {"table1": t1}
     md = [f"# Table 1\n\n{header}\n\n", to_markdown(t1)]
     refs = summary[summary["ref_genes"].notna() & (summary["table"] == "table1")][["dataset", "label", "ref_genes"]]
@@ -380,13 +465,76 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
             write_text(out_dir / f"{table}.md", f"# {table.capitalize()}\n\n{header}\n\n" + to_markdown(w))
             what = {"table2": "mask strategy and mask phase", "table3": "graph encoder"}[table]
             write_text(out_dir / f"{table}.tex", tex_head + to_latex(
-                *_ablation_cells(summary, table), caption=f"Ablation of the {what} (mean ± std over seeds; best per "
-                                                          "column in bold).", label=f"tab:{table}"))
+                *_ablation_cells(summary, table), caption=f"Ablation of the {what} (mean ± std over seeds; a cell "
+                                                          "without ± comes from one seed; bold: best per column, "
+                                                          "ties within the seeds' spread included).", label=f"tab:{table}"))
             written[table] = w
     if sweeps:
         write_csv(out_dir / "rank_stability.csv", rank_stability(summary, sweeps), index=False)
     fig = summary[summary["figure"] == "figure3"]  # Figure 4 (generators) is drawn from the imputations
     if not fig.empty:
+        keys = ["dataset", "mask_strategy", "ratio", "among", "method", "variant", "metric"]
+        ok = df[(df["figure"] == "figure3") & (df["status"] == "ok") & df["value"].notna()]
+        seeds = (ok.sort_values("seed").groupby(keys, dropna=False, sort=False)["value"]
+                   .agg(lambda v: ";".join(f"{x:.6g}" for x in v)).rename("seed_values").reset_index())
+        fig = fig.merge(seeds, on=keys, how="left")  # every seed's value: the figure shows the spread, not only the mean
         write_csv(out_dir / "figure3.csv", fig[["dataset", "mask_strategy", "ratio", "among", "method", "variant",
-                                                "figure", "x", "metric", "mean", "std", "n_seeds", "status"]], index=False)
+                                                "figure", "x", "metric", "mean", "std", "n_seeds", "status",
+                                                "seed_values"]], index=False)
     return written
+
+
+SKIP_RANK = ("skipped",)
+RANK_RULE = ("Each Table 1 method is ranked (1 = best) on every dataset, mask and metric whose direction is known "
+             "(stbench.metrics.HIGHER_IS_BETTER), by its mean over seeds; ties share the best rank. A failed or suspect "
+             "row ranks last there (it gave no usable result); a skipped row (not applicable, e.g. no reference) is not "
+             "ranked. Mean rank and its spread (std, min-max) are over those rankings; methods are ordered by mean rank.")
+
+
+def ranks(summary: pd.DataFrame, metrics=None) -> pd.DataFrame:
+    """Every Table 1 row's rank per (dataset, mask, metric) (``RANK_RULE``); ``metrics`` default: every metric in
+    the data whose direction is known."""
+    s = summary[summary["table"] == "table1"].copy()
+    known = [m for m in dict.fromkeys(s["metric"]) if higher_is_better(m) is not None]
+    s = s[s["metric"].isin(known if metrics is None else [m for m in metrics if m in known])]
+    s = s[~s["status"].astype(str).str.startswith(SKIP_RANK)]
+    if s.empty:
+        return pd.DataFrame(columns=["dataset", "mask_strategy", "ratio", "among", "metric", "label", "mean", "status", "rank"])
+    usable = np.isfinite(s["mean"]) & ~s["status"].astype(str).str.startswith(("failed", "suspect"))
+    s["score"] = np.where(usable, [m if higher_is_better(k) else -m for m, k in zip(s["mean"], s["metric"])], np.nan)
+    keys = ["dataset", "mask_strategy", "ratio", "among", "metric"]
+    g = s.groupby(keys, dropna=False, sort=False)
+    s["rank"] = g["score"].rank(ascending=False, method="min")
+    s["rank"] = s["rank"].fillna(g["label"].transform("size"))  # no usable result: last place
+    return s[keys + ["label", "mean", "status", "rank"]].reset_index(drop=True)
+
+
+def rank_summary(r: pd.DataFrame) -> pd.DataFrame:
+    """Per method: mean rank over every ranking of ``ranks``, its std, min and max, how many rankings, how many of
+    them it was placed last for having no usable result, and its mean rank per dataset; best mean rank first."""
+    if r.empty:
+        return pd.DataFrame(columns=["label", "mean_rank", "std_rank", "min_rank", "max_rank", "n_rankings", "n_no_result"])
+    no_result = r["status"].astype(str).str.startswith(("failed", "suspect")) | ~np.isfinite(r["mean"])
+    out = (r.assign(no_result=no_result).groupby("label", sort=False)
+            .agg(mean_rank=("rank", "mean"), std_rank=("rank", lambda x: x.std(ddof=0)), min_rank=("rank", "min"),
+                 max_rank=("rank", "max"), n_rankings=("rank", "size"), n_no_result=("no_result", "sum")))
+    per_ds = r.pivot_table(index="label", columns="dataset", values="rank", aggfunc="mean", sort=False)
+    per_ds.columns = [f"mean rank {d}" for d in per_ds.columns]
+    out = out.join(per_ds).sort_values(["mean_rank", "std_rank"], kind="stable").reset_index()
+    out["n_no_result"] = out["n_no_result"].astype(int)
+    return out
+
+
+def write_rank_summary(long_csv, out_dir) -> pd.DataFrame:
+    """summary.csv (per method), summary_ranks.csv (every ranking) and summary.md from ``table1_long.csv``."""
+    out_dir = Path(out_dir)
+    r = ranks(pd.read_csv(long_csv))
+    summ = rank_summary(r)
+    write_csv(out_dir / "summary_ranks.csv", r, index=False)
+    write_csv(out_dir / "summary.csv", summ, index=False)
+    md = ["# Summary across datasets and metrics: mean rank per method\n", RANK_RULE + "\n",
+          f"Metrics ranked: {', '.join(NAMES.get(m, m) for m in dict.fromkeys(r['metric']))}; datasets: "
+          f"{', '.join(map(str, dict.fromkeys(r['dataset'])))}.\n" if len(r) else "No rankable rows.\n"]
+    md.append(to_markdown(summ.round(2).set_index("label")) if len(summ) else "")
+    write_text(out_dir / "summary.md", "\n".join(md))
+    return summ

@@ -1,6 +1,7 @@
 """A small report built from synthetic run files (no workflow run, no results/): a paper dataset (MOB, so
-the paper comparison shows) and a simulated one, two mask ratios, Table 1 methods, a Table 3 ablation, a
-failed run and a suspect one, every figure the report embeds."""
+the paper comparison shows) and a simulated one, two mask ratios and two seeds, plus a dataset run with one seed
+("solo", one ratio), Table 1 methods, a Table 3 ablation, a failed run and a suspect one, every figure the report
+embeds, the summary across datasets, the cost totals and provenance.json."""
 
 import json
 from pathlib import Path
@@ -9,9 +10,10 @@ import numpy as np
 
 from stbench.cost_table import write_cost
 from stbench.figures import clustered_heatmap, ratio_curve
+from stbench.provenance import write_provenance
 from stbench.report import build_report
-from stbench.report_figures import SPATIAL_RULE, mask_ratio_figure, spatial_maps
-from stbench.tables import write_tables
+from stbench.report_figures import SPATIAL_RULE, mask_ratio_figure, spatial_maps, summary_figure
+from stbench.tables import write_rank_summary, write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = [
@@ -23,6 +25,7 @@ VARIANTS = [
     {"method": "boom", "name": "default", "label": "Boom <b>", "table": "table1", "figure": None, "x": None},
     {"method": "leak", "name": "default", "label": "Leak", "table": "table1", "figure": None, "x": None},
 ]
+CONFIG = {"run": "small", "seeds": [0, 1]}
 PCC = {"default": 0.64, "gat": 0.55, "r2": 0.6, "knn": 0.3, "mean": -0.005, "leak": 1.0}
 
 
@@ -51,17 +54,24 @@ def _write_run(root, dataset, ratio, seed, method, variant):
 def build_small_report(tmp: Path) -> Path:
     """Write tables, figures and report.html under ``tmp``; return the report's path."""
     runs, metrics = [], []
-    for ds in ("MOB", "sim"):
-        for ratio in (0.1, 0.3):
-            for seed in (0, 1):
+    for ds, ratios, seeds in (("MOB", (0.1, 0.3), (0, 1)), ("sim", (0.1, 0.3), (0, 1)), ("solo", (0.1,), (0,))):
+        for ratio in ratios:
+            for seed in seeds:
                 for v in VARIANTS:
                     r, m = _write_run(tmp / "runs", ds, ratio, seed, v["method"], v["name"])
                     runs.append(r)
                     metrics.append(m)
     protocols = {ds: {"preprocess": {}, "masks": [{"ratio": 0.1}, {"ratio": 0.3}], "seeds": [0, 1]} for ds in ("MOB", "sim")}
+    protocols["solo"] = {"preprocess": {}, "masks": [{"ratio": 0.1}], "seeds": [0]}
     tables, figs = tmp / "tables", tmp / "figures"
     write_tables(metrics, VARIANTS, protocols, tables, ROOT / "results" / "paper")
     write_cost(runs, VARIANTS, tables)
+    write_rank_summary(tables / "table1_long.csv", tables)
+    summary_figure(tables / "summary_ranks.csv", tables / "summary.csv", figs / "summary.png")
+    (tmp / "config.yaml").write_text("run: small\nseeds: [0, 1]\n")
+    write_provenance(tables / "provenance.json", run="small", config=CONFIG, config_files=[tmp / "config.yaml"],
+                     command_line="snakemake --configfile config.yaml", repo_dir=ROOT, protocols=protocols,
+                     datasets={"sim": {"prepare": tmp / "nosuch.json"}}, run_files=runs)
     ratio_curve(tables / "figure3.csv", figs / "figure3.png")
     assert mask_ratio_figure(tables / "table1_long.csv", figs / "mask_ratio.png")
     rng = np.random.default_rng(0)
@@ -79,6 +89,7 @@ def build_small_report(tmp: Path) -> Path:
     out = tmp / "report.html"
     build_report(out, run="small", protocols=protocols, tables_dir=tables, metric_files=metrics,
                  figures={"heatmaps": [figs / "heatmap_sim_random-0.1-all.png"], "figure3": [figs / "figure3.png"],
+                          "summary": [figs / "summary.png"],
                           "mask_ratio": [figs / "mask_ratio.png"], "spatial": [figs / "spatial_sim_random-0.1-all.png"]},
                  datasets={"MOB": {"spec": {"recipe": "MOB"}}, "sim": {"spec": {"format": "simulate"}, "qc": tmp / "sim" / "qc.json"}},
                  spatial_rule=SPATIAL_RULE)

@@ -26,14 +26,22 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not instal
 CHECK = """<script>
 window.addEventListener('load', function () {
   var imgs = Array.prototype.map.call(document.images, function (i) {
-    return {alt: i.alt, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight, shown: i.getBoundingClientRect().width};
+    return {alt: i.alt, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight, shown: i.getBoundingClientRect().width,
+            shown_h: i.getBoundingClientRect().height};
   });
   var tables = Array.prototype.map.call(document.querySelectorAll('table'), function (t) {
     return {id: t.id, rows: t.rows.length, w: t.getBoundingClientRect().width, h: t.getBoundingClientRect().height};
   });
+  var oneSeed = Array.prototype.filter.call(document.querySelectorAll('td'), function (td) {
+    var n = td.querySelector('sub.n');
+    return n && n.textContent === 'n=1';
+  }).map(function (td) { return td.textContent; });
+  var prov = document.getElementById('provenance');
   var pre = document.createElement('pre');
   pre.id = 'stbench-check';
-  pre.textContent = JSON.stringify({imgs: imgs, tables: tables, height: document.documentElement.scrollHeight});
+  pre.textContent = JSON.stringify({imgs: imgs, tables: tables, height: document.documentElement.scrollHeight,
+                                    width: document.documentElement.clientWidth, one_seed: oneSeed,
+                                    provenance: prov ? prov.innerText : ''});
   document.body.appendChild(pre);
 });
 </script>"""
@@ -55,7 +63,7 @@ def _probe(tmp_path, page: str, name="probe.html"):
 
     probe = tmp_path / name
     probe.write_text(page.replace("</head>", CHECK + "\n</head>", 1))
-    res = _chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
+    res = _chromium(tmp_path, "--window-size=1400,900", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
     assert res.returncode == 0, res.stderr[-3000:]
     m = re.search(r'<pre id="stbench-check">(.*?)</pre>', res.stdout, re.S)
     assert m, "the page did not finish loading in Chromium:\n" + res.stdout[-2000:] + res.stderr[-2000:]
@@ -82,10 +90,20 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert len(seen["imgs"]) == n_img >= 4
     assert not _broken(seen), f"broken or invisible images: {_broken(seen)}"
     assert len(seen["tables"]) == n_table
-    assert all(t["rows"] >= 2 and t["w"] > 0 and t["h"] > 0 for t in seen["tables"]), seen["tables"]
+    assert all(t["rows"] >= (1 if t["id"].startswith("prov-") else 2) and t["w"] > 0 and t["h"] > 0 for t in seen["tables"]), seen["tables"]
     ids = {t["id"] for t in seen["tables"]}
-    assert {"t1", "t1cmp", "table3", "costtable", "problemtable"} <= ids
+    assert {"t1", "t1cmp", "table3", "costtable", "costtotals", "summarytable", "prov-code", "prov-pkg", "prov-hw",
+            "prov-data", "problemtable"} <= ids
     assert console == [], console
+    # what a reader needs: provenance (commit, config hash, versions, hardware), the summary figure shown, no
+    # '±0.000' from one seed, and every figure at a readable size (not shrunk below 600 px or half its width)
+    for needle in ("git commit", "resolved config sha256", "command line", "torch", "scanpy", "snakemake", "CPU"):
+        assert needle in seen["provenance"], needle
+    summary = [i for i in seen["imgs"] if i["alt"] == "summary.png"]
+    assert summary and summary[0]["shown"] >= 600 and summary[0]["shown_h"] >= 150, summary
+    assert seen["one_seed"] and not any("±" in t for t in seen["one_seed"]), seen["one_seed"]
+    for i in seen["imgs"]:
+        assert i["shown"] >= min(600, i["w"]) and i["shown"] >= 0.5 * min(i["w"], seen["width"]), i
 
     # the page itself, unmodified: no console message, and a full-page screenshot
     shot = tmp_path / "report.png"

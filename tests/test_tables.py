@@ -77,7 +77,7 @@ def test_skipped_rows_and_reference_gene_counts(tmp_path):
     protocols = {ds: {"preprocess": {}, "masks": [{}], "seeds": [0]} for ds in ("noref", "demo")}
     write_tables([f1, f2], variants, protocols, tmp_path / "t")
     t1 = pd.read_csv(tmp_path / "t" / "table1.csv", index_col=0)
-    assert t1.loc["SpaGE", "noref PCC"] == "skipped: no reference" and t1.loc["SpaGE", "demo PCC"] == "0.700±0.000"
+    assert t1.loc["SpaGE", "noref PCC"] == "skipped: no reference" and t1.loc["SpaGE", "demo PCC"] == "0.700 (n=1)"  # no ±0.000 from one seed
     md = (tmp_path / "t" / "table1.md").read_text()
     assert "SpaGE on demo: 340/352" in md and "SpaGE on noref: skipped: no reference" in md
 
@@ -135,6 +135,47 @@ def test_latex_tables_booktabs_bold_best_and_never_a_failed_or_suspect_winner(tm
     assert rows["Good\\_1"][0] == "\\textbf{0.710 $\\pm$ 0.010}"  # PCC: higher is better
     assert rows["Good\\_1"][3] == "\\textbf{0.290 $\\pm$ 0.010}"  # RMSE: lower is better
     assert rows["OK"][3] == "0.500 $\\pm$ 0.000"
-    assert "Leak & suspect" in tex and "Bad & failed" in tex
+    # a failed or suspect row says so once, in one cell spanning the dataset's columns
+    assert "Leak & \\multicolumn{5}{c}{suspect}" in tex and "Bad & \\multicolumn{5}{c}{failed}" in tex
     t3 = (out / "table3.tex").read_text()
     assert "stMCDI (Ours) & \\textbf{0.710 $\\pm$ 0.010}" in t3 and "w/ GIN & 0.600 $\\pm$ 0.000" in t3
+
+
+def test_best_is_decided_by_a_margin_larger_than_the_seeds_spread():
+    from stbench.tables import best_cells, spans
+
+    def rec(mean, std, n, status="ok"):
+        return {"mean": mean, "std": std, "n_seeds": n, "status": status}
+
+    # 0.70±0.02 vs 0.69±0.03: the lead (0.01) is within the spread: both bold; 0.60±0.01 is not
+    assert best_cells([rec(0.70, 0.02, 3), rec(0.69, 0.03, 3), rec(0.60, 0.01, 3)], "pcc") == [True, True, False]
+    # lower is better for RMSE; a failed or suspect cell never wins, whatever its number
+    assert best_cells([rec(0.3, 0.0, 2), rec(0.1, 0.0, 2, "suspect: x"), rec(0.5, 0.0, 2)], "rmse") == [True, False, False]
+    # one seed: no spread to judge, so only the printed best (ties included) is bold
+    assert best_cells([rec(0.7001, 0.0, 1), rec(0.6996, 0.0, 1), rec(0.69, 0.0, 1)], "pcc") == [True, True, False]
+    assert best_cells([rec(0.7, 0.0, 1), rec(0.69, 0.05, 3)], "pcc") == [True, False]
+    assert best_cells([rec(0.7, 0.0, 2)], "no_such_metric") == [False]  # unknown direction: no best
+    cells = [{"mean": np.nan, "status": "skipped: no reference", "text": "skipped: no reference"}] * 3 + [
+        {"mean": 0.5, "status": "ok", "text": "0.500"}, {"mean": np.nan, "status": "failed: x", "text": "failed"}]
+    merged = spans(cells, [("A", 3), ("B", 2)])
+    assert [(c["text"], c["span"]) for c in merged] == [("skipped: no reference", 3), ("0.500", 1), ("failed", 1)]
+
+
+def test_a_metric_the_tables_do_not_know_gets_its_own_name_and_no_best(tmp_path):
+    from stbench.tables import _table1_cells, cell_grid, collect, summarise, table1_wide
+
+    files = []
+    for m, v in (("knn", 0.6), ("mean", 0.2)):
+        f = _metrics(tmp_path, "demo", m, "default", 0, v)
+        rec = json.loads(f.read_text())
+        rec["metrics"]["my_metric"] = v
+        f.write_text(json.dumps(rec))
+        files.append(f)
+    variants = [{"method": m, "name": "default", "label": m.upper(), "table": "table1"} for m in ("knn", "mean")]
+    s = summarise(collect(files, variants))
+    wide = table1_wide(s, metrics=("pcc", "my_metric"))
+    assert list(wide.columns) == ["demo PCC", "demo my_metric"] and wide.loc["KNN", "demo my_metric"] == "0.600 (n=1)"
+    grid = cell_grid(*_table1_cells(s, ("pcc", "my_metric")))
+    assert grid["columns"] == ["PCC", "my_metric"]
+    knn = grid["rows"][0]["cells"]
+    assert knn[0]["best"] and not knn[1]["best"]  # no known direction: no best value claimed

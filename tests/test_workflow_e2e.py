@@ -72,6 +72,33 @@ def test_heatmap_and_provenance(tiny_run):
     assert qc["genes_kept"] <= 40 and qc["spots_kept"] == 100
 
 
+def test_every_run_writes_provenance_json(tiny_run):
+    """tables/provenance.json names the commit and the config hash (and the files are readable by others)."""
+    import hashlib
+    import stat
+
+    from stbench.provenance import config_hash
+
+    rec = json.loads((tiny_run / "tables" / "provenance.json").read_text())
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert rec["git"]["commit"] == head.stdout.strip() and isinstance(rec["git"]["dirty"], bool)
+    assert rec["config"]["resolved"]["run"] == "tiny"
+    assert rec["config"]["resolved_sha256"] == config_hash(rec["config"]["resolved"])
+    cfg_file = tiny_run.parents[1] / "tiny.yaml"
+    assert [f["sha256"] for f in rec["config"]["files"]] == [hashlib.sha256(cfg_file.read_bytes()).hexdigest()]
+    assert "--configfile tiny.yaml" in rec["command_line"] and "--target-jobs" not in rec["command_line"]
+    assert len(rec["datasets"]["sim"]["preprocessed_sha256"]) == 64
+    page = (tiny_run / "report.html").read_text()
+    assert rec["config"]["resolved_sha256"] in page and 'id="summarytable"' in page
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in ("tables/table1.csv", "report.html", "tables/provenance.json"):
+        assert stat.S_IMODE((tiny_run / f).stat().st_mode) == 0o666 & ~umask, f
+
+
 def test_unknown_names_give_a_clear_error(tmp_path):
     cfg = {"datasets": {"sim": {"format": "simulate"}}, "methods": {"nosuch": {}}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))

@@ -1,4 +1,5 @@
-# tables (Table 1-3 with the paper beside them) and figures (Figure 2 heatmaps, Figure 3 curve).
+# tables (Table 1-3 with the paper beside them) and figures (Figure 2 heatmaps, Figure 3 curve); the summary across
+# datasets (mean rank), provenance.json, the cost table and the run's report further below.
 
 
 rule tables:
@@ -107,6 +108,7 @@ rule cost:
     output:
         f"{R}/tables/cost.csv",
         f"{R}/tables/cost.md",
+        f"{R}/tables/cost_totals.csv",
     params:
         variants=[{"method": v.method, "name": v.name, "label": v.label} for v in VARIANTS],
         out_dir=f"{R}/tables",
@@ -156,9 +158,51 @@ rule mask_ratio:
         "../scripts/mask_ratio.py"
 
 
+rule summary:
+    input:
+        f"{R}/tables/table1_long.csv",
+    output:
+        csv=f"{R}/tables/summary.csv",
+        ranks=f"{R}/tables/summary_ranks.csv",
+        md=f"{R}/tables/summary.md",
+        png=f"{R}/figures/summary.png",
+    params:
+        out_dir=f"{R}/tables",
+    log:
+        f"{LOGS}/summary.log",
+    script:
+        "../scripts/summary.py"
+
+
+rule provenance:
+    """What made the tables (stbench/provenance.py). A `run:` block, not a script, so that it reads the command line
+    of the snakemake invocation (stbench.provenance.invocation) without making it a parameter: a parameter would
+    rerun the report on every new command line."""
+    input:
+        tables=table_files(),
+        runs=run_files(),
+        data=[f"{R}/{d}/{f}" for d in DATASETS for f in ("prepare.json", "prepared.h5ad", "preprocessed.h5ad")],
+    output:
+        f"{R}/tables/provenance.json",
+    log:
+        f"{LOGS}/provenance.log",
+    run:
+        from stbench.provenance import write_provenance
+
+        write_provenance(output[0], run=RUN, config=dict(config), config_files=list(workflow.configfiles),
+                         command_line=None, repo_dir=workflow.basedir, protocols=cfg.protocols(config),
+                         datasets={d: {"prepare": f"{R}/{d}/prepare.json", "prepared": f"{R}/{d}/prepared.h5ad",
+                                       "preprocessed": f"{R}/{d}/preprocessed.h5ad"} for d in DATASETS},
+                         run_files=input.runs)
+        Path(log[0]).parent.mkdir(parents=True, exist_ok=True)
+        Path(log[0]).write_text(f"wrote {output[0]}\n")
+
+
 rule report:
     input:
-        tables=table_files() + [f"{R}/tables/cost.csv", f"{R}/tables/failures.csv"],
+        tables=table_files() + [f"{R}/tables/cost.csv", f"{R}/tables/cost_totals.csv", f"{R}/tables/failures.csv",
+                                f"{R}/tables/summary.csv", f"{R}/tables/provenance.json"],
+        summary=f"{R}/figures/summary.png",
         metrics=metric_files(),
         heatmaps=heatmap_files(),
         figure3=[f"{R}/figures/figure3.png"] if HAS_FIGURE3 else [],

@@ -1,0 +1,8 @@
+"""Snakemake entry point: the summary across datasets and metrics (mean rank per method), table and figure."""
+from stbench.report_figures import summary_figure
+from stbench.tables import write_rank_summary
+from stbench.workflow_log import logged
+
+with logged(snakemake.log[0]):
+    write_rank_summary(snakemake.input[0], snakemake.params.out_dir)
+    summary_figure(snakemake.output.ranks, snakemake.output.csv, snakemake.output.png)
