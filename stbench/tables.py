@@ -121,7 +121,7 @@ def _ablation_cells(summary: pd.DataFrame, table: str, metrics=MAIN):
         return abl, ["label"], [], "metric"
     methods = abl["method"].unique()
     ref = summary[summary["method"].isin(methods) & (summary["variant"] == "default") & summary["metric"].isin(metrics)].copy()
-    ref["label"] = ref["method"].map(lambda m: OURS.get(m, f"{m} (Ours)"))
+    ref["label"] = ref["method"].map(lambda m: OURS.get(m, OURS["stmcdi"]))
     s = pd.concat([ref, abl])
     s["col"] = s["metric"].map(NAMES) + " " + s["dataset"]
     have = set(zip(s["dataset"], s["metric"]))
