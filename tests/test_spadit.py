@@ -135,3 +135,24 @@ def test_beats_the_per_gene_mean_and_a_shuffled_reference():
     assert scores["ref"]["pcc_gene"] > 0.1
     assert scores["ref"]["rmse"] < scores["shuffled"]["rmse"]
     assert scores["ref"]["pcc_gene"] > scores["shuffled"]["pcc_gene"] + 0.03
+
+
+def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
+    """Killed after epoch 4 of 6 (a checkpoint every 2 epochs), rerun: the same imputation as an uninterrupted run."""
+    st, sc_in, sc_out, cond = _arrays()
+    kw = dict(backbone="transformer", condition="attention", concat=True, schedule="quad", beta_start=1e-4,
+              beta_end=0.5, training="released", sampling_predicts="noise", ema_decay=0.926, lr_step_epochs=2,
+              grad_clip=1.0, weight_decay=0.0, pca_dim=4, n_samples=1, progress=False)
+    hp = {**TINY, "epochs": 6, "batch_size": 8}
+    fit = IMP.spadit_fit_predict
+    with torch_threads(1):
+        whole = fit(st, sc_in, sc_out, cond, seed=3, device="cpu", hp=hp, **kw)
+        ck = tmp_path / "spadit.pt"
+        with pytest.raises(KeyboardInterrupt):
+            fit(st, sc_in, sc_out, cond, seed=3, device="cpu", hp=hp, checkpoint=ck, checkpoints=3,
+                _stop_after_epoch=4, **kw)
+        assert ck.exists() and torch.load(ck, weights_only=False)["epoch"] == 4
+        resumed = fit(st, sc_in, sc_out, cond, seed=3, device="cpu", hp=hp, checkpoint=ck, checkpoints=3, **kw)
+        other = fit(st, sc_in, sc_out, cond, seed=4, device="cpu", hp=hp, **kw)
+    np.testing.assert_allclose(resumed, whole, atol=1e-5)
+    assert not np.allclose(other, whole, atol=1e-3)   # the comparison can fail

@@ -11,6 +11,7 @@ truth-free reference protocol (stbench.reference_protocol), like Tangram and stP
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -70,7 +71,9 @@ def spadit_fit_predict(st: np.ndarray, sc_in: np.ndarray, sc_out: np.ndarray, sc
                        device, label: str = "SpaDiT", hp: dict, backbone: str, condition: str, concat: bool,
                        schedule: str, beta_start: float, beta_end: float, training: str, sampling_predicts: str,
                        ema_decay, lr_step_epochs, grad_clip, weight_decay: float, pca_dim: int, n_samples: int,
-                       progress: bool = True, progress_interval: float = 30.0, info: dict | None = None) -> np.ndarray:
+                       progress: bool = True, progress_interval: float = 30.0, info: dict | None = None,
+                       checkpoint=None, checkpoints: int = 0, checkpoint_interval: float = 0.0,
+                       _stop_after_epoch: int | None = None) -> np.ndarray:
     """Train on the input genes and generate the predicted genes' spatial vectors (Algorithms 1-2).
 
     ``st``: (n_in, n_spots) the input genes' spatial vectors (log-normalised); ``sc_in``/``sc_out``: (genes, cells)
@@ -80,6 +83,7 @@ def spadit_fit_predict(st: np.ndarray, sc_in: np.ndarray, sc_out: np.ndarray, sc
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     from stbench.diffusion import Schedule, ddpm_sample
+    from stbench.diffusion.common import CheckpointClock, restore_rng_states, rng_states
     from stbench.progress import Progress
 
     from .model import SpaDiTNet
@@ -117,8 +121,24 @@ def spadit_fit_predict(st: np.ndarray, sc_in: np.ndarray, sc_out: np.ndarray, sc
     prog = Progress(total, label=f"{label} train", every_s=progress_interval, enabled=progress)
     huber = torch.nn.HuberLoss(delta=1.0)
     step, last = 0, float("nan")
+    epochs, start = int(hp["epochs"]), 0
+    every = max(1, math.ceil(epochs / int(checkpoints))) if checkpoints else 0
+    clock = CheckpointClock(checkpoint_interval)
+    if checkpoint is not None and checkpoints and Path(checkpoint).exists():
+        st = torch.load(checkpoint, map_location=dev, weights_only=False)
+        net.load_state_dict(st["net"])
+        opt.load_state_dict(st["opt"])
+        if step_lr is not None:
+            step_lr.load_state_dict(st["step_lr"])
+        if ema is not None:
+            ema.load_state_dict(st["ema"])
+        restore_rng_states(st["rng"], gen, dev)
+        start, step = int(st["epoch"]), int(st["step"])
+        prog = Progress(total, label=f"{label} train", every_s=progress_interval, enabled=progress, start=step)
+        prog.write(f"{label} train: resuming from checkpoint {Path(checkpoint).name} at step {step}/{total}")
+    loss = torch.zeros(())
     net.train()
-    for _ in range(int(hp["epochs"])):
+    for epoch in range(start, epochs):
         perm = torch.randperm(n, generator=gen, device=dev)
         for s0 in range(0, n, bs):
             b = perm[s0:s0 + bs]
@@ -153,6 +173,17 @@ def spadit_fit_predict(st: np.ndarray, sc_in: np.ndarray, sc_out: np.ndarray, sc
                 prog.update(step, last)
         if step_lr is not None:
             step_lr.step()
+        if checkpoint is not None and checkpoints and epoch + 1 < epochs and ((epoch + 1) % every == 0 or clock.due()):
+            from stbench.atomic import atomic_path
+
+            state = {"net": net.state_dict(), "opt": opt.state_dict(), "rng": rng_states(gen, dev),
+                     "step_lr": step_lr.state_dict() if step_lr is not None else None,
+                     "ema": ema.state_dict() if ema is not None else None, "epoch": epoch + 1, "step": step}
+            with atomic_path(Path(checkpoint)) as tmp:
+                torch.save(state, tmp)
+            clock.saved()
+        if _stop_after_epoch is not None and epoch + 1 == _stop_after_epoch:   # tests: a job killed here
+            raise KeyboardInterrupt(f"stopped after epoch {epoch + 1}")
     if not math.isfinite(float(loss.detach())):
         raise FloatingPointError(f"{label}: the training loss is not finite (lower the learning rate)")
     model = (ema.module if ema is not None else net).eval()
@@ -202,7 +233,8 @@ def impute(task, table1_row: str = "auto", batch_size=None, depth=None, diffusio
            beta_end: float = 0.02, training: str = "algorithm1", sampling_predicts: str = "noise",
            ema_decay=0.926, lr_step_epochs=None, grad_clip=1.0, weight_decay: float = 0.0, pca_dim: int = 100,
            condition_min_detection: float = 0.1, condition_hvg_fraction: float = 0.25, max_cells=None,
-           n_samples: int = 1, progress: bool = True, progress_interval: float = 30.0, n_folds: int = 5,
+           n_samples: int = 1, progress: bool = True, progress_interval: float = 30.0, checkpoints: int = 10,
+           checkpoint_interval: float = 600, n_folds: int = 5,
            fill: str = "knn", fill_k: int = 5, calibrate: str = "auto"):
     ref = task.reference
     if ref is None:
@@ -219,6 +251,14 @@ def impute(task, table1_row: str = "auto", batch_size=None, depth=None, diffusio
     sc_log = normalise_cells(counts, log=True)                   # cells x genes
     col = {str(g): i for i, g in enumerate(ref.var_names)}
     folds = []
+    from stbench.diffusion.common import checkpoint_file
+
+    keyed = {**given, **dict(table1_row=table1_row, backbone=backbone, condition=condition,
+             condition_genes=condition_genes, concat=concat, schedule=schedule, beta_start=beta_start, beta_end=beta_end,
+             training=training, ema_decay=ema_decay, lr_step_epochs=lr_step_epochs, grad_clip=grad_clip,
+             weight_decay=weight_decay, pca_dim=pca_dim, condition_min_detection=condition_min_detection,
+             condition_hvg_fraction=condition_hvg_fraction, max_cells=max_cells, checkpoints=checkpoints,
+             fill=fill, fill_k=fill_k, n_folds=n_folds), "hp": hp}
 
     def mapper(inp):
         shared = [col[g] for g in inp.ref_genes]
@@ -227,6 +267,9 @@ def impute(task, table1_row: str = "auto", batch_size=None, depth=None, diffusio
                                     condition_hvg_fraction)
         st = normalise_cells(inp.counts, log=True).T             # input genes x spots (released: log-normalised ST)
         rec: dict = {"fold": int(inp.fold)}
+        # one checkpoint per training run: the fold and the spots it maps (an inductive pass maps two row sets)
+        ckpt = checkpoint_file(task, {**keyed, "fold": int(inp.fold), "genes": list(inp.ref_genes),
+                                      "n_spots": int(st.shape[1])}, f"spadit-fold{int(inp.fold) + 1}")
         pred = spadit_fit_predict(st, sc_log[:, shared].T, sc_log[:, predict].T, sc_log[:, cond_idx].T,
                                   seed=int(inp.seed) * 1000 + int(inp.fold) + 1, device=device,
                                   label=f"SpaDiT fold {inp.fold}", hp=hp, backbone=backbone, condition=condition,
@@ -234,7 +277,8 @@ def impute(task, table1_row: str = "auto", batch_size=None, depth=None, diffusio
                                   training=training, sampling_predicts=sampling_predicts, ema_decay=ema_decay,
                                   lr_step_epochs=lr_step_epochs, grad_clip=grad_clip, weight_decay=weight_decay,
                                   pca_dim=pca_dim, n_samples=n_samples, progress=progress,
-                                  progress_interval=progress_interval, info=rec)
+                                  progress_interval=progress_interval, info=rec, checkpoint=ckpt,
+                                  checkpoints=checkpoints, checkpoint_interval=checkpoint_interval)
         folds.append(rec)
         return pred
 
