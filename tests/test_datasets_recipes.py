@@ -15,7 +15,7 @@ PAPER = {"MOB": 6225, "HBC": 4785, "HP": 2278, "HO": 1646, "ML": 2178, "MK": 188
 
 
 def test_six_recipes_match_table4():
-    assert list_recipes() == sorted(PAPER)
+    assert [r for r in list_recipes() if not r.startswith("SpaDiT_")] == sorted(PAPER)  # SpaDiT's: test_spadit_datasets.py
     for rid, spots in PAPER.items():
         r = get_recipe(rid)
         assert r["id"] == rid and r["paper"]["table4"]["spots"] == spots

@@ -10,14 +10,27 @@ import numpy as np
 import torch
 
 
+SCHEDULES = ("quad", "linear", "cosine")
+
+
+def cosine_betas(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+    """Nichol & Dhariwal (2021) cosine schedule: beta_t = 1 - abar(t+1)/abar(t), abar(u) = cos((u/T + s)/(1 + s) * pi/2)^2,
+    clipped at ``max_beta`` (SpaDiT's released code trains and samples with it)."""
+    u = np.arange(num_steps + 1, dtype=np.float64) / num_steps
+    abar = np.cos((u + s) / (1 + s) * np.pi / 2) ** 2
+    return np.minimum(1.0 - abar[1:] / abar[:-1], max_beta)
+
+
 class Schedule:
     def __init__(self, num_steps: int, beta_start: float, beta_end: float, kind: str = "quad"):
-        if kind == "quad":  # Eq. 36 of the paper's Appendix C (= the released code's "quad")
+        if kind == "quad":  # Eq. 36 of the paper's Appendix C (= the released code's "quad"); SpaDiT's Eq. 31
             beta = np.linspace(beta_start ** 0.5, beta_end ** 0.5, num_steps) ** 2
         elif kind == "linear":
             beta = np.linspace(beta_start, beta_end, num_steps)
+        elif kind == "cosine":  # beta_start/beta_end unused: the cosine schedule has none
+            beta = cosine_betas(int(num_steps))
         else:
-            raise ValueError(f"schedule must be 'quad' or 'linear', got {kind!r}")
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {kind!r}")
         self.T = int(num_steps)
         self.beta = beta
         self.alpha = 1.0 - beta
@@ -28,13 +41,20 @@ class Schedule:
 
 
 @torch.no_grad()
-def ddpm_sample(eps_fn, noise: torch.Tensor, sched: Schedule, gen=None) -> torch.Tensor:
-    """Ancestral sampling over all T steps. ``eps_fn(x_t, t_int)`` predicts the noise."""
+def ddpm_sample(eps_fn, noise: torch.Tensor, sched: Schedule, gen=None, predicts: str = "noise") -> torch.Tensor:
+    """Ancestral sampling over all T steps. ``eps_fn(x_t, t_int)`` predicts the noise (``predicts="noise"``), or
+    x0 (``predicts="x0"``: the step is the posterior mean of q(x_{t-1} | x_t, x0), Ho et al. Eq. 7)."""
+    if predicts not in ("noise", "x0"):
+        raise ValueError(f"predicts must be 'noise' or 'x0', got {predicts!r}")
     x = noise
     a, ab, b = sched.alpha, sched.alpha_bar, sched.beta
     for t in range(sched.T - 1, -1, -1):
-        eps = eps_fn(x, t)
-        x = (x - (1 - a[t]) / np.sqrt(1 - ab[t]) * eps) / np.sqrt(a[t])
+        out = eps_fn(x, t)
+        if predicts == "noise":
+            x = (x - (1 - a[t]) / np.sqrt(1 - ab[t]) * out) / np.sqrt(a[t])
+        else:
+            ab_prev = ab[t - 1] if t > 0 else 1.0
+            x = (np.sqrt(ab_prev) * b[t] * out + np.sqrt(a[t]) * (1 - ab_prev) * x) / (1 - ab[t])
         if t > 0:
             sigma = np.sqrt((1 - ab[t - 1]) / (1 - ab[t]) * b[t])
             x = x + sigma * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
