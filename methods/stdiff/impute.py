@@ -73,7 +73,7 @@ def impute(task, hidden_size: int = 1024, depth: int = 6, num_heads: int = 16, m
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                 opt.step()
-                tot += float(loss)
+                tot += loss.item()
             losses.append(tot / max(1, -(-n // int(batch_size))))
         net.eval()
         gt = torch.from_numpy(sp_full).to(device)
