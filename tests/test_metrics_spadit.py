@@ -76,8 +76,9 @@ def test_accuracy_score_spadit_ranks_methods_best_is_n_ties_min():
     # JS: b=3, a=2, c=1  ->  a=(3+3+3+2)/4, b=(1+1+1+3)/4, c=(1+2+2+1)/4
     got = accuracy_score_spadit(t)
     np.testing.assert_allclose(got.loc[["a", "b", "c"]].to_numpy(), [11 / 4, 6 / 4, 6 / 4])
-    t.loc["c", "js_spadit"] = np.nan                     # no rank for a NaN metric: that method's AS is NaN
-    assert np.isnan(accuracy_score_spadit(t)["c"])
+    t.loc["c", "pcc_spadit"] = np.nan                    # a NaN metric: c leaves every ranking, its AS is NaN
+    got = accuracy_score_spadit(t)                       # a, b ranked among two: a=(2+2+2+1)/4, b=(1+1+1+2)/4
+    assert np.isnan(got["c"]) and got["a"] == 7 / 4 and got["b"] == 5 / 4
 
 
 def test_tables_write_spadit_files_only_when_asked(tmp_path):

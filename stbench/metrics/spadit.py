@@ -80,9 +80,12 @@ def accuracy_score_spadit(table: pd.DataFrame) -> pd.Series:
 
     Supplement Eq. 30: per metric the methods are ranked 1..N with N the best (highest PCC and SSIM, lowest RMSE
     and JS); AS is the mean of the four ranks, not normalised. Ties take the lowest rank of the tie (pandas
-    ``method='min'``, the tie rule of cal_baseline.py). A NaN metric gives no rank, so that method's AS is NaN.
+    ``method='min'``, the tie rule of cal_baseline.py). A method with a NaN among its four metrics (e.g. a constant
+    prediction has no PCC) is left out of every ranking, so N is the same for the four, and its AS is NaN.
     (cal_baseline.py itself ranks the *genes* of one method, divides by n_genes - 1 and adds 0.21 to SpaDiT's
     own score; neither is reproduced: it is not the per-dataset ranking the paper describes.)
     """
-    ranks = [table[c].rank(ascending=hib, method="min") for c, hib in SPADIT_AS_METRICS.items()]
-    return (sum(ranks) / 4.0).rename("accuracy_score_spadit")
+    cols = list(SPADIT_AS_METRICS)
+    ok = table[cols].notna().all(axis=1)
+    ranks = [table.loc[ok, c].rank(ascending=hib, method="min") for c, hib in SPADIT_AS_METRICS.items()]
+    return (sum(ranks) / 4.0).reindex(table.index).rename("accuracy_score_spadit")
