@@ -1,4 +1,4 @@
-"""The SpaDiT benchmark's reference baselines (scVI, novoSpaRc, SpaOTsc, stDiff, SpatialScope) on the tests' matched
+"""The SpaDiT benchmark's reference baselines added in issue 24 (scVI, novoSpaRc, SpaOTsc, stDiff) on the tests' matched
 spatial/scRNA-seq pair (the demo simulator's: spatial domains = reference cell types): each beats the per-gene mean
 on the held-out entries, and beats itself run on a *scrambled* reference (every reference gene permuted across cells
 independently, which keeps each gene's distribution and destroys what a mapping can learn). Both can fail.
@@ -14,7 +14,7 @@ from stbench.metrics import evaluate_imputation
 from stbench.registry import discover
 from stbench.task import build_task, truth_on_scale
 
-NEEDS = {"scvi": "scvi", "novosparc": "novosparc", "spaotsc": "ot", "stdiff": "torch", "spatialscope": "torch"}
+NEEDS = {"scvi": "scvi", "novosparc": "novosparc", "spaotsc": "ot", "stdiff": "torch"}
 # settings that learn something on a 144-spot pair in seconds (the `test` presets only check the contract)
 OVERRIDES = {"scvi": {"max_epochs": 30, "n_folds": 2}, "novosparc": {"max_iter": 10, "n_folds": 2},
              "stdiff": {"hidden_size": 64, "depth": 2, "num_heads": 4, "epochs": 30, "diffusion_steps": 50, "lr": 0.001,
