@@ -21,9 +21,11 @@ demo: install
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/demo.yaml && t1=$$(date +%s) && \
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/demo_ablations.yaml && t2=$$(date +%s) && \
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/demo.yaml workflow/demo_countsplit.yaml && t3=$$(date +%s) && \
+	$(BIN)/snakemake --cores $(CORES) --configfile workflow/demo_spadit.yaml && t4=$$(date +%s) && \
 	echo "Demo part 1, Table 1: $$((t1 - t0)) s -> results/demo/report.html" && \
 	echo "Demo part 2, stMCDI ablations (Tables 2-3, Figures 3-4): $$((t2 - t1)) s -> results/demo-ablations/report.html" && \
-	echo "Demo part 3, Table 1 under count splitting: $$((t3 - t2)) s -> results/demo-countsplit/report.html"
+	echo "Demo part 3, Table 1 under count splitting: $$((t3 - t2)) s -> results/demo-countsplit/report.html" && \
+	echo "Demo part 4, SpaDiT's reference baselines and metric definitions: $$((t4 - t3)) s -> results/demo-spadit/report.html"
 
 sweep: install
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/sweep.yaml

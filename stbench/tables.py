@@ -20,7 +20,15 @@ MAIN = ("pcc", "cosine", "rmse", "mae")  # the paper's metrics (App. D), flatten
 TABLE1 = ("pcc", "pcc_gene", "cosine", "rmse", "mae")  # + the per-gene PCC, which gene levels alone do not earn
 NAMES = {"pcc": "PCC", "cosine": "Cosine", "rmse": "RMSE", "mae": "MAE", "pcc_gene": "PCC (gene median)",
          "cosine_gene": "Cosine (gene median)", "rmse_gene": "RMSE (gene median)", "mae_gene": "MAE (gene median)",
-         "ssim_gene": "SSIM (gene median)", "js_gene": "JS (gene median)"}
+         "ssim_gene": "SSIM (gene median)", "js_gene": "JS (gene median)", "pcc_spadit": "PCC (SpaDiT, gene mean)",
+         "ssim_spadit": "SSIM (SpaDiT, gene mean)", "rmse_spadit": "RMSE (SpaDiT, gene mean)",
+         "js_spadit": "JS (SpaDiT, gene mean)"}
+DEFINITIONS_TEXT = {
+    "spatialbenchmarking": "Metric definitions: spatialbenchmarking (SSIM on per-gene max-scaled vectors, JS divergence "
+                           "of normalised vectors, gene medians; stbench/metrics/imputation.py).",
+    "spadit": "Metric definitions: spadit (SpaDiT's cal_baseline.py: SSIM on raw values with L = the larger maximum, "
+              "JS = scipy's Jensen-Shannon distance on raw vectors, gene means; AS = mean rank per dataset, "
+              "N = best; stbench/metrics/spadit.py). Flattened PCC/RMSE columns are the paper's App. D metrics."}
 PAPER_DATASETS = ("MOB", "HBC", "HP", "HO", "ML", "MK")
 
 
@@ -403,6 +411,23 @@ def accuracy_scores(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def accuracy_scores_spadit(summary: pd.DataFrame) -> pd.DataFrame:
+    """SpaDiT's Accuracy Score (stbench.metrics.accuracy_score_spadit) per dataset and mask over the Table 1 rows
+    that have a result (failed and skipped rows take no rank), with the four gene means it ranks."""
+    from stbench.metrics import SPADIT, accuracy_score_spadit
+
+    s = summary[(summary["table"] == "table1") & summary["metric"].isin(SPADIT) & (summary["status"] == "ok")]
+    rows = []
+    for (ds, strat, ratio, among), g in s.groupby(["dataset", "mask_strategy", "ratio", "among"], dropna=False):
+        t = g.pivot_table(index="label", columns="metric", values="mean", aggfunc="first", sort=False)
+        t = t.reindex(columns=list(SPADIT))
+        t["accuracy_score_spadit"] = accuracy_score_spadit(t)
+        t = t.sort_values("accuracy_score_spadit", ascending=False)
+        rows.append(t.reset_index().assign(dataset=ds, mask_strategy=strat, ratio=ratio, among=among))
+    cols = ["dataset", "mask_strategy", "ratio", "among", "label", *SPADIT, "accuracy_score_spadit"]
+    return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
+
+
 def to_markdown(df: pd.DataFrame) -> str:
     if df.empty:
         return "(no rows)\n"
@@ -431,9 +456,12 @@ def rank_stability(summary: pd.DataFrame, sweeps: dict) -> pd.DataFrame:
 
 
 def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, paper_dir="results/paper",
-                 sweeps: dict | None = None) -> dict:
+                 sweeps: dict | None = None, metric_definitions: str = "spatialbenchmarking") -> dict:
     """Write table1_long.csv, table1.csv, table1.md, table1.tex (+ table2/3 in the same three formats, figure3 data,
-    paper comparisons)."""
+    paper comparisons). ``metric_definitions: spadit`` adds table1_spadit.{csv,md} and accuracy_score_spadit.{csv,md}
+    (SpaDiT's SSIM, JS and per-dataset AS); every table1.md names the definitions."""
+    if metric_definitions not in DEFINITIONS_TEXT:
+        raise ValueError(f"metric_definitions must be one of {sorted(DEFINITIONS_TEXT)}, got {metric_definitions!r}")
     out_dir = Path(out_dir)
     metric_files = list(metric_files)
     df = collect(metric_files, variants)
@@ -441,6 +469,7 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
     write_csv(out_dir / "table1_long.csv", summary.drop(columns=["figure", "x"]), index=False)
     metric_files = list(metric_files)
     header = protocol_text(protocols) + ("\n" + isolation_text(metric_files) if metric_files else "")
+    header += "\n" + DEFINITIONS_TEXT[metric_definitions]
     t1 = table1_wide(summary)
     write_csv(out_dir / "table1.csv", t1)
     tex_head = "".join(f"% {line}\n" for line in header.splitlines())
@@ -461,6 +490,17 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
         md.append("\nFailed, partial, skipped or suspect runs:\n\n" + "\n".join(f"- {r.label} on {r.dataset}: {r.status}" for r in failed.itertuples()) + "\n")
     write_text(out_dir / "table1.md", "".join(md))
     write_csv(out_dir / "accuracy_score.csv", accuracy_scores(summary), index=False)
+    if metric_definitions == "spadit":
+        from stbench.metrics import SPADIT
+
+        t1s = table1_wide(summary, metrics=("pcc", "rmse", *SPADIT))
+        write_csv(out_dir / "table1_spadit.csv", t1s)
+        write_text(out_dir / "table1_spadit.md", f"# Table 1 (SpaDiT's metric definitions)\n\n{header}\n\n" + to_markdown(t1s))
+        acc = accuracy_scores_spadit(summary)
+        write_csv(out_dir / "accuracy_score_spadit.csv", acc, index=False)
+        write_text(out_dir / "accuracy_score_spadit.md", "# Accuracy Score (SpaDiT's definition, per dataset)\n\n"
+                   f"{header}\n\n" + to_markdown(acc.set_index("dataset")))
+        written["table1_spadit"] = t1s
     for table in ("table1", "table2", "table3"):
         cmp_ = beside_paper(summary, paper_dir, table)
         if not cmp_.empty:

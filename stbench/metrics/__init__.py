@@ -4,7 +4,8 @@ Pure numpy. Every function scores predictions against the truth on the held-out 
 """
 
 from stbench.metrics.imputation import (
-    METRICS, HIGHER_IS_BETTER, evaluate_imputation, flat_metrics, per_gene_metrics, accuracy_score,
+    METRICS, HIGHER_IS_BETTER, SPADIT, evaluate_imputation, flat_metrics, per_gene_metrics, accuracy_score,
 )
+from stbench.metrics.spadit import DEFINITIONS, accuracy_score_spadit, js_spadit, ssim_spadit
 
-__all__ = ["METRICS", "HIGHER_IS_BETTER", "evaluate_imputation", "flat_metrics", "per_gene_metrics", "accuracy_score"]
+__all__ = ["DEFINITIONS", "SPADIT", "accuracy_score_spadit", "js_spadit", "ssim_spadit", "METRICS", "HIGHER_IS_BETTER", "evaluate_imputation", "flat_metrics", "per_gene_metrics", "accuracy_score"]

@@ -12,9 +12,11 @@ import numpy as np
 FLAT = ("pcc", "cosine", "rmse", "mae")
 PER_GENE = ("pcc_gene", "cosine_gene", "rmse_gene", "mae_gene", "ssim_gene", "js_gene")
 METRICS = FLAT + PER_GENE
+SPADIT = ("pcc_spadit", "ssim_spadit", "rmse_spadit", "js_spadit")  # SpaDiT's definitions (stbench/metrics/spadit.py)
 HIGHER_IS_BETTER = {"pcc": True, "cosine": True, "rmse": False, "mae": False, "pcc_gene": True,
                     "cosine_gene": True, "rmse_gene": False, "mae_gene": False, "ssim_gene": True,
-                    "js_gene": False}
+                    "js_gene": False, "pcc_spadit": True, "ssim_spadit": True, "rmse_spadit": False,
+                    "js_spadit": False}
 SSIM_C1, SSIM_C2 = 0.01, 0.03
 
 
@@ -87,7 +89,11 @@ def per_gene_metrics(truth: np.ndarray, pred: np.ndarray, held_out: np.ndarray) 
 
 
 def evaluate_imputation(truth: np.ndarray, pred: np.ndarray, held_out: np.ndarray) -> dict:
-    """All metrics for one imputation. Returns a JSON-ready dict: values, NaN reasons, counts."""
+    """All metrics for one imputation, both definition families (SpatialBenchmarking's ``*_gene`` medians and
+    SpaDiT's ``*_spadit`` means; a run's ``metric_definitions`` picks which its tables show).
+    Returns a JSON-ready dict: values, NaN reasons, counts."""
+    from stbench.metrics.spadit import js_spadit, spadit_summary, ssim_spadit
+
     truth, pred, held_out = np.asarray(truth), np.asarray(pred), np.asarray(held_out, dtype=bool)
     if truth.shape != pred.shape or truth.shape != held_out.shape:
         raise ValueError(f"shape mismatch: truth {truth.shape}, prediction {pred.shape}, mask {held_out.shape}")
@@ -102,6 +108,12 @@ def evaluate_imputation(truth: np.ndarray, pred: np.ndarray, held_out: np.ndarra
         else:
             values[name] = float("nan")
             why[name] = "undefined for every gene (constant or empty held-out vectors)"
+    per_gene["ssim_spadit"] = ssim_spadit(truth, pred, held_out)
+    per_gene["js_spadit"] = js_spadit(truth, pred, held_out)
+    sv, sw, sn = spadit_summary(per_gene)
+    values.update(sv)
+    why.update(sw)
+    n_genes_scored.update(sn)
     return {"metrics": values, "undefined": why, "n_held_out": int(held_out.sum()),
             "n_genes_scored": n_genes_scored, "per_gene": per_gene}
 

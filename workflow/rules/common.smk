@@ -60,6 +60,8 @@ def figure4_files():
 def table_files():
     out = [f"{R}/tables/{n}" for n in ("table1_long.csv", "table1.csv", "table1.md", "table1.tex")]
     out += [f"{R}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
+    if config.get("metric_definitions") == "spadit":  # SpaDiT's SSIM/JS and per-dataset AS (stbench/metrics/spadit.py)
+        out += [f"{R}/tables/{n}.{ext}" for n in ("table1_spadit", "accuracy_score_spadit") for ext in ("csv", "md")]
     return out
 
 

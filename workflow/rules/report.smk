@@ -12,6 +12,7 @@ rule tables:
                   for v in VARIANTS],
         protocols=cfg.protocols(config),
         sweeps=SWEEP,
+        metric_definitions=config.get("metric_definitions", "spatialbenchmarking"),
         out_dir=f"{R}/tables",
         paper_dir=str(Path(workflow.basedir) / "results" / "paper"),
     log:

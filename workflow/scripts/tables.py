@@ -4,4 +4,5 @@ from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):
     write_tables(snakemake.input, snakemake.params.variants, snakemake.params.protocols, snakemake.params.out_dir,
-                 snakemake.params.paper_dir, sweeps=snakemake.params.sweeps)
+                 snakemake.params.paper_dir, sweeps=snakemake.params.sweeps,
+                 metric_definitions=snakemake.params.metric_definitions)
