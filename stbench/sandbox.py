@@ -447,7 +447,6 @@ def supervise(cmd, *, cwd: Path, env: dict, timeout: float, log, mem_limit_bytes
               gpu_passed: bool = False) -> dict:
     """Run the child, measure it from outside (wall time, peak RSS of the tree, peak threads, GPU use), kill its
     whole tree at the end. The parent reads nothing the child controls here: the log is an unnamed file it opened."""
-    import psutil
 
     was_subreaper = _is_subreaper()
     _set_subreaper()

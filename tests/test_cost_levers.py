@@ -1,6 +1,5 @@
 """`stbench estimate` for the paper run (issue 21): every GPU job costed, the levers' arithmetic, N GPUs."""
 
-import csv
 
 import pytest
 import yaml

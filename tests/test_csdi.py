@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from stbench.masks import MaskSpec, make_mask
 from stbench.methodkit import gene_means
 from stbench.registry import discover
 from stbench.task import build_task

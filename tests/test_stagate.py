@@ -1,7 +1,6 @@
 """STAGATE (methods/stagate): learning signal, masked loss, tied weights, graphs, variants. Fast (CPU)."""
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

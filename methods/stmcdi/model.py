@@ -19,7 +19,6 @@ and targets (M); off: no conditional part, every entry is diffused (unconditiona
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn as nn
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from stbench.errors import DatasetError
 from stbench.loaders.common import (clean_names, header_names, numeric_frame, require_file, require_keys, resolve,
