@@ -227,3 +227,29 @@ def louvain_labels(adj, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
     for c, members in enumerate(sorted(comms, key=min)):
         labels[sorted(members)] = c
     return labels
+
+
+COLUMN_ORDERS = ("correlation", "task")
+
+
+def column_order(x: np.ndarray, mask: np.ndarray, how: str = "correlation") -> np.ndarray:
+    """The 1-D order of the genes that stands in for a genome's order of loci (GraphCpG, CpG Transformer):
+    ``correlation`` (``correlation_order`` of the observed entries) or ``task`` (the task's own order, a
+    control); fewer than 3 genes keep the task's order."""
+    g = np.asarray(x).shape[1]
+    if how == "task" or g < 3:
+        return np.arange(g)
+    if how != "correlation":
+        raise ValueError(f"the gene order must be one of {COLUMN_ORDERS}, got {how!r}")
+    return correlation_order(x, mask)
+
+
+def glorot_linear(n_in: int, n_out: int):
+    """A torch ``Linear`` initialised as a Keras / TensorFlow ``Dense`` layer (Glorot-uniform weights, zero
+    bias): the upstream initialisation of DCA's and GraphSCI's dense layers (torch's default differs)."""
+    from torch import nn
+
+    lin = nn.Linear(n_in, n_out)
+    nn.init.xavier_uniform_(lin.weight)
+    nn.init.zeros_(lin.bias)
+    return lin

@@ -114,3 +114,21 @@ def test_early_stopping_keeps_the_best_weights_and_counts_patience():
     assert not EarlyStopping().restore(net)                     # nothing kept: nothing loaded
     p = Plateau(2, min_delta=0.1)                               # ReduceLROnPlateau: fires, then counts again
     assert [p.step(v) for v in (1.0, 0.95, 0.95, 0.5, 0.45, 0.44)] == [False, False, True, False, False, True]
+
+
+def test_column_order_dispatch_and_glorot_linear():
+    from stbench.methodkit import column_order, correlation_order, glorot_linear
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 6))
+    m = np.ones_like(x, dtype=bool)
+    assert np.array_equal(column_order(x, m, "task"), np.arange(6))
+    assert np.array_equal(column_order(x, m, "correlation"), correlation_order(x, m))
+    assert np.array_equal(column_order(x[:, :2], m[:, :2], "correlation"), [0, 1])
+    with pytest.raises(ValueError, match="gene order"):
+        column_order(x, m, "alphabetical")
+    torch.manual_seed(0)
+    lin = glorot_linear(200, 100)
+    bound = np.sqrt(6.0 / 300)
+    assert torch.all(lin.bias == 0) and float(lin.weight.abs().max()) <= bound
+    assert float(lin.weight.abs().max()) > 0.9 * bound          # Glorot's range, not torch's narrower default

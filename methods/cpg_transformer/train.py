@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from stbench.early_stopping import EarlyStopping
-from stbench.methodkit import correlation_order, validation_split
+from stbench.methodkit import COLUMN_ORDERS, column_order, validation_split
 
 from .model import CpGTransformer
 
-ORDERS = ("correlation", "task")
+ORDERS = COLUMN_ORDERS
 
 
 # ----------------------------------------------------------------------------- gene order
@@ -40,12 +40,7 @@ def gene_order(x: np.ndarray, m: np.ndarray, how: str) -> np.ndarray:
     clustering on 1 - r (r = pairwise-complete Pearson correlation of observed entries), in
     optimal leaf order, so that co-expressed genes are neighbours and fall in each other's window.
     """
-    g = x.shape[1]
-    if how == "task" or g < 3:
-        return np.arange(g)
-    if how != "correlation":
-        raise ValueError(f"gene_order must be one of {ORDERS}, got {how!r}")
-    return correlation_order(x, m)
+    return column_order(x, m, how)
 
 
 # ----------------------------------------------------------------------------- data

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from stbench.likelihoods import nb_nll, zinb_nll
+from stbench.methodkit import glorot_linear as _dense  # Keras Dense: glorot_uniform kernel, zero bias
 
 AE_TYPES = ("zinb-conddisp", "zinb", "nb-conddisp", "nb")
 ACTIVATIONS = ("relu", "elu", "selu", "tanh", "sigmoid", "leakyrelu", "prelu")
@@ -58,14 +59,6 @@ class ShiftBatchNorm(nn.Module):
 
     def forward(self, x):
         return self.bn(x) + self.beta
-
-
-def _dense(n_in: int, n_out: int) -> nn.Linear:
-    """Keras Dense with glorot_uniform kernel and zero bias."""
-    lin = nn.Linear(n_in, n_out)
-    nn.init.xavier_uniform_(lin.weight)
-    nn.init.zeros_(lin.bias)
-    return lin
 
 
 class DCA(nn.Module):

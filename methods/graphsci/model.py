@@ -25,14 +25,7 @@ from torch_geometric.nn import GCNConv
 
 from stbench.graph_autoencoder import reconstruction_terms
 from stbench.likelihoods import zinb_nll
-
-
-def _dense(i: int, o: int) -> nn.Linear:
-    """Dense layer initialised as upstream's (Glorot-uniform weights, zero bias)."""
-    lin = nn.Linear(i, o)
-    nn.init.xavier_uniform_(lin.weight)
-    nn.init.zeros_(lin.bias)
-    return lin
+from stbench.methodkit import glorot_linear as _dense  # upstream Dense: Glorot-uniform weights, zero bias
 
 
 class GraphSCINet(nn.Module):
