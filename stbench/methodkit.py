@@ -78,21 +78,15 @@ def knn_edge_index(coords: np.ndarray, k: int = 5):
     """Undirected spatial k-NN graph over spots as a (2, E) torch long tensor (no self-loops, no duplicates).
 
     PyG's ``knn_graph`` needs the optional ``torch-cluster`` extension, often absent; scipy's cKDTree
-    gives the same edges. The graph is symmetric (the paper's adjacency, stMCDI Eq. 2).
+    gives the same edges (``knn_others``). The graph is symmetric (the paper's adjacency, stMCDI Eq. 2).
     """
     import torch
-    from scipy.spatial import cKDTree
 
-    coords = np.asarray(coords, dtype=np.float64)
-    n = coords.shape[0]
-    k = int(min(k, max(n - 1, 0)))
-    if k == 0:
+    n = np.asarray(coords).shape[0]
+    idx, _ = knn_others(coords, k)
+    if idx.shape[1] == 0:
         return torch.empty(2, 0, dtype=torch.long)
-    _, idx = cKDTree(coords).query(coords, k=k + 1)
-    src = np.repeat(np.arange(n), k)
-    dst = idx[:, 1:].reshape(-1)
-    keep = src != dst  # duplicate coordinates can put a spot among its own neighbours
-    src, dst = src[keep], dst[keep]
+    src, dst = np.repeat(np.arange(n), idx.shape[1]), idx.reshape(-1)
     pairs = np.unique(np.concatenate([np.stack([src, dst], 1), np.stack([dst, src], 1)]), axis=0)
     return torch.as_tensor(pairs.T.copy(), dtype=torch.long)
 
@@ -161,3 +155,101 @@ def correlation_order(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     d = squareform(np.clip(0.5 * (d + d.T), 0.0, 2.0), checks=False)
     z = linkage(d, method="average")
     return np.asarray(leaves_list(optimal_leaf_ordering(z, d)), dtype=np.int64)
+
+
+def observed_zscore(x: np.ndarray, mask: np.ndarray, min_sd: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and sd (ddof=1, as ``sc.pp.scale``) over the entries where ``mask`` is True (pass the
+    observed entries of the fitting spots); values elsewhere (NaN allowed) are never read. A column with no
+    such entry gets mean 0; an sd not above ``min_sd`` (one entry, constant column) becomes 1. The column sums
+    are taken in ``x``'s dtype (DCA and GraphSCI z-score float64 values, the diffusion models float32 ones).
+    Written here because ``sc.pp.scale`` and scikit-learn's scalers have no mask."""
+    m = np.asarray(mask, dtype=bool)
+    x0 = np.where(m, x, 0.0)
+    n = m.sum(0)
+    mu = np.where(n > 0, x0.sum(0) / np.maximum(n, 1), 0.0)
+    var = np.where(m, (x0 - mu) ** 2, 0.0).sum(0) / np.maximum(n - 1, 1)
+    sd = np.sqrt(var)
+    return mu, np.where(sd > min_sd, sd, 1.0)
+
+
+def validation_split(n: int, fraction: float, rng: np.random.Generator, count: str = "round") -> np.ndarray:
+    """(n,) bool, True for the items (spots or entries) set aside for validation, drawn at random from ``rng``.
+
+    ``count="round"`` (GraphCpG, CpG Transformer: a fraction of the observed entries): round(fraction * n)
+    items, at most n - 1, drawn with ``rng.choice``. ``count="keras"`` (DCA: Keras' ``validation_split``
+    of the spots): the first int(n * (1 - fraction)) items of ``rng.permutation(n)`` train, the rest validate,
+    and none validate when fewer than 2 would train."""
+    val = np.zeros(int(n), dtype=bool)
+    f = float(fraction)
+    if count == "keras":
+        n_train = int(n * (1.0 - f))
+        if f <= 0 or n_train >= n or n_train < 2:
+            return val
+        val[rng.permutation(int(n))[n_train:]] = True
+    elif count == "round":
+        n_val = min(int(round(f * n)), max(int(n) - 1, 0))
+        if n_val > 0:
+            val[rng.choice(int(n), size=n_val, replace=False)] = True
+    else:
+        raise ValueError(f"validation_split: count must be 'round' or 'keras', got {count!r}")
+    return val
+
+
+def knn_others(points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` nearest *other* rows by Euclidean distance: (indices, distances), both (n, k), nearest
+    first (k is capped at n - 1). scipy's cKDTree returns the row itself among its hits, usually first but
+    not always when rows coincide: the self-hit is removed wherever it stands (else the farthest hit)."""
+    from scipy.spatial import cKDTree
+
+    z = np.asarray(points, dtype=np.float64)
+    n = z.shape[0]
+    k = int(min(k, max(n - 1, 0)))
+    if k == 0:
+        return np.empty((n, 0), dtype=np.int64), np.empty((n, 0))
+    dist, idx = cKDTree(z).query(z, k=k + 1)
+    self_hit = idx == np.arange(n)[:, None]
+    drop = np.where(self_hit.any(1), self_hit.argmax(1), k)
+    keep = np.ones_like(idx, dtype=bool)
+    keep[np.arange(n), drop] = False
+    return idx[keep].reshape(n, k), dist[keep].reshape(n, k)
+
+
+def louvain_labels(adj, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Louvain communities (networkx, edge weights of the sparse adjacency ``adj``) as labels 0..K-1,
+    numbered by each community's smallest node. The ``louvain`` / ``igraph`` packages scanpy and scGNN call
+    are not dependencies here; networkx's is the same algorithm (STAGATE's pre-clustering, scGNN)."""
+    import networkx as nx
+
+    n = adj.shape[0]
+    comms = nx.community.louvain_communities(nx.from_scipy_sparse_array(adj), weight="weight",
+                                             resolution=float(resolution), seed=int(seed))
+    labels = np.empty(n, dtype=np.int64)
+    for c, members in enumerate(sorted(comms, key=min)):
+        labels[sorted(members)] = c
+    return labels
+
+
+COLUMN_ORDERS = ("correlation", "task")
+
+
+def column_order(x: np.ndarray, mask: np.ndarray, how: str = "correlation") -> np.ndarray:
+    """The 1-D order of the genes that stands in for a genome's order of loci (GraphCpG, CpG Transformer):
+    ``correlation`` (``correlation_order`` of the observed entries) or ``task`` (the task's own order, a
+    control); fewer than 3 genes keep the task's order."""
+    g = np.asarray(x).shape[1]
+    if how == "task" or g < 3:
+        return np.arange(g)
+    if how != "correlation":
+        raise ValueError(f"the gene order must be one of {COLUMN_ORDERS}, got {how!r}")
+    return correlation_order(x, mask)
+
+
+def glorot_linear(n_in: int, n_out: int):
+    """A torch ``Linear`` initialised as a Keras / TensorFlow ``Dense`` layer (Glorot-uniform weights, zero
+    bias): the upstream initialisation of DCA's and GraphSCI's dense layers (torch's default differs)."""
+    from torch import nn
+
+    lin = nn.Linear(n_in, n_out)
+    nn.init.xavier_uniform_(lin.weight)
+    nn.init.zeros_(lin.bias)
+    return lin

@@ -63,7 +63,7 @@ _PACKAGE = Path(__file__).resolve().parent
 # the loaders or the dataset recipes, from which a public simulated dataset's truth can be rebuilt
 CHILD_MODULES = ("__init__.py", "errors.py", "atomic.py", "child.py", "task.py", "preprocess.py", "contract.py",
                  "options.py", "methodkit.py", "progress.py", "reference_protocol.py", "runner.py", "diffusion",
-                 "ensembles.py")
+                 "ensembles.py", "likelihoods.py", "graph_autoencoder.py", "early_stopping.py")
 # system folders bound read-only into the bwrap root (those that exist; symlinks are recreated as symlinks)
 _SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC = ("passwd", "group", "nsswitch.conf", "hosts", "host.conf", "resolv.conf", "ld.so.cache", "ld.so.conf",

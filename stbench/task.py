@@ -4,6 +4,9 @@ A task is built once per (dataset, mask, seed) from the preprocessed counts and 
 and saved as a truth-free file (``task.npz``). The evaluation scale is made here, from observed
 entries only: library sizes (``library_size: observed``, the default) and the per-gene z-score
 statistics (``scale: zscore``). ``observed`` and ``observed_counts`` hold NaN at held-out entries.
+Under ``inductive`` (``train_spots`` not all True) the median library size N and the z-score statistics
+come from the train spots only: changing the test fold's observed values leaves the train spots' values
+unchanged (tests/test_task.py).
 Changing only the held-out values leaves the task file bit-identical (tests/test_task.py), except
 that ``library_size: all`` (the paper's protocol) carries each spot's total count over all entries.
 Arrays are read-only so that a method cannot corrupt what it was given; copy first.
@@ -85,22 +88,30 @@ def _ro(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def scale_parameters(pre, held_out: np.ndarray, preprocess: dict) -> dict:
+def scale_parameters(pre, held_out: np.ndarray, preprocess: dict, train_spots: np.ndarray | None = None) -> dict:
     """Library sizes, N and z-score statistics of the task, computed without any held-out value
-    (except ``library_size: all``, the paper's spot totals)."""
+    (except ``library_size: all``, the paper's spot totals).
+
+    ``train_spots`` (the ``inductive`` protocol): N (the median library size) and the z-score statistics
+    come from the train spots only, so that no value of the test fold shapes the training inputs; each
+    spot's own library size L is still its own (it scales that spot's values only). None: every spot."""
     counts = np.asarray(pre.layers["counts"], dtype=np.float64)
     observed = ~held_out
+    train = np.ones(counts.shape[0], dtype=bool) if train_spots is None else np.asarray(train_spots, dtype=bool)
+    if not train.any():
+        raise ValueError("scale_parameters: no train spot")
     if preprocess.get("library_size") == "all":
         lib = np.asarray(pre.obs["total_counts"], dtype=np.float64)
     else:  # observed entries of the kept genes + every count of the other genes (never held out)
         lib = np.asarray(pre.obs["other_counts"], dtype=np.float64) + np.where(observed, counts, 0.0).sum(axis=1)
     lib = np.where(lib > 0, lib, 1.0)
-    n_med = float(np.median(lib))
+    n_med = float(np.median(lib[train]))
     g = counts.shape[1]
     mean, sd = np.zeros(g, np.float32), np.ones(g, np.float32)
     if preprocess.get("scale") == "zscore":
-        logv = counts_to_scale(np.where(observed, counts, np.nan), lib, n_med, mean, sd).astype(np.float64)
-        n_obs = observed.sum(axis=0)
+        fit = observed & train[:, None]         # the statistics read the train spots' observed entries only
+        logv = counts_to_scale(np.where(fit, counts, np.nan), lib, n_med, mean, sd).astype(np.float64)
+        n_obs = fit.sum(axis=0)
         mu = np.where(n_obs > 0, np.nansum(logv, axis=0) / np.maximum(n_obs, 1), 0.0)
         var = np.where(n_obs > 0, np.nansum((logv - mu) ** 2, axis=0) / np.maximum(n_obs, 1), 0.0)
         mean, sd = mu.astype(np.float32), np.where(var > 0, np.sqrt(var), 1.0).astype(np.float32)
@@ -121,10 +132,12 @@ def build_task(pre, held_out: np.ndarray, train_spots: np.ndarray | None = None,
 
     stored = dict((pre.uns.get("protocol", {}) or {}).get("preprocess", {}) or {})
     prep = asdict(PreprocessConfig.from_dict({k: v for k, v in stored.items() if k in PreprocessConfig.__dataclass_fields__}))
-    sp = scale_parameters(pre, held_out, prep)
+    train = np.ones(counts.shape[0], dtype=bool) if train_spots is None else np.asarray(train_spots, dtype=bool)
+    if train.shape != (counts.shape[0],):
+        raise ValueError(f"train_spots has shape {train.shape}, expected ({counts.shape[0]},)")
+    sp = scale_parameters(pre, held_out, prep, train)
     obs_counts = np.where(held_out, np.nan, counts).astype(np.float32)
     obs = counts_to_scale(obs_counts, sp["library_size"], sp["median_library_size"], sp["gene_mean"], sp["gene_sd"])
-    train = np.ones(counts.shape[0], dtype=bool) if train_spots is None else np.asarray(train_spots, dtype=bool)
     return ImputationTask(
         observed=_ro(obs), observed_mask=_ro(~held_out), coords=_ro(np.asarray(pre.obsm["spatial"], dtype=np.float64)),
         genes=tuple(map(str, pre.var_names)), spots=tuple(map(str, pre.obs_names)), observed_counts=_ro(obs_counts),

@@ -110,3 +110,31 @@ def test_bad_task_file_is_a_clear_error(tmp_path):
     (tmp_path / "t.npz").write_text("not a zip")
     with pytest.raises(DatasetError, match="t.npz: not a valid task file"):
         load_task(tmp_path / "t.npz")
+
+
+@pytest.mark.parametrize("scale,library_size", OPTIONS)
+def test_inductive_train_inputs_do_not_read_the_test_fold(small_dataset, scale, library_size):
+    """Under ``inductive`` N and the z-score statistics come from the train spots: replacing the test
+    fold's counts (observed ones included, and their spot totals) leaves every train spot's task values,
+    N and the z-score statistics unchanged. The same change with every spot a train spot (transductive)
+    must move them, so the check can fail."""
+    pre = _pre(small_dataset, scale, library_size)
+    held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(strategy="inductive"), seed=0)
+    assert train.any() and not train.all()
+    other = pre.copy()
+    c = np.asarray(other.layers["counts"]).copy()
+    c[~train] = c[~train] * 3 + 2                      # every count of the test fold, observed or not
+    other.layers["counts"] = c
+    other.obs["total_counts"] = other.obs["other_counts"] + c.sum(1)
+    a, b = build_task(pre, held, train), build_task(other, held, train)
+    assert a.median_library_size == b.median_library_size
+    np.testing.assert_array_equal(a.gene_mean, b.gene_mean)
+    np.testing.assert_array_equal(a.gene_sd, b.gene_sd)
+    np.testing.assert_array_equal(a.observed[train], b.observed[train])
+    np.testing.assert_array_equal(a.observed_counts[train], b.observed_counts[train])
+    assert not np.array_equal(np.nan_to_num(a.observed[~train]), np.nan_to_num(b.observed[~train]))
+    everyone = np.ones_like(train)
+    ta, tb = build_task(pre, held, everyone), build_task(other, held, everyone)
+    assert not np.array_equal(np.nan_to_num(ta.observed[train]), np.nan_to_num(tb.observed[train]))
+    # transductive: the statistics are those of all observed entries, as before
+    assert ta.median_library_size == float(np.median(ta.library_size))

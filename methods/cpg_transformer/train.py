@@ -19,17 +19,17 @@ Upstream (gdewael/cpg-transformer, ``datamodules.CpGTransformerDataModule`` /
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
 import torch
 
-from stbench.methodkit import correlation_order
+from stbench.early_stopping import EarlyStopping
+from stbench.methodkit import COLUMN_ORDERS, column_order, validation_split
 
 from .model import CpGTransformer
 
-ORDERS = ("correlation", "task")
+ORDERS = COLUMN_ORDERS
 
 
 # ----------------------------------------------------------------------------- gene order
@@ -40,12 +40,7 @@ def gene_order(x: np.ndarray, m: np.ndarray, how: str) -> np.ndarray:
     clustering on 1 - r (r = pairwise-complete Pearson correlation of observed entries), in
     optimal leaf order, so that co-expressed genes are neighbours and fall in each other's window.
     """
-    g = x.shape[1]
-    if how == "task" or g < 3:
-        return np.arange(g)
-    if how != "correlation":
-        raise ValueError(f"gene_order must be one of {ORDERS}, got {how!r}")
-    return correlation_order(x, m)
+    return column_order(x, m, how)
 
 
 # ----------------------------------------------------------------------------- data
@@ -59,11 +54,8 @@ def prepare(task, gene_order_how: str, val_fraction: float, seed: int) -> dict:
     fit = obs & train_spots[:, None]
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1103]))
     val = np.zeros_like(obs)
-    if val_fraction > 0:
-        idx = np.flatnonzero(fit.ravel())
-        n_val = int(round(val_fraction * idx.size))
-        if 0 < n_val < idx.size:
-            val.ravel()[rng.choice(idx, size=n_val, replace=False)] = True
+    idx = np.flatnonzero(fit.ravel())
+    val.ravel()[idx[validation_split(idx.size, float(val_fraction), rng)]] = True
     train = fit & ~val
     order = gene_order(x, train, gene_order_how)   # validation entries are not used for the order
     vals = x[train]
@@ -232,7 +224,7 @@ def fit(net, d: dict, p: dict, seed: int, device) -> dict:
     max_steps = math.inf if p["max_steps"] is None else int(p["max_steps"])
     hist = {"train_loss": [], "val_loss": [], "steps": 0, "epochs": 0, "steps_per_epoch": spe, "best_epoch": None,
             "stopped_early": False, "nonfinite": False}
-    best, best_state, bad = math.inf, None, 0
+    stop = EarlyStopping(int(p["patience"]) if p["earlystop"] else None)
     step = 0
     net.train()
     for epoch in range(max_epochs):
@@ -266,20 +258,15 @@ def fit(net, d: dict, p: dict, seed: int, device) -> dict:
         if not math.isfinite(monitor):
             hist["nonfinite"] = True
             break
-        if monitor < best:
-            best, bad, hist["best_epoch"] = monitor, 0, epoch + 1
-            if has_val:   # without validation entries the last weights are kept
-                best_state = copy.deepcopy(net.state_dict())
-        else:
-            bad += 1
-            if p["earlystop"] and bad >= int(p["patience"]):
-                hist["stopped_early"] = True
-                break
+        stopping = stop.step(monitor, net if has_val else None, epoch + 1)   # without validation entries
+        hist["best_epoch"] = stop.best_epoch if stop.best_epoch >= 0 else None    # the last weights are kept
+        if stopping:
+            hist["stopped_early"] = True
+            break
         if step >= max_steps or hist["nonfinite"]:
             break
     hist["steps"] = step
-    if best_state is not None:
-        net.load_state_dict(best_state)
+    stop.restore(net)
     return hist
 
 

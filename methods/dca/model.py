@@ -12,6 +12,8 @@ hidden layer feeds the output heads:
 * ``dispersion`` theta: softplus, clipped to [1e-4, 1e4] (``*-conddisp``: one head per entry), or
   a per-gene constant exp(w) clipped to [1e-3, 1e4] (``nb`` / ``zinb``)
 * ``pi`` (ZINB only): sigmoid, the dropout probability of the zero component.
+
+The NB / ZINB likelihoods are ``stbench.likelihoods`` (DCA's form, shared with GraphSCI).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from stbench.likelihoods import nb_nll, zinb_nll
+from stbench.methodkit import glorot_linear as _dense  # Keras Dense: glorot_uniform kernel, zero bias
+
 AE_TYPES = ("zinb-conddisp", "zinb", "nb-conddisp", "nb")
 ACTIVATIONS = ("relu", "elu", "selu", "tanh", "sigmoid", "leakyrelu", "prelu")
-EPS = 1e-10  # upstream loss.py: numerical stability constant
 
 
 def _activation(name: str, width: int) -> nn.Module:
@@ -55,14 +59,6 @@ class ShiftBatchNorm(nn.Module):
 
     def forward(self, x):
         return self.bn(x) + self.beta
-
-
-def _dense(n_in: int, n_out: int) -> nn.Linear:
-    """Keras Dense with glorot_uniform kernel and zero bias."""
-    lin = nn.Linear(n_in, n_out)
-    nn.init.xavier_uniform_(lin.weight)
-    nn.init.zeros_(lin.bias)
-    return lin
 
 
 class DCA(nn.Module):
@@ -112,26 +108,6 @@ class DCA(nn.Module):
         return mean, theta, pi
 
 
-def nb_nll(y, mu, theta):
-    """Elementwise negative log-likelihood of NB(mean mu, inverse dispersion theta) at counts y (upstream form)."""
-    theta = torch.clamp(theta, max=1e6)
-    t1 = torch.lgamma(theta + EPS) + torch.lgamma(y + 1.0) - torch.lgamma(y + theta + EPS)
-    t2 = (theta + y) * torch.log1p(mu / (theta + EPS)) + y * (torch.log(theta + EPS) - torch.log(mu + EPS))
-    return t1 + t2
-
-
-def zinb_nll(y, mu, theta, pi, ridge: float = 0.0):
-    """Elementwise ZINB negative log-likelihood plus the ridge penalty ridge * pi^2 (upstream ZINB.loss)."""
-    nb_case = nb_nll(y, mu, theta) - torch.log(1.0 - pi + EPS)
-    theta = torch.clamp(theta, max=1e6)
-    zero_nb = torch.pow(theta / (theta + mu + EPS), theta)
-    zero_case = -torch.log(pi + (1.0 - pi) * zero_nb + EPS)
-    out = torch.where(y < 1e-8, zero_case, nb_case)
-    if ridge:
-        out = out + ridge * pi * pi
-    return out
-
-
 def masked_count_loss(y, mask, mean, theta, pi, size_factors, ridge: float = 0.0):
     """Mean NLL over the observed entries (``mask`` True) of a batch.
 
@@ -142,6 +118,6 @@ def masked_count_loss(y, mask, mean, theta, pi, size_factors, ridge: float = 0.0
     m = mask.to(mean.dtype)
     y = torch.where(mask, y, torch.zeros_like(y))
     mu = mean * size_factors[:, None]
-    nll = zinb_nll(y, mu, theta, pi, ridge) if pi is not None else nb_nll(y, mu, theta)
+    nll = zinb_nll(y, mu, theta, pi, ridge=ridge) if pi is not None else nb_nll(y, mu, theta)
     nll = torch.where(mask, nll, torch.zeros_like(nll))
     return nll.sum() / m.sum().clamp_min(1.0)

@@ -15,6 +15,10 @@ import math
 import numpy as np
 import torch
 
+from stbench.early_stopping import EarlyStopping, Plateau
+from stbench.methodkit import observed_zscore
+from stbench.methodkit import validation_split as draw_validation
+
 from .model import masked_count_loss
 
 
@@ -44,13 +48,8 @@ def prepare_inputs(task, size_factors: bool = True, log1p: bool = True, scale_in
     x = counts / sf[:, None]
     if log1p:
         x = np.log1p(x)
-    mf = m & fit_rows[:, None]
-    n_obs = mf.sum(axis=0)
-    mu = np.where(n_obs > 0, np.where(mf, x, 0.0).sum(0) / np.maximum(n_obs, 1), 0.0)
+    mu, sd = observed_zscore(x, m & fit_rows[:, None])
     if scale_input:
-        var = np.where(mf, (x - mu) ** 2, 0.0).sum(0) / np.maximum(n_obs - 1, 1)
-        sd = np.sqrt(var)
-        sd = np.where(sd > 0, sd, 1.0)
         x = (x - mu) / sd
         fill = np.zeros_like(mu)
     else:
@@ -64,11 +63,9 @@ def split_rows(fit_rows: np.ndarray, validation_split: float, seed: int) -> tupl
     """Training and validation spots: a seeded random ``validation_split`` of the fitting spots
     (Keras takes the last fraction of the rows in their given order; we draw them at random)."""
     rows = np.flatnonzero(fit_rows)
-    n_train = int(len(rows) * (1.0 - validation_split))  # Keras: split_at = int(n * (1 - split))
-    if validation_split <= 0 or n_train >= len(rows) or n_train < 2:
-        return rows, rows[:0]
-    perm = np.random.default_rng(np.random.SeedSequence([int(seed), 3]).generate_state(1)[0]).permutation(rows)
-    return np.sort(perm[:n_train]), np.sort(perm[n_train:])
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 3]).generate_state(1)[0])
+    val = draw_validation(len(rows), validation_split, rng, count="keras")
+    return rows[~val], rows[val]
 
 
 def _batches(perm: torch.Tensor, batch_size: int, batchnorm: bool) -> list[torch.Tensor]:
@@ -77,25 +74,6 @@ def _batches(perm: torch.Tensor, batch_size: int, batchnorm: bool) -> list[torch
         # torch BatchNorm cannot normalise one sample in training mode: append it to the previous batch
         chunks = chunks[:-2] + [torch.cat(chunks[-2:])]
     return chunks
-
-
-class _Plateau:
-    """Keras ``ReduceLROnPlateau`` / ``EarlyStopping`` counters (min_delta 1e-4 / 0, absolute)."""
-
-    def __init__(self, patience: int, min_delta: float):
-        self.patience, self.min_delta = int(patience), float(min_delta)
-        self.best, self.wait = math.inf, 0
-
-    def step(self, value: float) -> bool:
-        """Record an epoch's monitored value; True when the patience has run out."""
-        if value < self.best - self.min_delta:
-            self.best, self.wait = value, 0
-            return False
-        self.wait += 1
-        if self.patience and self.wait >= self.patience:
-            self.wait = 0
-            return True
-        return False
 
 
 def make_optimizer(params, name: str, lr: float):
@@ -122,9 +100,10 @@ def fit(net, data: dict, train_rows: np.ndarray, val_rows: np.ndarray, *, epochs
     opt = make_optimizer(net.parameters(), optimizer, learning_rate)
     gen = torch.Generator().manual_seed(int(seed))
     batchnorm = any(isinstance(m, torch.nn.BatchNorm1d) for m in net.modules())
-    lr_wait, es_wait = _Plateau(reduce_lr, 1e-4), _Plateau(early_stop, 0.0)
+    # Keras ReduceLROnPlateau (min_delta 1e-4) and EarlyStopping (min_delta 0; the best weights kept only
+    # with restore_best, as Keras' restore_best_weights)
+    lr_wait, stop = Plateau(reduce_lr, 1e-4), EarlyStopping(early_stop, 0.0)
     hist = {"loss": [], "val_loss": [], "lr": [], "stopped_epoch": None, "best_epoch": None, "nonfinite": False}
-    best_state, best_val = None, math.inf
     last_good = copy.deepcopy(net.state_dict())
 
     for epoch in range(int(epochs)):
@@ -156,17 +135,15 @@ def fit(net, data: dict, train_rows: np.ndarray, val_rows: np.ndarray, *, epochs
         hist["loss"].append(train_loss)
         hist["val_loss"].append(val_loss if len(va) else None)
         hist["lr"].append(opt.param_groups[0]["lr"])
-        if val_loss < best_val:
-            best_val, hist["best_epoch"] = val_loss, epoch
-            if restore_best:
-                best_state = copy.deepcopy(net.state_dict())
-        if es_wait.step(val_loss) and early_stop:
+        stopping = stop.step(val_loss, net if restore_best else None, epoch)
+        hist["best_epoch"] = stop.best_epoch if stop.best_epoch >= 0 else None
+        if stopping:
             hist["stopped_epoch"] = epoch
             break
         if lr_wait.step(val_loss) and reduce_lr:
             for g in opt.param_groups:
                 g["lr"] = g["lr"] * 0.1  # Keras ReduceLROnPlateau factor
-    if restore_best and best_state is not None:
-        net.load_state_dict(best_state)
+    if restore_best:
+        stop.restore(net)
     hist["epochs_run"] = len(hist["loss"])
     return hist

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stbench.early_stopping import EarlyStopping
+from stbench.methodkit import validation_split
+
 from .order import LOCUS_ORDERS, locus_order
 
 STANDARDIZE = ("global", "gene")
@@ -110,11 +113,9 @@ def prepare(task, segment_size: int = 21, locus_order_how: str = "correlation", 
     fit = mask & np.asarray(task.train_spots, dtype=bool)[:, None]        # (S, G): entries a fit may read
     spots, genes = np.nonzero(fit)                                        # row-major: deterministic
     rng = np.random.default_rng(np.random.SeedSequence([int(task.seed), 7211]))
-    n_val = min(int(round(float(val_fraction) * spots.size)), max(spots.size - 1, 0))
+    pick = validation_split(spots.size, float(val_fraction), rng)
     val = np.zeros_like(fit)
-    if n_val > 0:
-        pick = rng.choice(spots.size, size=n_val, replace=False)
-        val[spots[pick], genes[pick]] = True
+    val[spots[pick], genes[pick]] = True
     train_in = fit & ~val                                                 # the training entries
     mu, sd = standardisation(obs, fit, standardize)
     order = locus_order(obs, fit, locus_order_how)
@@ -200,7 +201,7 @@ def train(model, prep: Prepared, p: dict, seed: int) -> dict:
     n = int(prep.train_loci.shape[0])
     per_epoch = n if p["targets_per_epoch"] is None else min(int(p["targets_per_epoch"]), n)
     hist = {"train_loss": [], "val_loss": [], "best_epoch": None}
-    best, best_state, step = float("inf"), None, 0
+    stop, step = EarlyStopping(None), 0        # no patience (upstream: ModelCheckpoint on val_loss): best weights
     for _ in range(int(p["epochs"]) if n else 0):
         model.train()
         perm = torch.randperm(n, generator=gen, device=dev)[:per_epoch]
@@ -227,11 +228,9 @@ def train(model, prep: Prepared, p: dict, seed: int) -> dict:
                              padded=prep.padded_fit)
             vl = float(((pv - prep.targets_std[prep.val_loci, prep.val_cells]) ** 2).mean())
             hist["val_loss"].append(vl)
-            if vl < best:
-                best, hist["best_epoch"] = vl, len(hist["val_loss"]) - 1
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if best_state is not None:
-        model.load_state_dict(best_state)
+            stop.step(vl, model)
+            hist["best_epoch"] = stop.best_epoch if stop.best_epoch >= 0 else None
+    stop.restore(model)
     return hist
 
 

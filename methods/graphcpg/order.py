@@ -20,16 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from stbench.methodkit import correlation_order
+from stbench.methodkit import COLUMN_ORDERS, column_order
 
-LOCUS_ORDERS = ("correlation", "task")
+LOCUS_ORDERS = COLUMN_ORDERS
 
 
 def locus_order(values: np.ndarray, mask: np.ndarray, how: str = "correlation") -> np.ndarray:
-    """Permutation of the genes (columns of ``values``) defining which genes are "nearby loci"."""
-    g = values.shape[1]
-    if how == "task" or g < 3:
-        return np.arange(g)
-    if how != "correlation":
-        raise ValueError(f"graphcpg: locus_order must be one of {LOCUS_ORDERS}, got {how!r}")
-    return correlation_order(values, mask)
+    """Permutation of the genes (columns of ``values``) defining which genes are "nearby loci"
+    (``methodkit.column_order``)."""
+    return column_order(values, mask, how)

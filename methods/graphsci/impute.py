@@ -65,6 +65,9 @@ def prepare(task, corr_threshold: float = 0.3, graph_on: str = "counts", device=
     """Everything the network trains on, computed from observed entries only."""
     import torch
 
+    from stbench.graph_autoencoder import balance
+    from stbench.methodkit import observed_zscore
+
     from .graph import gene_graph
 
     mask = np.asarray(task.observed_mask, dtype=bool)
@@ -77,18 +80,13 @@ def prepare(task, corr_threshold: float = 0.3, graph_on: str = "counts", device=
     sf = lib / med
     logn = np.log1p(c / lib[:, None] * med)
     fit = mask & train[:, None]                                          # what the fit may read
-    n = fit.sum(0)
-    mean = np.where(n > 0, (logn * fit).sum(0) / np.maximum(n, 1), 0.0)
-    var = np.where(n > 1, (((logn - mean) * fit) ** 2).sum(0) / np.maximum(n - 1, 1), 0.0)
-    sd = np.sqrt(var)
-    z = np.where(mask, (logn - mean) / np.where(sd > 0, sd, 1.0), 0.0)  # sc.pp.scale; held out -> 0
+    mean, sd = observed_zscore(logn, fit)
+    z = np.where(mask, (logn - mean) / sd, 0.0)                         # sc.pp.scale; held out -> 0
 
     rows, other = np.flatnonzero(train), np.flatnonzero(~train)
     edge_index, adj = gene_graph((c if graph_on == "counts" else logn)[rows], fit[rows], corr_threshold)
     g = adj.shape[0]
-    n_edges = max(float(adj.sum()), 1.0)  # guard: a graph without edges
-    pos_weight = float(g * g - n_edges) / n_edges
-    norm = g * g / float((g * g - n_edges) * 2)
+    pos_weight, norm = balance(g, float(adj.sum()))
     label = adj + np.eye(g, dtype=np.float32)
 
     from torch_geometric.utils import to_torch_csr_tensor

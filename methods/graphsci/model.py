@@ -23,13 +23,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch_geometric.nn import GCNConv
 
-
-def _dense(i: int, o: int) -> nn.Linear:
-    """Dense layer initialised as upstream's (Glorot-uniform weights, zero bias)."""
-    lin = nn.Linear(i, o)
-    nn.init.xavier_uniform_(lin.weight)
-    nn.init.zeros_(lin.bias)
-    return lin
+from stbench.graph_autoencoder import reconstruction_terms
+from stbench.likelihoods import zinb_nll
+from stbench.methodkit import glorot_linear as _dense  # upstream Dense: Glorot-uniform weights, zero bias
 
 
 class GraphSCINet(nn.Module):
@@ -83,25 +79,6 @@ class GraphSCINet(nn.Module):
                 "mu": mu, "counts": mu * size_factors[:, None]}
 
 
-def zinb_nll(y: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, pi: torch.Tensor, eps: float = 1e-10,
-             lgamma_y1: torch.Tensor | None = None):
-    """Elementwise zero-inflated negative-binomial NLL (the DCA form used by upstream's loss.py).
-
-    Written with shared logarithms: (theta / (theta + mu))^theta = exp(-theta * log1p(mu / theta)).
-    ``lgamma_y1`` = lgamma(y + 1) may be passed precomputed (it does not depend on the parameters).
-    """
-    theta = torch.clamp(theta, max=1e6)
-    if lgamma_y1 is None:
-        lgamma_y1 = torch.lgamma(y + 1.0)
-    log1p_ratio = torch.log1p(mu / (theta + eps))
-    t1 = torch.lgamma(theta + eps) + lgamma_y1 - torch.lgamma(y + theta + eps)
-    t2 = (theta + y) * log1p_ratio + y * (torch.log(theta + eps) - torch.log(mu + eps))
-    nb_case = t1 + t2 - torch.log(1.0 - pi + eps)
-    zero_nb = torch.exp(-theta * log1p_ratio)
-    zero_case = -torch.log(pi + (1.0 - pi) * zero_nb + eps)
-    return torch.where(y < 1e-8, zero_case, nb_case)
-
-
 def graphsci_loss(out: dict, counts: torch.Tensor, mask: torch.Tensor, adj_label: torch.Tensor,
                   pos_weight: float, norm: float, mse_weight: float,
                   lgamma_y1: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
@@ -114,14 +91,11 @@ def graphsci_loss(out: dict, counts: torch.Tensor, mask: torch.Tensor, adj_label
     m = mask.to(out["mu"].dtype)
     n_obs = m.sum().clamp_min(1.0)
     y = torch.where(mask, counts, torch.zeros_like(counts))
-    n_genes, n_spots = adj_label.shape[0], counts.shape[0]
-    # graph decoder: Z itself are the edge logits
-    pw = torch.as_tensor(pos_weight, dtype=out["z_adj"].dtype, device=out["z_adj"].device)
-    cost_adj = norm * F.binary_cross_entropy_with_logits(out["z_adj"], adj_label, pos_weight=pw)
+    n_spots = counts.shape[0]
+    # graph decoder: Z itself are the edge logits; the (V)GAE terms of stbench.graph_autoencoder
+    cost_adj, kl_adj = reconstruction_terms(out["z_adj"], adj_label, pos_weight, norm, out["z_mean"], out["z_logstd"])
     nll = zinb_nll(y, out["counts"], out["disp"], out["pi"], lgamma_y1=lgamma_y1)  # ZINB on mu * size factor
     cost_expr = torch.where(mask, nll, torch.zeros_like(nll)).sum() / n_obs
-    zl, zm = out["z_logstd"], out["z_mean"]
-    kl_adj = (0.5 / n_genes) * torch.mean(torch.sum(1 + 2 * zl - zm ** 2 - torch.exp(zl) ** 2, dim=1))
     sq = (out["counts"] - y) ** 2
     kl_expr = (mse_weight * 0.5 / n_spots) * (torch.where(mask, sq, torch.zeros_like(sq)).sum() / n_obs)
     cost = cost_adj + cost_expr - (kl_adj - kl_expr)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.spatial import cKDTree
+
+from stbench.methodkit import knn_others, louvain_labels
 
 METRICS = ("euclidean", "cosine", "correlation")
 PRUNE = ("stats", "none")
@@ -37,17 +38,7 @@ def knn(z: np.ndarray, k: int, metric: str = "euclidean") -> tuple[np.ndarray, n
     if metric in ("cosine", "correlation"):
         norm = np.linalg.norm(z, axis=1, keepdims=True)
         z = np.divide(z, norm, out=np.zeros_like(z), where=norm > 0)
-    n = z.shape[0]
-    k = int(min(k, n - 1))
-    dist, idx = cKDTree(z).query(z, k=k + 1)
-    dist, idx = np.atleast_2d(dist), np.atleast_2d(idx)
-    # drop the spot itself (it is not always first when rows coincide)
-    self_hit = idx == np.arange(n)[:, None]
-    drop = np.where(self_hit.any(1), self_hit.argmax(1), k)
-    keep = np.ones_like(idx, dtype=bool)
-    keep[np.arange(n), drop] = False
-    idx = idx[keep].reshape(n, k)
-    dist = dist[keep].reshape(n, k)
+    idx, dist = knn_others(z, k)   # the spot itself dropped wherever cKDTree returns it
     if metric in ("cosine", "correlation"):
         dist = dist ** 2 / 2.0
     return idx, dist
@@ -92,12 +83,9 @@ def spatial_graph(coords: np.ndarray, k: int) -> sp.csr_matrix:
 
 def louvain_count(adj: sp.csr_matrix, seed: int) -> int:
     """Number of Louvain communities of the graph (modularity resolution 1, as igraph's multilevel)."""
-    import networkx as nx
-
-    g = nx.from_scipy_sparse_array(adj)
-    if g.number_of_edges() == 0:
+    if adj.nnz == 0:
         return adj.shape[0]
-    return len(nx.community.louvain_communities(g, weight="weight", resolution=1.0, seed=int(seed)))
+    return int(louvain_labels(adj, 1.0, seed).max()) + 1
 
 
 def trim_clusters(labels: np.ndarray, min_size: int, max_clusters: int) -> np.ndarray:
@@ -121,13 +109,7 @@ def cluster_labels(adj: sp.csr_matrix, emb: np.ndarray, method: str, *, resoluti
     if resolution is None:
         resolution = 0.8 if n < 2000 else 0.5
     if method == "louvain":
-        import networkx as nx
-
-        g = nx.from_scipy_sparse_array(adj)
-        comms = nx.community.louvain_communities(g, weight="weight", resolution=1.0, seed=int(seed))
-        labels = np.empty(n, dtype=np.int64)
-        for c, members in enumerate(sorted(comms, key=min)):
-            labels[list(members)] = c
+        labels = louvain_labels(adj, 1.0, seed)
     else:
         if method == "louvain_k":
             k = int(louvain_count(adj, seed) * resolution)

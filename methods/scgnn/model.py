@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from stbench.graph_autoencoder import balance, reconstruction_terms
+
 
 class AE(nn.Module):
     """scGNN's autoencoder (upstream default sizes: hidden 512, embedding 128)."""
@@ -177,18 +179,14 @@ def gae_embedding(features: np.ndarray, adj: sp.csr_matrix, *, epochs: int, hidd
                   dropout: float, model: str, edge_holdout: float, rng: np.random.Generator, device) -> np.ndarray:
     """Train the graph autoencoder on (features, adj) and return the node embedding ``mu``.
 
-    Loss (upstream ``gae/optimizer.loss_function``): norm * BCE-with-logits(Z Z^T, A + I) with the
-    positive weight (n^2 - |A|) / |A|, plus the KL term of the variational model.
+    Loss (upstream ``gae/optimizer.loss_function``, ``stbench.graph_autoencoder``): norm * BCE-with-logits(Z Z^T,
+    A + I) with the positive weight (n^2 - |A|) / |A|, plus the KL term of the variational model.
     """
     n = features.shape[0]
     a_train = holdout_edges(adj, edge_holdout, rng)
     a_norm = torch.as_tensor(normalised_adjacency(a_train).toarray(), dtype=torch.float32, device=device)
     label = torch.as_tensor((a_train + sp.eye(n)).toarray(), dtype=torch.float32, device=device)
-    n_edges = float(a_train.sum())
-    if n_edges == 0:  # nothing to reconstruct: the features themselves are the embedding's input
-        n_edges = 1.0
-    pos_weight = torch.tensor((n * n - n_edges) / n_edges, dtype=torch.float32, device=device)
-    norm = n * n / float((n * n - n_edges) * 2)
+    pos_weight, norm = balance(n, float(a_train.sum()))  # a graph without edges counts as one edge
     x = torch.as_tensor(features, dtype=torch.float32, device=device)
     net = GCNGAE(x.shape[1], hidden1, hidden2, dropout, variational=(model == "gcn_vae")).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -197,10 +195,8 @@ def gae_embedding(features: np.ndarray, adj: sp.csr_matrix, *, epochs: int, hidd
         net.train()
         opt.zero_grad(set_to_none=True)
         z, mu, logvar = net(x, a_norm)
-        logits = net.decode(z)
-        loss = norm * F.binary_cross_entropy_with_logits(logits, label, pos_weight=pos_weight)
-        if logvar is not None:
-            loss = loss - 0.5 / n * torch.mean(torch.sum(1 + 2 * logvar - mu.pow(2) - logvar.exp().pow(2), 1))
+        recon, kl = reconstruction_terms(net.decode(z), label, pos_weight, norm, mu, logvar)
+        loss = recon - kl if logvar is not None else recon
         loss.backward()
         opt.step()
     if mu is None:

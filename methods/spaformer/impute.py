@@ -10,11 +10,10 @@ held-out entries of the uncorrupted input. Observed entries are returned unchang
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 
+from stbench.early_stopping import EarlyStopping
 from stbench.methodkit import gene_means, seeded
 
 from .model import SpaFormer, corrupt, masked_loss
@@ -112,7 +111,7 @@ def fit(model, batches, fill, p: dict, device) -> tuple[list, list, int]:
     hist, val = [], []
     # the validation corruption is drawn once (upstream draws a fresh one every epoch: see README)
     val_masks = [corrupt(x, obs, fill, p) for x, obs, _ in batches] if p["fixed_val_mask"] else [None] * len(batches)
-    best, best_state, best_epoch = float("inf"), None, -1
+    stop = EarlyStopping(p["patience"])       # patience None: run every epoch, still keep the best weights
     n_steps = max(len(batches), int(p["steps_per_epoch"]))
     for epoch in range(n_epoch):
         model.train()
@@ -132,14 +131,10 @@ def fit(model, batches, fill, p: dict, device) -> tuple[list, list, int]:
             v = float(np.mean([masked_loss(model, x, x, obs, fill, pos, p, flip=False, c=c).item()
                                for (x, obs, pos), c in zip(batches, val_masks)]))
         val.append(float(np.sqrt(v)))
-        if val[-1] < best:
-            best, best_epoch = val[-1], epoch
-            best_state = copy.deepcopy(model.state_dict())
-        elif p["patience"] is not None and epoch - best_epoch >= int(p["patience"]):
+        if stop.step(val[-1], model, epoch):
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return hist, val, best_epoch
+    stop.restore(model)
+    return hist, val, stop.best_epoch
 
 
 def run(task, **params) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from stbench.methodkit import radius_edge_index
+from stbench.methodkit import knn_others, louvain_labels, radius_edge_index
 
 
 def median_nn_distance(coords: np.ndarray) -> float:
@@ -35,22 +35,9 @@ def median_nn_distance(coords: np.ndarray) -> float:
 
 def knn_edges_upstream(coords: np.ndarray, k: int) -> torch.Tensor:
     """Directed k-NN edges (source = spot, target = each of its k nearest other spots)."""
-    coords = np.asarray(coords, dtype=np.float64)
-    n = coords.shape[0]
-    k = int(min(k, max(n - 1, 0)))
-    if k == 0:
-        return torch.empty(2, 0, dtype=torch.long)
-    _, idx = cKDTree(coords).query(coords, k=k + 1)
-    src = np.repeat(np.arange(n), k + 1)
-    dst = idx.reshape(-1)
-    keep = src != dst  # the spot itself (first hit; duplicates of its position are kept as neighbours)
-    src, dst = src[keep], dst[keep]
-    # with duplicate positions the spot itself may not be the first hit: keep exactly k per spot
-    order = np.lexsort((np.arange(src.size), src))
-    src, dst = src[order], dst[order]
-    rank = np.arange(src.size) - np.searchsorted(src, src)
-    keep = rank < k
-    return torch.as_tensor(np.stack([src[keep], dst[keep]]), dtype=torch.long)
+    n = np.asarray(coords).shape[0]
+    idx, _ = knn_others(coords, k)     # exactly k other spots each, the spot itself dropped wherever it stands
+    return torch.as_tensor(np.stack([np.repeat(np.arange(n), idx.shape[1]), idx.reshape(-1)]), dtype=torch.long)
 
 
 def spatial_net(coords: np.ndarray, spatial_net: str, k_cutoff: int, rad_cutoff, rad_cutoff_nn: float):
@@ -97,7 +84,7 @@ def pre_cluster(x: np.ndarray, resolution: float, n_pcs: int, n_neighbors: int, 
     run networkx's Louvain on it (the ``louvain`` package is not a dependency here; scanpy's
     neighbours would also cost a numba compilation). Labels are numbered by their smallest spot.
     """
-    import networkx as nx
+    import scipy.sparse as sp
 
     from stbench.methodkit import knn_edge_index
 
@@ -108,11 +95,5 @@ def pre_cluster(x: np.ndarray, resolution: float, n_pcs: int, n_neighbors: int, 
     u, sv, _ = np.linalg.svd(xc, full_matrices=False)
     pcs = u[:, :n_comps] * sv[:n_comps]
     ei = knn_edge_index(pcs, int(max(1, min(n_neighbors - 1, n - 1)))).numpy()
-    graph = nx.Graph()
-    graph.add_nodes_from(range(n))
-    graph.add_edges_from(zip(ei[0].tolist(), ei[1].tolist()))
-    comms = nx.community.louvain_communities(graph, resolution=float(resolution), seed=int(seed))
-    labels = np.zeros(n, dtype=np.int64)
-    for c, members in enumerate(sorted(comms, key=min)):
-        labels[sorted(members)] = c
-    return labels
+    adj = sp.csr_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(n, n))
+    return louvain_labels(adj, resolution, seed)

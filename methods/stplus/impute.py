@@ -11,10 +11,10 @@ are averaged. Runs under the harness's truth-free reference protocol (stbench.re
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
+from stbench.early_stopping import EarlyStopping, snapshot
+from stbench.methodkit import seeded
 from stbench.reference_protocol import cosine_knn_transfer, normalise_cells, reference_counts, reference_impute
 
 
@@ -54,13 +54,13 @@ def stplus_predict(spatial: np.ndarray, scrna: np.ndarray, n_shared: int, n_pred
     if learning_rate is None:
         learning_rate = 4e-3 if n_sc < 1e4 else 8e-5
     gen = torch.Generator().manual_seed(int(seed))
-    torch.manual_seed(int(seed))
-    net = _net(n_all, hidden).to(device)
+    with seeded(int(seed), device):                  # the weights' initialisation; the caller's RNG restored
+        net = _net(n_all, hidden).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
     data = torch.from_numpy(np.vstack([sp, ref])).to(device)
     is_sp_all = torch.cat([torch.ones(n_sp, dtype=torch.bool), torch.zeros(n_sc, dtype=torch.bool)]).to(device)
     scale = n_shared / max(n_all - n_shared, 1) * n_sp / n_sc
-    best: list = []  # (loss, state) of the t_min lowest-loss epochs
+    best = EarlyStopping(None, keep=int(t_min))   # the t_min lowest-loss epochs' weights (no patience)
     loss_last, epochs = 0.0, 0
     for e in range(int(max_epoch_num)):
         perm = torch.randperm(n_sp + n_sc, generator=gen).to(device)
@@ -90,22 +90,18 @@ def stplus_predict(spatial: np.ndarray, scrna: np.ndarray, n_shared: int, n_pred
         loss_last = train_loss
         if e > 0 and ratio < converge_ratio:
             break
-        if len(best) < t_min or train_loss < max(l for l, _ in best):  # keep the t_min lowest-loss models
-            if len(best) >= t_min:
-                best.pop(int(np.argmax([l for l, _ in best])))
-            best.append((train_loss, copy.deepcopy(net.state_dict())))
-    if not best:
-        best = [(loss_last, copy.deepcopy(net.state_dict()))]
+        best.step(train_loss, net)
+    kept = best.snapshots or [(loss_last, snapshot(net))]
     target = ref[:, n_shared:n_shared + n_predict].astype(np.float64)
     out = np.zeros((n_sp, n_predict))
     with torch.no_grad():
-        for _, state in best:                          # pred_genes with each kept model, averaged
+        for _, state in kept:                          # pred_genes with each kept model, averaged
             net.load_state_dict(state)
             net.eval()
             _, z = net(data)
             z = z.cpu().numpy().astype(np.float64)
             out += cosine_knn_transfer(z[n_sp:], z[:n_sp], target, n_neighbors)
-    return out / len(best), epochs
+    return out / len(kept), epochs
 
 
 def impute(task, top_k: int = 2000, t_min: int = 5, n_neighbors: int = 50, converge_ratio: float = 0.004,

@@ -15,31 +15,26 @@ import torch
 
 @contextlib.contextmanager
 def determinism(seed: int, device: torch.device, threads):
-    """Seed torch (restoring the caller's RNG afterwards) and ask for deterministic kernels (CPU and CUDA)."""
+    """``methodkit.seeded`` and ``methodkit.torch_threads`` (the caller's RNG and thread count restored
+    afterwards), with deterministic kernels asked for (CPU and CUDA)."""
+    from stbench.methodkit import seeded, torch_threads
+
     prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_threads = torch.get_num_threads()
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with seeded(seed, device), torch_threads(threads):
         torch.use_deterministic_algorithms(True, warn_only=True)  # CUDA: with CUBLAS_WORKSPACE_CONFIG (sandbox env)
-        if threads:
-            torch.set_num_threads(int(threads))
         try:
             yield
         finally:
             torch.use_deterministic_algorithms(prev_det)
-            torch.set_num_threads(prev_threads)
 
 
 def standardise(x: np.ndarray, m: np.ndarray, rows: np.ndarray):
     """Per-gene z-score from the observed entries of ``rows`` (stMCDI's released code and CSDI
-    normalise each feature by the mean and sd of its observed values)."""
-    xm = np.where(m, x, 0.0)[rows]
-    cnt = m[rows].sum(0)
-    mu = xm.sum(0) / np.maximum(cnt, 1)
-    var = (np.where(m[rows], xm - mu, 0.0) ** 2).sum(0) / np.maximum(cnt - 1, 1)
-    sd = np.sqrt(var)
-    sd = np.where(sd > 1e-8, sd, 1.0)
+    normalise each feature by the mean and sd of its observed values; ``methodkit.observed_zscore``,
+    an sd of at most 1e-8 taken as 1)."""
+    from stbench.methodkit import observed_zscore
+
+    mu, sd = observed_zscore(x[rows], m[rows], min_sd=1e-8)
     return mu.astype(np.float32), sd.astype(np.float32)
 
 
