@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stbench.methodkit import knn_others
+
 FILLS = ("knn", "gene_mean")
 CALIBRATIONS = ("auto", "moments", "linear", "global")
 PREDICTION_SCALES = ("expression", "log")
@@ -108,7 +110,6 @@ def spatial_knn_fill(x: np.ndarray, mask: np.ndarray, coords: np.ndarray, k: int
     else the gene's observed mean (else the overall observed mean). Observed entries are unchanged.
     ``donors`` (bool per spot; default all): only these spots' entries enter an estimate (the train spots)."""
     import scipy.sparse as sp
-    from scipy.spatial import cKDTree
 
     n = x.shape[0]
     given = np.where(mask, np.nan_to_num(x), 0.0).astype(np.float64)
@@ -122,8 +123,8 @@ def spatial_knn_fill(x: np.ndarray, mask: np.ndarray, coords: np.ndarray, k: int
     if k < 1:
         est = np.broadcast_to(gmean, x.shape)
     else:
-        _, idx = cKDTree(coords).query(coords, k=k + 1)
-        a = sp.csr_matrix((np.ones(n * k), (np.repeat(np.arange(n), k), idx[:, 1:].ravel())), shape=(n, n))
+        idx, _ = knn_others(coords, k)
+        a = sp.csr_matrix((np.ones(n * k), (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, n))
         s, c = a @ x0, a @ m
         est = np.where(c > 0, s / np.maximum(c, 1), gmean[None, :])
     return np.where(mask, given, est)

@@ -2,16 +2,15 @@
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.spatial import cKDTree
+
+from stbench.methodkit import knn_others
 
 
 def neighbour_matrix(coords: np.ndarray, k: int) -> sp.csr_matrix:
     """Sparse n x n matrix with ones at each spot's k nearest other spots (built once)."""
     n = coords.shape[0]
-    k = min(k, n - 1)
-    _, idx = cKDTree(coords).query(coords, k=k + 1)
-    idx = idx[:, 1:]  # drop the spot itself
-    rows = np.repeat(np.arange(n), k)
+    idx, _ = knn_others(coords, k)
+    rows = np.repeat(np.arange(n), idx.shape[1])
     return sp.csr_matrix((np.ones(n * k), (rows, idx.ravel())), shape=(n, n))
 
 

@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 
-from stbench.methodkit import NotApplicable
+from stbench.methodkit import NotApplicable, seeded
 from stbench.reference_protocol import normalise_cells, reference_counts, reference_impute
 
 LABEL_KEYS = ("cell_type", "celltype", "cell_types", "CellType", "cell_subclass", "cell_class", "cluster", "clusters",
@@ -44,7 +44,6 @@ def impute(task, mode: str = "cells", cluster_label: str = "auto", num_epochs: i
     import anndata as ad
     import scipy.sparse as sp
     import tangram as tg
-    import torch
 
     logging.getLogger().setLevel(logging.WARNING)  # tangram logs every step at INFO
     ref = task.reference
@@ -74,12 +73,11 @@ def impute(task, mode: str = "cells", cluster_label: str = "auto", num_epochs: i
         for a in (ad_sc, ad_sp):
             for key in ("training_genes", "overlap_genes"):
                 a.uns[key] = sorted(a.uns[key])
-        torch.manual_seed(inp.seed)
-        np.random.seed(inp.seed)  # tangram's Mapper seeds numpy only when random_state is truthy (not for seed 0)
-        ad_map = tg.map_cells_to_space(ad_sc, ad_sp, mode=mode, cluster_label=label, device=device,
-                                       learning_rate=learning_rate, num_epochs=int(num_epochs),
-                                       density_prior=density_prior, lambda_d=lambda_d, lambda_g1=lambda_g1,
-                                       lambda_g2=lambda_g2, lambda_r=lambda_r, random_state=inp.seed, verbose=False)
+        with seeded(inp.seed, device):  # tangram's Mapper seeds numpy only when random_state is truthy (not for seed 0)
+            ad_map = tg.map_cells_to_space(ad_sc, ad_sp, mode=mode, cluster_label=label, device=device,
+                                           learning_rate=learning_rate, num_epochs=int(num_epochs),
+                                           density_prior=density_prior, lambda_d=lambda_d, lambda_g1=lambda_g1,
+                                           lambda_g2=lambda_g2, lambda_r=lambda_r, random_state=inp.seed, verbose=False)
         losses.append(float(ad_map.uns["training_history"]["main_loss"][-1]) if "training_history" in ad_map.uns
                       and len(ad_map.uns["training_history"].get("main_loss", [])) else None)
         ad_ge = tg.project_genes(ad_map, ad_sc, cluster_label=label)
