@@ -177,7 +177,7 @@ def test_ranks_skip_skipped_rows_and_unknown_metrics():
     rows = []
     for lab, v, st in (("A", 0.9, "ok"), ("B", 0.5, "ok"), ("C", np.nan, "skipped: no reference")):
         for metric in ("pcc", "mystery_metric"):
-            rows.append({"dataset": "d", "mask_strategy": "random", "ratio": 0.1, "among": "all", "table": "table1",
+            rows.append({"dataset": "d", "mask": "random-0.1-all", "mask_strategy": "random", "ratio": 0.1, "among": "all", "table": "table1",
                          "metric": metric, "label": lab, "mean": v, "status": st})
     r = ranks(pd.DataFrame(rows))
     assert set(r["metric"]) == {"pcc"} and set(r["label"]) == {"A", "B"}  # no direction known: not ranked
