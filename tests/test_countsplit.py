@@ -180,7 +180,7 @@ def test_workflow_runs_both_protocols_and_scores_countsplit_against_the_target(t
     long = pd.read_csv(r / "tables" / "table1_long.csv")
     assert set(long["mask_strategy"]) == {"random", "countsplit"}
     wide = pd.read_csv(r / "tables" / "table1.csv")
-    assert {"random-0.1-all", "countsplit-0.1-all-p0.9"} <= set(wide["mask"])  # one block per MaskSpec.id
+    assert {"random-0.1-all", "countsplit-0.1-all-p0.5"} <= set(wide["mask"])  # one block per MaskSpec.id
     assert "count splitting" in (r / "tables" / "table1.md").read_text()
     d = r / "sim"
     mask = d / "masks" / "countsplit-0.1-all-p0.5" / "seed0.npz"
