@@ -61,6 +61,7 @@ def test_tables_have_mean_knn_and_a_failed_row(tiny_run):
     assert "±" in wide.loc["KNN", "sim PCC"]
     md = (tiny_run / "tables" / "table1.md").read_text()
     assert "Protocol (" in md and "| KNN |" in md and "deliberate failure" in md
+    assert "genes kept (" in md and "qc.json" in md and "no qc.json given" not in md  # the count from the step's qc.json
 
 
 def test_heatmap_and_provenance(tiny_run):
