@@ -89,11 +89,6 @@ def masks(config: dict) -> dict[str, MaskSpec]:
             spec = MaskSpec.from_dict(dict(m))
         except (TypeError, ValueError) as e:
             raise ConfigError(f"invalid mask {m}: {e}") from None
-        same = [o for o in out.values() if (o.strategy, o.ratio, o.among) == (spec.strategy, spec.ratio, spec.among)
-                and o.id != spec.id]
-        if same:  # the tables key a mask by (strategy, ratio, among): these two would be averaged together
-            raise ConfigError(f"masks {same[0].id} and {spec.id} differ only in n_folds/fraction; the tables tell masks "
-                              "apart by strategy, ratio and among, so list one of them per run")
         out[spec.id] = spec
     return out
 

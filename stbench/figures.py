@@ -113,15 +113,15 @@ def ratio_curve(figure_csv, out_png, metrics=("pcc", "cosine", "rmse", "mae")) -
     axis (``honest_ylim``); the panel says how many seeds stand behind each point."""
     plt = _plt()
     df = pd.read_csv(figure_csv)
-    keys = ["dataset", "mask_strategy", "ratio", "among"] if {"mask_strategy", "ratio", "among"} <= set(df.columns) else ["dataset"]
-    several = len(keys) > 1 and df[keys[1:]].drop_duplicates().shape[0] > 1
+    keys = ["dataset", "mask"] if "mask" in df.columns else ["dataset"]  # mask: MaskSpec.id
+    several = len(keys) > 1 and df["mask"].nunique() > 1
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         d = df[df["metric"] == metric]
         shown = list(d["mean"])
         for key, g in d.groupby(keys, sort=False):
             key = key if isinstance(key, tuple) else (key,)
-            label = f"{key[0]} ({key[1]} {key[2]:g}, {key[3]})" if several else str(key[0])
+            label = f"{key[0]} ({key[1]})" if several else str(key[0])
             g = g.sort_values("x")
             n = g["n_seeds"] if "n_seeds" in g else pd.Series([np.nan] * len(g))
             yerr = np.where(n.fillna(0) > 1, g["std"].fillna(0), 0.0)

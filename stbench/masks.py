@@ -44,13 +44,22 @@ class MaskSpec:
     def __post_init__(self):
         check(self, "mask")
 
+    def _parts(self) -> tuple[str, ...]:
+        """Every option that tells two masks apart, in the order the id names them (ratio second)."""
+        extra = {"countsplit": (f"p{self.fraction:g}",), "inductive": (f"k{self.n_folds}",)}.get(self.strategy, ())
+        return (self.strategy, f"{self.ratio:g}", self.among, *extra)
+
     @property
     def id(self) -> str:
-        """A path-safe identifier, e.g. ``random-0.1-all``."""
-        base = f"{self.strategy}-{self.ratio:g}-{self.among}"
-        if self.strategy == "countsplit":
-            return base + f"-p{self.fraction:g}"
-        return base + (f"-k{self.n_folds}" if self.strategy == "inductive" else "")
+        """The mask's one identity: a path-safe name, e.g. ``random-0.1-all`` or ``inductive-0.1-all-k5``. Mask
+        files, tables (the ``mask`` column), the report and the figures all key a mask on it."""
+        return "-".join(self._parts())
+
+    @property
+    def family(self) -> str:
+        """The id without the ratio: the masks a mask-ratio sweep compares (e.g. ``inductive-all-k5``)."""
+        parts = self._parts()
+        return "-".join(parts[:1] + parts[2:])
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "MaskSpec":

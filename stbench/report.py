@@ -81,10 +81,7 @@ def paper_comparison(vs_paper_csv) -> dict | None:
     if df.empty:
         return None
     cols = [(d, m) for d in dict.fromkeys(df["dataset"]) for m in MAIN if ((df["dataset"] == d) & (df["metric"] == m)).any()]
-    if {"mask_strategy", "ratio", "among"} <= set(df.columns):
-        df["mask"] = df["mask_strategy"].astype(str) + "-" + df["ratio"].map("{:g}".format) + "-" + df["among"].astype(str)
-    else:
-        df["mask"] = ""
+    df["mask"] = df["mask"].fillna("").astype(str) if "mask" in df else ""  # MaskSpec.id, as the tables wrote it
     several = df["mask"].nunique() > 1
     rows, n_flagged, n_compared = [], 0, 0
     mask_rank = {m: i for i, m in enumerate(dict.fromkeys(df["mask"]))}
@@ -350,7 +347,7 @@ def build_report(out_html, *, run: str, protocols: dict, tables_dir, metric_file
     seeds = sorted({n for g in grids.values() for n in g.get("n_seeds", [])})
     page = env.get_template(TEMPLATE.name).render(
         run=run, version=__version__, generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        protocol=[*protocol_text(protocols).splitlines(), *filter(None, [isolation_text(list(metric_files))])],
+        protocol=[*protocol_text(protocols, {n: d.get("qc") for n, d in (datasets or {}).items()}).splitlines(), *filter(None, [isolation_text(list(metric_files))])],
         protocols=json.dumps(protocols, indent=1, sort_keys=True),
         grids=grids, seeds=seeds, best_rule=BEST_RULE, rank_rule=RANK_RULE, comparisons=comparisons, flag_rule=FLAG_RULE,
         summary=summary_rows(tables_dir / "summary.csv"), provenance=provenance_view(tables_dir / "provenance.json"),

@@ -119,18 +119,18 @@ def mask_ratio_figure(long_csv, out_png, metrics=("pcc", "rmse")) -> bool:
     plt = _plt()
     df = pd.read_csv(long_csv)
     df = df[(df["table"] == "table1") & df["metric"].isin(metrics)]
-    groups = [(k, g) for k, g in df.groupby(["dataset", "mask_strategy", "among"], sort=False) if g["ratio"].nunique() >= 2]
+    groups = [(k, g) for k, g in df.groupby(["dataset", "mask_family"], sort=False) if g["ratio"].nunique() >= 2]
     if not groups:
         return False
     fig, axes = plt.subplots(len(groups), len(metrics), figsize=(4.2 * len(metrics), 3.2 * len(groups)), squeeze=False)
-    for row, ((ds, strat, among), g) in zip(axes, groups):
+    for row, ((ds, family), g) in zip(axes, groups):  # family: MaskSpec.family, the mask without its ratio
         for ax, metric in zip(row, metrics):
             d = g[g["metric"] == metric]
             for label, gg in d.groupby("label", sort=False):
                 gg = gg.sort_values("ratio")
                 ax.errorbar(gg["ratio"], gg["mean"], yerr=gg["std"].fillna(0), marker="o", capsize=2, label=label)
             ax.set_xlabel("mask ratio (share of entries held out)")
-            ax.set_title(f"{ds}: {strat} mask, among {among}", fontsize=9)
+            ax.set_title(f"{ds}: {family} masks", fontsize=9)
             ax.set_ylabel(metric.upper())
     axes[0][-1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
@@ -154,9 +154,8 @@ def summary_figure(ranks_csv, summary_csv, out_png) -> None:
         ax.text(0.5, 0.5, "no rankable Table 1 rows", ha="center", va="center")
         ax.axis("off")
     else:
-        several_masks = r[["mask_strategy", "ratio", "among"]].drop_duplicates().shape[0] > 1
-        r["col"] = r["dataset"].astype(str) + (
-            "\n" + r["mask_strategy"].astype(str) + "-" + r["ratio"].map("{:g}".format) if several_masks else "")
+        several_masks = r["mask"].nunique() > 1  # mask: MaskSpec.id
+        r["col"] = r["dataset"].astype(str) + ("\n" + r["mask"].astype(str) if several_masks else "")
         wide = r.pivot_table(index="label", columns="col", values="rank", aggfunc="mean", sort=False).reindex(labels)
         n_metrics = r["metric"].nunique()
         n_m, n_c = len(labels), wide.shape[1]

@@ -48,14 +48,19 @@ def _ref_genes(rec: dict):
 
 
 def collect(metric_files, variants: list[dict]) -> pd.DataFrame:
-    """One row per (run, metric): dataset, mask, seed, method, variant, label, table, status, value."""
+    """One row per (run, metric): dataset, mask (``MaskSpec.id``; its family and options beside it), seed, method,
+    variant, label, table, status, value."""
+    from stbench.masks import MaskSpec
+
     info = {(v["method"], v["name"]): v for v in variants}
     rows = []
     for f in metric_files:
         rec = json.loads(Path(f).read_text())
         v = info.get((rec["method"], rec["variant"]), {})
         mask = rec.get("mask") or {}
-        base = {"dataset": rec["dataset"], "mask_strategy": mask.get("strategy"), "ratio": mask.get("ratio"),
+        spec = MaskSpec.from_dict(dict(mask)) if mask else None
+        base = {"dataset": rec["dataset"], "mask": spec and spec.id, "mask_family": spec and spec.family,
+                "mask_strategy": mask.get("strategy"), "ratio": mask.get("ratio"),
                 "among": mask.get("among"), "seed": rec["seed"], "method": rec["method"], "variant": rec["variant"],
                 "label": v.get("label", f"{rec['method']} ({rec['variant']})"), "table": v.get("table", "table1"),
                 "figure": v.get("figure"), "x": v.get("x"), "status": rec.get("status"), "error": rec.get("error"),
@@ -72,7 +77,8 @@ def collect(metric_files, variants: list[dict]) -> pd.DataFrame:
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds; status 'ok', 'failed: <error>', 'partial (k/n failed)' or 'suspect: ...'."""
-    keys = ["dataset", "mask_strategy", "ratio", "among", "method", "variant", "label", "table", "figure", "x", "metric"]
+    keys = ["dataset", "mask", "mask_family", "mask_strategy", "ratio", "among", "method", "variant", "label", "table",
+            "figure", "x", "metric"]
 
     def agg(g):
         ok = g["status"] == "ok"
@@ -116,7 +122,6 @@ def _fmt(mean, std, status="ok", n=None) -> str:
 def _table1_cells(summary: pd.DataFrame, metrics=TABLE1):
     """Table 1's cells (one row per method x dataset x metric), its row index and its column order."""
     s = summary[(summary["table"] == "table1") & summary["metric"].isin(metrics)].copy()
-    s["mask"] = s["mask_strategy"].astype(str) + "-" + s["ratio"].astype(str) + "-" + s["among"].astype(str)
     s["col"] = s["dataset"] + " " + s["metric"].map(metric_name)
     index = ["mask", "label"] if s["mask"].nunique() > 1 else ["label"]
     have = set(zip(s["dataset"], s["metric"]))
@@ -347,33 +352,57 @@ def beside_paper(summary: pd.DataFrame, paper_dir, table: str) -> pd.DataFrame:
         ours = pd.concat([ref, ours])
         paper = paper.rename(columns={"value": "paper_mean"})
     merged = ours.merge(paper, on=["row", "dataset", "metric"], how="left")
-    keep = ["row", "dataset", "mask_strategy", "ratio", "among", "metric", "mean", "std", "n_seeds", "status",
+    keep = ["row", "dataset", "mask", "mask_strategy", "ratio", "among", "metric", "mean", "std", "n_seeds", "status",
             "paper_mean"] + (["paper_std"] if "paper_std" in merged else [])
     return merged[keep].rename(columns={"mean": "ours_mean", "std": "ours_std"})
 
 
-def _selection_text(pre) -> str:
-    return {"cv": f"top {pre.n_genes} genes by CV (paper App. E)",
-            "hvg": f"top {pre.n_genes} highly variable genes (scanpy, flavor {pre.hvg_flavor})",
-            "mean": f"top {pre.n_genes} genes by mean expression", "all": "every gene",
-            "list": f"the genes listed in {pre.gene_list}"}[pre.gene_selection]
+_RULES = {"cv": "by CV (paper App. E)", "hvg": "highly variable (scanpy, flavor {hvg_flavor})",
+          "mean": "by mean expression", "all": "every gene", "list": "listed in {gene_list}"}
 
 
-def protocol_text(protocols: dict) -> str:
-    """The protocol of each dataset (resolved per dataset), grouped where datasets share one."""
+def _qc(qc) -> dict | None:
+    """A dataset's QC record (``qc.json`` written by the preprocess step): a path, the record itself, or None."""
+    if qc is None or isinstance(qc, dict):
+        return qc
+    from stbench.errors import DatasetError
+
+    try:
+        return json.loads(Path(qc).read_text())
+    except (OSError, ValueError) as e:
+        raise DatasetError(qc, f"not a readable qc.json ({e})") from None
+
+
+def _selection_text(qc: dict | None) -> str:
+    """The genes kept, as the preprocess step reports them in ``qc.json`` (its count and the options it ran with),
+    never re-derived from the config: a rule asking for the top 1000 may keep 352."""
+    if qc is None:
+        return "genes kept: unknown (no qc.json given)"
+    c = qc.get("config") or {}
+    rule = _RULES.get(c.get("gene_selection"), str(c.get("gene_selection"))).format(**{k: c.get(k) for k in
+                                                                                       ("hvg_flavor", "gene_list")})
+    asked = f", asked for up to {c['n_genes']}" if c.get("gene_selection") in ("cv", "hvg", "mean") else ""
+    return (f"{qc['genes_kept']} of {qc['genes_in']} genes kept ({rule}{asked}; qc.json) among the "
+            f"{qc['genes_eligible_min_detection']} detected in >= {c.get('min_detection', float('nan')):g} of spots")
+
+
+def protocol_text(protocols: dict, qc: dict | None = None) -> str:
+    """The protocol of each dataset (resolved per dataset), grouped where datasets share one. ``qc``: per dataset
+    its ``qc.json`` (path or record): the genes kept are read from there."""
     from stbench.masks import MaskSpec
     from stbench.preprocess import PreprocessConfig
 
     groups: dict[str, list[str]] = {}
     for dataset, p in protocols.items():
         pre = PreprocessConfig.from_dict(p["preprocess"])
-        masks = "; ".join(f"{m.strategy} mask, ratio {m.ratio:g}, among {m.among}" + (
-            f" (count splitting: input half = binomial thinning at {m.fraction:g}, scored against the target half "
-            f"rescaled by {m.fraction:g}/{1 - m.fraction:g})" if m.strategy == "countsplit" else "")
+        masks = "; ".join(f"{m.id} ({m.strategy} mask, ratio {m.ratio:g}, among {m.among}" + (
+            f", {m.n_folds} spot folds" if m.strategy == "inductive" else "") + (
+            f"; count splitting: input half = binomial thinning at {m.fraction:g}, scored against the target half "
+            f"rescaled by {m.fraction:g}/{1 - m.fraction:g}" if m.strategy == "countsplit" else "") + ")"
             for m in (MaskSpec.from_dict(x) for x in p["masks"]))
         text = (f"log-normalised to the median spot total (paper Eq. 41) with library sizes from "
                 f"{'observed entries only' if pre.library_size == 'observed' else 'all entries (the paper; includes held-out counts)'}, "
-                f"{_selection_text(pre)} among genes detected in >= {pre.min_detection:g} of spots, "
+                f"{_selection_text(_qc((qc or {}).get(dataset)))}, "
                 f"scale '{pre.scale}'{' (statistics from observed entries)' if pre.scale == 'zscore' else ''}; "
                 f"held-out entries: {masks}; seeds: {p['seeds']}")
         groups.setdefault(text, []).append(dataset)
@@ -404,10 +433,10 @@ def accuracy_scores(summary: pd.DataFrame) -> pd.DataFrame:
 
     s = summary[(summary["table"] == "table1")]
     rows = []
-    for (ds, strat, ratio, among), g in s.groupby(["dataset", "mask_strategy", "ratio", "among"], dropna=False):
+    for (ds, mask, strat, ratio, among), g in s.groupby(["dataset", "mask", "mask_strategy", "ratio", "among"], dropna=False):
         t = {lab: dict(zip(gg["metric"], gg["mean"])) for lab, gg in g.groupby("label", sort=False)}
         for lab, a in accuracy_score(t).items():
-            rows.append({"dataset": ds, "mask_strategy": strat, "ratio": ratio, "among": among, "label": lab, "accuracy_score": a})
+            rows.append({"dataset": ds, "mask": mask, "mask_strategy": strat, "ratio": ratio, "among": among, "label": lab, "accuracy_score": a})
     return pd.DataFrame(rows)
 
 
@@ -418,13 +447,14 @@ def accuracy_scores_spadit(summary: pd.DataFrame) -> pd.DataFrame:
 
     s = summary[(summary["table"] == "table1") & summary["metric"].isin(SPADIT) & (summary["status"] == "ok")]
     rows = []
-    for (ds, strat, ratio, among), g in s.groupby(["dataset", "mask_strategy", "ratio", "among"], dropna=False):
+    for (ds, mask, strat, ratio, among), g in s.groupby(["dataset", "mask", "mask_strategy", "ratio", "among"],
+                                                        dropna=False):
         t = g.pivot_table(index="label", columns="metric", values="mean", aggfunc="first", sort=False)
         t = t.reindex(columns=list(SPADIT))
         t["accuracy_score_spadit"] = accuracy_score_spadit(t)
         t = t.sort_values("accuracy_score_spadit", ascending=False)
-        rows.append(t.reset_index().assign(dataset=ds, mask_strategy=strat, ratio=ratio, among=among))
-    cols = ["dataset", "mask_strategy", "ratio", "among", "label", *SPADIT, "accuracy_score_spadit"]
+        rows.append(t.reset_index().assign(dataset=ds, mask=mask, mask_strategy=strat, ratio=ratio, among=among))
+    cols = ["dataset", "mask", "mask_strategy", "ratio", "among", "label", *SPADIT, "accuracy_score_spadit"]
     return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
 
 
@@ -447,18 +477,21 @@ def rank_stability(summary: pd.DataFrame, sweeps: dict) -> pd.DataFrame:
         return pd.DataFrame()
     s["sweep_of"] = s["dataset"].map(sweeps)
     s["protocol"] = [d[len(b) + 2:] for d, b in zip(s["dataset"], s["sweep_of"])]
-    if s[["mask_strategy", "ratio", "among"]].drop_duplicates().shape[0] > 1:  # several masks: part of the protocol
-        s["protocol"] = s["protocol"] + " / " + s["mask_strategy"].astype(str) + "-" + s["among"].astype(str)
-    s["rank"] = s.groupby(["dataset", "mask_strategy", "ratio", "among", "metric"])["mean"].rank(ascending=False, method="min")
+    if s["mask"].nunique() > 1:  # several masks: part of the protocol
+        s["protocol"] = s["protocol"] + " / " + s["mask"].astype(str)
+    s["rank"] = s.groupby(["dataset", "mask", "metric"])["mean"].rank(ascending=False, method="min")
     s["rank_changes"] = s.groupby(["sweep_of", "metric", "label"])["rank"].transform(
         lambda r: r.nunique(dropna=False) > 1)
-    return s[["sweep_of", "protocol", "mask_strategy", "ratio", "among", "metric", "label", "mean", "rank", "rank_changes"]]
+    return s[["sweep_of", "protocol", "mask", "mask_strategy", "ratio", "among", "metric", "label", "mean", "rank",
+              "rank_changes"]]
 
 
 def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, paper_dir="results/paper",
-                 sweeps: dict | None = None, metric_definitions: str = "spatialbenchmarking") -> dict:
+                 sweeps: dict | None = None, qc: dict | None = None,
+                 metric_definitions: str = "spatialbenchmarking") -> dict:
     """Write table1_long.csv, table1.csv, table1.md, table1.tex (+ table2/3 in the same three formats, figure3 data,
-    paper comparisons). ``metric_definitions: spadit`` adds table1_spadit.{csv,md} and accuracy_score_spadit.{csv,md}
+    paper comparisons). ``qc``: per dataset its ``qc.json``, the source of the headers' gene counts.
+    ``metric_definitions: spadit`` adds table1_spadit.{csv,md} and accuracy_score_spadit.{csv,md}
     (SpaDiT's SSIM, JS and per-dataset AS); every table1.md names the definitions."""
     if metric_definitions not in DEFINITIONS_TEXT:
         raise ValueError(f"metric_definitions must be one of {sorted(DEFINITIONS_TEXT)}, got {metric_definitions!r}")
@@ -468,7 +501,7 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
     summary = summarise(df)
     write_csv(out_dir / "table1_long.csv", summary.drop(columns=["figure", "x"]), index=False)
     metric_files = list(metric_files)
-    header = protocol_text(protocols) + ("\n" + isolation_text(metric_files) if metric_files else "")
+    header = protocol_text(protocols, qc) + ("\n" + isolation_text(metric_files) if metric_files else "")
     header += "\n" + DEFINITIONS_TEXT[metric_definitions]
     t1 = table1_wide(summary)
     write_csv(out_dir / "table1.csv", t1)
@@ -520,12 +553,12 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
         write_csv(out_dir / "rank_stability.csv", rank_stability(summary, sweeps), index=False)
     fig = summary[summary["figure"] == "figure3"]  # Figure 4 (generators) is drawn from the imputations
     if not fig.empty:
-        keys = ["dataset", "mask_strategy", "ratio", "among", "method", "variant", "metric"]
+        keys = ["dataset", "mask", "mask_strategy", "ratio", "among", "method", "variant", "metric"]
         ok = df[(df["figure"] == "figure3") & (df["status"] == "ok") & df["value"].notna()]
         seeds = (ok.sort_values("seed").groupby(keys, dropna=False, sort=False)["value"]
                    .agg(lambda v: ";".join(f"{x:.6g}" for x in v)).rename("seed_values").reset_index())
         fig = fig.merge(seeds, on=keys, how="left")  # every seed's value: the figure shows the spread, not only the mean
-        write_csv(out_dir / "figure3.csv", fig[["dataset", "mask_strategy", "ratio", "among", "method", "variant",
+        write_csv(out_dir / "figure3.csv", fig[["dataset", "mask", "mask_strategy", "ratio", "among", "method", "variant",
                                                 "figure", "x", "metric", "mean", "std", "n_seeds", "status",
                                                 "seed_values"]], index=False)
     return written
@@ -546,10 +579,11 @@ def ranks(summary: pd.DataFrame, metrics=None) -> pd.DataFrame:
     s = s[s["metric"].isin(known if metrics is None else [m for m in metrics if m in known])]
     s = s[~s["status"].astype(str).str.startswith(SKIP_RANK)]
     if s.empty:
-        return pd.DataFrame(columns=["dataset", "mask_strategy", "ratio", "among", "metric", "label", "mean", "status", "rank"])
+        return pd.DataFrame(columns=["dataset", "mask", "mask_strategy", "ratio", "among", "metric", "label", "mean",
+                                     "status", "rank"])
     usable = np.isfinite(s["mean"]) & ~s["status"].astype(str).str.startswith(("failed", "suspect"))
     s["score"] = np.where(usable, [m if higher_is_better(k) else -m for m, k in zip(s["mean"], s["metric"])], np.nan)
-    keys = ["dataset", "mask_strategy", "ratio", "among", "metric"]
+    keys = ["dataset", "mask", "mask_strategy", "ratio", "among", "metric"]
     g = s.groupby(keys, dropna=False, sort=False)
     s["rank"] = g["score"].rank(ascending=False, method="min")
     s["rank"] = s["rank"].fillna(g["label"].transform("size"))  # no usable result: last place

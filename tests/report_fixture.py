@@ -85,7 +85,9 @@ def build_small_report(tmp: Path) -> Path:
     (tmp / "sim" / "qc.json").write_text(json.dumps({"spots_kept": 64, "genes_kept": 12, "genes_in": 20,
                                                      "genes_eligible_min_detection": 15, "zero_fraction_raw": 0.5,
                                                      "zero_fraction_selected": 0.4,
-                                                     "library_size": {"median": 100.0, "min": 10.0, "max": 300.0}}))
+                                                     "library_size": {"median": 100.0, "min": 10.0, "max": 300.0},
+                                                     "config": {"gene_selection": "cv", "n_genes": 1000,
+                                                                "min_detection": 0.1}}))
     out = tmp / "report.html"
     build_report(out, run="small", protocols=protocols, tables_dir=tables, metric_files=metrics,
                  figures={"heatmaps": [figs / "heatmap_sim_random-0.1-all.png"], "figure3": [figs / "figure3.png"],

@@ -29,7 +29,10 @@ def test_report_is_one_self_contained_page_with_every_section(report):
     for anchor in ("protocol", "provenance", "summary", "table1", "ablations", "figures", "spatial", "cost", "problems",
                    "datasets"):
         assert f'id="{anchor}"' in page
-    assert "random mask, ratio 0.1, among all; random mask, ratio 0.3, among all" in page  # the protocol block
+    # the protocol block: each mask by its MaskSpec.id; the genes kept as the preprocess step's qc.json says
+    assert ("random-0.1-all (random mask, ratio 0.1, among all); random-0.3-all (random mask, ratio 0.3, among all)"
+            in page)
+    assert "12 of 20 genes kept (by CV (paper App. E), asked for up to 1000; qc.json)" in page and "top 1000" not in page
     assert "the 4 with the largest Moran&#39;s I of the truth" in page  # the spatial maps' stated rule
     assert "Mouse olfactory bulb" in page and "Dataset card" in page  # MOB's recipe and card
     assert "Boom &lt;b&gt;" in page and "Boom <b>" not in page  # labels are escaped
@@ -177,7 +180,7 @@ def test_ranks_skip_skipped_rows_and_unknown_metrics():
     rows = []
     for lab, v, st in (("A", 0.9, "ok"), ("B", 0.5, "ok"), ("C", np.nan, "skipped: no reference")):
         for metric in ("pcc", "mystery_metric"):
-            rows.append({"dataset": "d", "mask_strategy": "random", "ratio": 0.1, "among": "all", "table": "table1",
+            rows.append({"dataset": "d", "mask": "random-0.1-all", "mask_strategy": "random", "ratio": 0.1, "among": "all", "table": "table1",
                          "metric": metric, "label": lab, "mean": v, "status": st})
     r = ranks(pd.DataFrame(rows))
     assert set(r["metric"]) == {"pcc"} and set(r["label"]) == {"A", "B"}  # no direction known: not ranked

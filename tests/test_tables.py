@@ -12,12 +12,12 @@ from stbench.tables import write_tables
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _metrics(tmp, dataset, method, variant, seed, pcc, status="ok"):
-    f = tmp / dataset / f"seed{seed}" / method / variant / "metrics.json"
+def _metrics(tmp, dataset, method, variant, seed, pcc, status="ok", mask=None):
+    mask = mask or {"strategy": "random", "ratio": 0.1, "among": "all"}
+    f = tmp / dataset / "_".join(f"{k}{v}" for k, v in sorted(mask.items())) / f"seed{seed}" / method / variant / "metrics.json"
     f.parent.mkdir(parents=True, exist_ok=True)
     rec = {"dataset": dataset, "method": method, "variant": variant, "seed": seed, "status": status,
-           "error": None if status == "ok" else "Boom: no GPU", "wall_time_s": 1.0,
-           "mask": {"strategy": "random", "ratio": 0.1, "among": "all"},
+           "error": None if status == "ok" else "Boom: no GPU", "wall_time_s": 1.0, "mask": mask,
            "metrics": {"pcc": pcc, "cosine": pcc / 2, "rmse": 1 - pcc, "mae": 0.5 - pcc / 4,
                        "pcc_gene": pcc, "ssim_gene": pcc, "rmse_gene": 1 - pcc, "js_gene": 0.1} if status == "ok" else {}}
     f.write_text(json.dumps(rec))
@@ -82,6 +82,12 @@ def test_skipped_rows_and_reference_gene_counts(tmp_path):
     assert "SpaGE on demo: 340/352" in md and "SpaGE on noref: skipped: no reference" in md
 
 
+def _qc(genes_kept, **config):
+    """A qc.json record as stbench.preprocess writes it."""
+    return {"genes_in": 2000, "genes_kept": genes_kept, "genes_eligible_min_detection": genes_kept,
+            "config": {"gene_selection": "cv", "n_genes": 1000, "min_detection": 0.1, "hvg_flavor": "seurat", **config}}
+
+
 def test_a_dataset_that_overrides_scale_gets_its_own_header():
     from stbench import config as cfg
     from stbench.tables import protocol_text
@@ -89,11 +95,30 @@ def test_a_dataset_that_overrides_scale_gets_its_own_header():
     config = {"preprocess": {"n_genes": 500}, "masks": [{"ratio": 0.2}], "seeds": [0],
               "datasets": {"A": {"format": "simulate"}, "B": {"format": "simulate", "preprocess": {"scale": "zscore"}}},
               "methods": {"mean": {}}}
-    text = protocol_text(cfg.protocols(config))
+    qc = {"A": _qc(500, gene_selection="hvg", n_genes=500), "B": _qc(500, gene_selection="hvg", n_genes=500)}
+    text = protocol_text(cfg.protocols(config), qc)
     a = next(line for line in text.splitlines() if line.startswith("Protocol (A)"))
     b = next(line for line in text.splitlines() if line.startswith("Protocol (B)"))
-    assert "scale 'log'" in a and "scale 'zscore'" in b and "top 500 highly variable genes" in a and "top 500" in b
+    assert "scale 'log'" in a and "scale 'zscore'" in b
+    assert "500 of 2000 genes kept (highly variable (scanpy, flavor seurat), asked for up to 500" in a
     assert "ratio 0.2" in a and "library sizes from observed entries" in b
+
+
+def test_header_states_the_genes_qc_json_says_were_kept_not_the_configs_n_genes(tmp_path):
+    """The config asks for the top 1000 genes by CV; the preprocess step kept 352 (qc.json): the header says 352."""
+    import json as _json
+
+    variants = [{"method": "knn", "name": "default", "label": "KNN", "table": "table1", "figure": None, "x": None}]
+    files = [_metrics(tmp_path, "demo", "knn", "default", 0, 0.4)]
+    qc_file = tmp_path / "demo" / "qc.json"
+    qc_file.write_text(_json.dumps(_qc(352, min_detection=0.05)))
+    protocols = {"demo": {"preprocess": {"n_genes": 1000, "gene_selection": "cv"}, "masks": [{}], "seeds": [0]}}
+    write_tables(files, variants, protocols, tmp_path / "t", qc={"demo": str(qc_file)})
+    md = (tmp_path / "t" / "table1.md").read_text()
+    assert "352 of 2000 genes kept (by CV (paper App. E), asked for up to 1000; qc.json)" in md
+    assert "top 1000" not in md and ">= 0.05 of spots" in md  # min_detection as the step ran it, from qc.json
+    tex = (tmp_path / "t" / "table1.tex").read_text()
+    assert "% Protocol (demo):" in tex and "352 of 2000 genes kept" in tex
 
 
 def test_rank_stability_marks_a_method_whose_rank_flips(tmp_path):
@@ -179,3 +204,34 @@ def test_a_metric_the_tables_do_not_know_gets_its_own_name_and_no_best(tmp_path)
     assert grid["columns"] == ["PCC", "my_metric"]
     knn = grid["rows"][0]["cells"]
     assert knn[0]["best"] and not knn[1]["best"]  # no known direction: no best value claimed
+
+
+def test_masks_that_differ_only_in_fraction_or_n_folds_get_their_own_rows_keyed_on_mask_spec_id(tmp_path):
+    """One identity: MaskSpec.id names the mask in the config, the tables (rows, long CSV, paper comparison) and the
+    report's blocks, so two masks that differ only in ``fraction`` (or ``n_folds``) are never averaged together."""
+    from dataclasses import asdict
+
+    from stbench import config as cfg
+    from stbench.report import paper_comparison, results_grids
+
+    specs = list(cfg.masks({"masks": [{"strategy": "countsplit"}, {"strategy": "countsplit", "fraction": 0.5},
+                                      {"strategy": "inductive"}, {"strategy": "inductive", "n_folds": 3}]}).values())
+    ids = [m.id for m in specs]
+    assert ids == ["countsplit-0.1-all-p0.9", "countsplit-0.1-all-p0.5", "inductive-0.1-all-k5", "inductive-0.1-all-k3"]
+    variants = [{"method": "knn", "name": "default", "label": "KNN", "table": "table1", "figure": None, "x": None}]
+    files = [_metrics(tmp_path, "MOB", "knn", "default", seed, 0.1 * (i + 1) + 0.01 * seed, mask=asdict(m))
+             for i, m in enumerate(specs) for seed in (0, 1)]
+    protocols = {"MOB": {"preprocess": {}, "masks": [asdict(m) for m in specs], "seeds": [0, 1]}}
+    out = tmp_path / "t"
+    write_tables(files, variants, protocols, out, ROOT / "results" / "paper")
+    t1 = pd.read_csv(out / "table1.csv", index_col=[0, 1])
+    assert list(t1.index) == [(i, "KNN") for i in ids]  # four rows, one per mask, not two averaged pairs
+    assert [t1.loc[(i, "KNN"), "MOB PCC"] for i in ids] == ["0.105±0.005", "0.205±0.005", "0.305±0.005", "0.405±0.005"]
+    long = pd.read_csv(out / "table1_long.csv")
+    assert list(dict.fromkeys(long["mask"])) == ids
+    assert list(dict.fromkeys(long["mask_family"])) == [m.family for m in specs]
+    assert list(dict.fromkeys(pd.read_csv(out / "table1_vs_paper.csv")["mask"])) == ids
+    assert [r["block"] for r in results_grids(out / "table1_long.csv")["table1"]["rows"]] == ids
+    assert [r["block"] for r in paper_comparison(out / "table1_vs_paper.csv")["rows"]] == ids
+    header = (out / "table1.md").read_text()
+    assert all(i in header for i in ids) and "3 spot folds" in header

@@ -61,6 +61,7 @@ def test_tables_have_mean_knn_and_a_failed_row(tiny_run):
     assert "±" in wide.loc["KNN", "sim PCC"]
     md = (tiny_run / "tables" / "table1.md").read_text()
     assert "Protocol (" in md and "| KNN |" in md and "deliberate failure" in md
+    assert "genes kept (" in md and "qc.json" in md and "no qc.json given" not in md  # the count from the step's qc.json
 
 
 def test_heatmap_and_provenance(tiny_run):
@@ -184,7 +185,7 @@ def test_report_latex_cost_and_spatial_maps(tiny_run):
     """The default target ends with the report: one self-contained page built from this run's files."""
     page = (tiny_run / "report.html").read_text()
     assert "<img" in page and 'src="http' not in page and "<script" not in page
-    assert page.count('src="data:image/png;base64,') == 2  # the Figure 2 heatmap and the spatial map
+    assert page.count('src="data:image/png;base64,') == 3  # the summary figure, the Figure 2 heatmap and the spatial map
     assert "deliberate failure" in page.split('id="problemtable"')[1]  # Boom's failed runs, with their reason
     assert 'id="costtable"' in page and "Not in this run: the config lists fewer than two mask ratios" in page
     assert (tiny_run / "figures" / "spatial_sim_random-0.1-all.png").read_bytes()[:4] == b"\x89PNG"

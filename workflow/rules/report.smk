@@ -4,13 +4,15 @@
 
 rule tables:
     input:
-        metric_files(),
+        metrics=metric_files(),
+        qc=[f"{R}/{d}/qc.json" for d in DATASETS],
     output:
         table_files() + ([f"{R}/tables/figure3.csv"] if HAS_FIGURE3 else []) + ([f"{R}/tables/rank_stability.csv"] if SWEEP else []),
     params:
         variants=[{"method": v.method, "name": v.name, "label": v.label, "table": v.table, "figure": v.figure, "x": v.x}
                   for v in VARIANTS],
         protocols=cfg.protocols(config),
+        qc={d: f"{R}/{d}/qc.json" for d in DATASETS},
         sweeps=SWEEP,
         metric_definitions=config.get("metric_definitions", "spatialbenchmarking"),
         out_dir=f"{R}/tables",

@@ -3,6 +3,6 @@ from stbench.tables import write_tables
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):
-    write_tables(snakemake.input, snakemake.params.variants, snakemake.params.protocols, snakemake.params.out_dir,
-                 snakemake.params.paper_dir, sweeps=snakemake.params.sweeps,
+    write_tables(snakemake.input.metrics, snakemake.params.variants, snakemake.params.protocols, snakemake.params.out_dir,
+                 snakemake.params.paper_dir, sweeps=snakemake.params.sweeps, qc=snakemake.params.qc,
                  metric_definitions=snakemake.params.metric_definitions)
