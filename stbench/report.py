@@ -40,8 +40,9 @@ def png_data_uri(path) -> str:
 
 
 def results_grids(long_csv) -> dict:
-    """Table 1 and Tables 2-3 as ``stbench.tables.cell_grid`` structures (the LaTeX tables' code path)."""
-    from stbench.tables import _ablation_cells, _table1_cells, cell_grid
+    """Table 1 and every ablation table (stMCDI's Tables 2-3, SpaDiT's supplementary Tables 2-4: tables.ABLATIONS)
+    as ``stbench.tables.cell_grid`` structures (the LaTeX tables' code path)."""
+    from stbench.tables import ABLATIONS, _ablation_cells, _table1_cells, cell_grid
 
     if not Path(long_csv).exists():
         return {}
@@ -50,7 +51,7 @@ def results_grids(long_csv) -> dict:
     s, index, cols, by = _table1_cells(summary)
     if not s.empty:
         out["table1"] = cell_grid(s, index, cols, by)
-    for t in ("table2", "table3"):
+    for t in ABLATIONS:
         s, index, cols, by = _ablation_cells(summary, t)
         if not s.empty:
             out[t] = cell_grid(s, index, cols, by)
@@ -318,8 +319,38 @@ def _figures(paths) -> list[dict]:
     return [{"name": Path(p).name, "src": png_data_uri(p)} for p in paths if Path(p).exists()]
 
 
+def ablation_sections(grids: dict) -> list[tuple[str, str]]:
+    """(table, title) of the ablation tables to show: stMCDI's Tables 2-3 always (a note says when a run has none),
+    SpaDiT's supplementary Tables 2-4 when the run has them."""
+    from stbench.tables import ABLATIONS
+
+    out = []
+    for t, what in ABLATIONS.items():
+        if t.startswith("spadit_"):
+            if grids.get(t):
+                out.append((t, f"SpaDiT supplementary Table {t.rsplit('table', 1)[1]}: {what.replace(' (SpaDiT)', '')}"))
+        else:
+            out.append((t, f"Table {t[-1]}: {what}"))
+    return out
+
+
+def spadit_tables(tables_dir) -> dict:
+    """SpaDiT's metric definitions' Table 1 and Accuracy Score (written by the tables step when the config sets
+    ``metric_definitions: spadit``), as header + rows; empty when the run uses SpatialBenchmarking's."""
+    out = {}
+    for key, name in (("table1", "table1_spadit.csv"), ("accuracy_score", "accuracy_score_spadit.csv")):
+        path = Path(tables_dir) / name
+        if path.exists():
+            df = pd.read_csv(path)
+            out[key] = {"columns": [str(c) for c in df.columns],
+                        "rows": [[("" if pd.isna(v) else (f"{v:.3f}" if isinstance(v, float) else str(v))) for v in r]
+                                 for r in df.itertuples(index=False)]}
+    return out
+
+
 def build_report(out_html, *, run: str, protocols: dict, tables_dir, metric_files, figures: dict | None = None,
-                 datasets: dict | None = None, spatial_rule: str = "", notes: list[str] | None = None) -> str:
+                 datasets: dict | None = None, spatial_rule: str = "", notes: list[str] | None = None,
+                 metric_definitions: str = "spatialbenchmarking") -> str:
     """Write the report and return its text.
 
     ``figures``: {"heatmaps": [...], "figure3": [...], "figure4": [...], "mask_ratio": [...], "rank_stability": [...],
@@ -329,7 +360,7 @@ def build_report(out_html, *, run: str, protocols: dict, tables_dir, metric_file
     import jinja2
 
     from stbench import __version__
-    from stbench.tables import BEST_RULE, RANK_RULE, isolation_text, protocol_text
+    from stbench.tables import BEST_RULE, DEFINITIONS_TEXT, RANK_RULE, isolation_text, protocol_text
 
     tables_dir = Path(tables_dir)
     metric_files = list(metric_files)
@@ -347,7 +378,9 @@ def build_report(out_html, *, run: str, protocols: dict, tables_dir, metric_file
     seeds = sorted({n for g in grids.values() for n in g.get("n_seeds", [])})
     page = env.get_template(TEMPLATE.name).render(
         run=run, version=__version__, generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        protocol=[*protocol_text(protocols, {n: d.get("qc") for n, d in (datasets or {}).items()}).splitlines(), *filter(None, [isolation_text(list(metric_files))])],
+        protocol=[*protocol_text(protocols, {n: d.get("qc") for n, d in (datasets or {}).items()}).splitlines(), *filter(None, [isolation_text(list(metric_files))]),
+                  DEFINITIONS_TEXT[metric_definitions]],
+        ablations=ablation_sections(grids), spadit=spadit_tables(tables_dir),
         protocols=json.dumps(protocols, indent=1, sort_keys=True),
         grids=grids, seeds=seeds, best_rule=BEST_RULE, rank_rule=RANK_RULE, comparisons=comparisons, flag_rule=FLAG_RULE,
         summary=summary_rows(tables_dir / "summary.csv"), provenance=provenance_view(tables_dir / "provenance.json"),

@@ -226,6 +226,7 @@ rule report:
         figures_dir=f"{R}/figures",
         sweeps=SWEEP,
         ratios=RATIOS,
+        metric_definitions=config.get("metric_definitions", "spatialbenchmarking"),
     log:
         f"{LOGS}/report.log",
     script:

@@ -20,5 +20,6 @@ with logged(snakemake.log[0]):
                           "figure4": sorted(Path(p.figures_dir).glob("figure4*.png")),  # drawn outside the workflow, when present
                           "mask_ratio": snakemake.input.mask_ratio, "rank_stability": snakemake.input.rank_stability,
                           "spatial": snakemake.input.spatial, "summary": [snakemake.input.summary]},
-                 datasets=p.datasets, spatial_rule=SPATIAL_RULE, notes=notes)
+                 datasets=p.datasets, spatial_rule=SPATIAL_RULE, notes=notes,
+                 metric_definitions=p.metric_definitions)
     print("wrote", snakemake.output[0])
