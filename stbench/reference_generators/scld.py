@@ -42,20 +42,23 @@ PRESETS = {
                 "sampler": "ddpm", "ddim_steps": 100, "keep": 0.8, "scorer_hidden": 256, "scorer_steps": 1000,
                 "scorer_pool": 2000, "threads": 0},
     "paper": {},
-    "quick": {"ae_hidden": 256, "latent_dim": 32, "ae_steps": 1500, "width": 256, "cond_dim": 64, "time_dim": 64,
-              "steps": 3000, "scorer_hidden": 128, "scorer_steps": 300, "scorer_pool": 1000},
+    "quick": {"ae_hidden": 256, "latent_dim": 32, "ae_steps": 1000, "width": 128, "cond_dim": 64, "time_dim": 64,
+              "steps": 2000, "scorer_hidden": 128, "scorer_steps": 200, "scorer_pool": 1000,
+              "sampler": "ddim", "ddim_steps": 100},
     "test": {"ae_hidden": 64, "latent_dim": 8, "ae_steps": 100, "width": 64, "cond_dim": 16, "time_dim": 16,
              "num_steps": 50, "steps": 100, "scorer_hidden": 32, "scorer_steps": 30, "scorer_pool": 200},
 }
 
 
 class Autoencoder(nn.Module):
-    """Round (encoder) and Map (decoder): two linear layers each, an activation behind every layer."""
+    """Round (encoder) and Map (decoder): two linear layers each, an activation (LeakyReLU) behind every layer."""
 
     def __init__(self, n_genes: int, hidden: int, latent: int):
         super().__init__()
-        self.enc = nn.Sequential(nn.Linear(n_genes, hidden), nn.ReLU(), nn.Linear(hidden, latent), nn.Tanh())
-        self.dec = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, n_genes), nn.ReLU())
+        # LeakyReLU behind every layer: with ReLU (or Tanh) behind the latent and output layers, units died and the
+        # reconstruction was worse than each gene's mean on a toy reference (README: open choices)
+        self.enc = nn.Sequential(nn.Linear(n_genes, hidden), nn.LeakyReLU(), nn.Linear(hidden, latent), nn.LeakyReLU())
+        self.dec = nn.Sequential(nn.Linear(latent, hidden), nn.LeakyReLU(), nn.Linear(hidden, n_genes), nn.LeakyReLU())
 
     def forward(self, x):
         return self.dec(self.enc(x))
@@ -175,7 +178,11 @@ class SCLD:
             z = self.ae.enc(self.x)
         self.z_mean, self.z_sd = z.mean(0), z.std(0).clamp_min(1e-4)
         z0 = (z - self.z_mean) / self.z_sd
-        self.sched = Schedule(int(p["num_steps"]), float(p["beta_start"]), float(p["beta_end"]), kind="linear")
+        # the paper's linear betas are for T = 1000; a shorter chain (test preset) scales them by 1000 / T so that
+        # the forward process still ends near pure noise (alpha_bar_T ~ 4e-5 at any T)
+        scale = 1000.0 / int(p["num_steps"])
+        self.sched = Schedule(int(p["num_steps"]), float(p["beta_start"]) * scale, min(float(p["beta_end"]) * scale, 0.999),
+                              kind="linear")
         ab = torch.as_tensor(self.sched.alpha_bar, dtype=torch.float32, device=dev)
         self.net = LatentUNet(int(p["latent_dim"]), g, int(p["width"]), int(p["cond_dim"]), int(p["time_dim"]),
                               self.sched.T, float(p["dropout"])).to(dev)

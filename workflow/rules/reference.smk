@@ -41,7 +41,7 @@ rule reference_transform:
     params:
         setting=lambda wc: REF_SETTINGS[wc.setting],
         device=lambda wc: config["device"],
-    threads: 2
+    threads: 1  # torch on one thread: on a shared 2-core machine a second thread made the fit many times slower
     resources:
         mem_mb=8000,
     log:
