@@ -100,7 +100,7 @@ def main():
         t0 = time.time()
         fits["SCLD"] = (model.generate_counts(lab_sorted), lab_sorted, fit_s + time.time() - t0)
         t0 = time.time()
-        fits["SCLD (no post-guidance)"] = (to_counts(model.sample(lab_sorted), libs, model.median), lab_sorted,
+        fits["SCLD (no post-guidance)"] = (to_counts(model.sample(lab_sorted), libs, model.median, upper=model.x.max(0).values.numpy()), lab_sorted,
                                            fit_s + time.time() - t0)
         t0 = time.time()
         fits["SCLD (unguided, w=-1)"] = (model.generate_counts(lab_sorted, guidance=-1.0), lab_sorted, fit_s + time.time() - t0)

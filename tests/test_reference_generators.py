@@ -224,3 +224,13 @@ def test_every_reference_method_reads_the_same_transformed_reference(tmp_path):
             assert all(f"variant=default__{setting}" in b for b in users)
     full = [b for b in jobs if "rule impute:" in b and "variant=default__full" in b]
     assert full and not any("references/" in b for b in full)
+
+
+def test_synthetic_counts_keep_the_library_size_and_stay_finite():
+    """A decoder far off the data (log expression 200) still gives finite cells of the drawn library size."""
+    from stbench.reference_generators.cells import to_counts
+
+    logx = np.array([[200.0, 1.0, 0.0], [0.5, 0.5, 0.5]])
+    c = to_counts(logx, np.array([1000.0, 30.0]), 500.0, upper=np.array([5.0, 5.0, 5.0]))
+    assert np.isfinite(c).all() and abs(c[0].sum() - 1000) <= 2 and abs(c[1].sum() - 30) <= 2
+    assert c[0, 0] > c[0, 1] > c[0, 2] == 0

@@ -38,10 +38,17 @@ def log_expression(counts: np.ndarray) -> tuple[np.ndarray, float]:
     return normalise_cells(counts), med
 
 
-def to_counts(logx: np.ndarray, libs: np.ndarray, median: float) -> np.ndarray:
-    """Log-normalised expression back to counts at library sizes ``libs``, rounded to integers (>= 0)."""
-    x = np.expm1(np.maximum(np.asarray(logx, np.float64), 0.0))
-    return np.rint(x * (np.asarray(libs, np.float64)[:, None] / median)).astype(np.float32)
+def to_counts(logx: np.ndarray, libs: np.ndarray, median: float, upper: np.ndarray | None = None) -> np.ndarray:
+    """Log-normalised expression back to counts: each gene clipped to [0, ``upper``] (the real cells' per-gene
+    maximum), the cell's profile rescaled to its library size ``libs``, rounded to integers. Without the clip
+    and the rescaling a decoder extrapolating off the data's manifold gave cells of 1e10 counts (demo, SCLD)."""
+    x = np.maximum(np.asarray(logx, np.float64), 0.0)
+    if upper is not None:
+        x = np.minimum(x, np.asarray(upper, np.float64)[None, :])
+    x = np.expm1(x)
+    tot = x.sum(1, keepdims=True)
+    libs = np.asarray(libs, np.float64)[:, None]
+    return np.rint(np.where(tot > 0, x / np.maximum(tot, 1e-12) * libs, 0.0)).astype(np.float32)
 
 
 def draw_libraries(counts: np.ndarray, labels: np.ndarray, out_labels: np.ndarray, rng) -> np.ndarray:

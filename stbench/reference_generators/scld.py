@@ -285,7 +285,7 @@ class SCLD:
         labels = np.asarray(labels).astype(str)
         logx, _ = self.sample_guided(labels, guidance)
         libs = draw_libraries(self.counts, self.labels, labels, np.random.default_rng(self.seed + 2))
-        return to_counts(logx, libs, self.median)
+        return to_counts(logx, libs, self.median, upper=self.x.max(0).values.cpu().numpy())
 
 
 def generate(reference, n_per_type: dict, *, by: str, seed: int = 0, params: dict, device: str = "cpu"):

@@ -57,4 +57,4 @@ def generate(reference, n_per_type: dict, *, by: str, seed: int = 0, params: dic
         z = torch.randn((len(want), model.latent), generator=gen)
         logx = model.dec(torch.cat([z, c], 1)).numpy()
     libs = draw_libraries(counts, labels, want, np.random.default_rng(int(seed) + 2))
-    return synthetic_anndata(to_counts(logx, libs, med), want, reference, by, "vae")
+    return synthetic_anndata(to_counts(logx, libs, med, upper=x.max(0)), want, reference, by, "vae")
