@@ -20,14 +20,17 @@ def cell_labels(reference, by: str) -> np.ndarray:
 
 
 def louvain_labels(counts: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Louvain clusters (scanpy: log-normalised cells, PCA, 15-neighbour graph), as ``c<k>`` strings."""
+    """Louvain clusters (scanpy with igraph's Louvain: log-normalised cells, PCA, 15-neighbour graph), as ``c<k>``."""
+    import random
+
     import anndata as ad
     import scanpy as sc
 
+    random.seed(seed)  # python-igraph draws from Python's random module: the same clusters in every job
     a = ad.AnnData(normalise_cells(counts).astype(np.float32))
     sc.pp.pca(a, n_comps=int(min(50, a.n_vars - 1, a.n_obs - 1)), random_state=seed)
     sc.pp.neighbors(a, random_state=seed)
-    sc.tl.louvain(a, random_state=seed)
+    sc.tl.louvain(a, flavor="igraph", directed=False)  # igraph's Louvain (community_multilevel): the `louvain` package needs pkg_resources
     return np.array([f"c{v}" for v in a.obs["louvain"].astype(str)])
 
 
