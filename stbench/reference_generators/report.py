@@ -44,7 +44,7 @@ def to_markdown(df: pd.DataFrame) -> str:
             for x in mets:
                 row = h[h["metric"] == x].iloc[0]
                 txt = "n/a" if pd.isna(row["mean"]) else f"{row['mean']:.3f}±{row['std']:.3f}"
-                if "vs_full" in row and pd.notna(row.get("vs_full")) and row["setting"] != h["setting"].iloc[0]:
+                if pd.notna(row.get("vs_full", np.nan)) and row["vs_full"] != 0.0:   # 0 exactly: the full row itself
                     txt += f" ({row['vs_full']:+.3f})"
                 if row["status"] != "ok":
                     txt += f" [{row['status']}]"
