@@ -19,6 +19,7 @@ if not config:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/reference.smk"
 include: "workflow/rules/impute.smk"
 include: "workflow/rules/report.smk"
 
@@ -26,6 +27,7 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         all_targets(),
+        reference_targets(),
     default_target: True
 
 

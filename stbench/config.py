@@ -34,6 +34,7 @@ class Variant:
     env: str = ""
     container: str | None = None
     timeout_s: float | None = None
+    reference_setting: str = ""   # reference_settings name (stbench/reference_generators/protocol.py); "": as prepared
 
 
 def schema() -> dict:
@@ -151,7 +152,9 @@ def variants(config: dict, methods_dir=None) -> list[Variant]:
                                container=method.container, timeout_s=_timeout(block, method)))
     if not out:
         raise ConfigError(f"config selects no method; available methods: {', '.join(available)}")
-    return out
+    from stbench.reference_generators.protocol import expand_variants
+
+    return expand_variants(config, out, available)  # reference methods: once per reference setting
 
 
 def _timeout(block: dict, method) -> float | None:

@@ -11,12 +11,13 @@ rule impute:
     input:
         task=rules.task.output[0],
         ensemble=ensemble_record,
+        reference=reference_input,  # a reference setting's transformed reference (workflow/rules/reference.smk)
     output:
         imputed=f"{R}/{{dataset}}/{{mask}}/seed{{seed}}/{{method}}/{{variant}}/imputed.npz",
         run=f"{R}/{{dataset}}/{{mask}}/seed{{seed}}/{{method}}/{{variant}}/run.json",
     params:
         params=lambda wc: variant_of(wc).params,
-        reference=lambda wc: f"{R}/{wc.dataset}/reference.h5ad",
+        reference=reference_file,
         hide=truth_folders,
         device=lambda wc: cfg.job_device(config["device"], variant_of(wc).resources),
         gpu_slots=job_slots,
