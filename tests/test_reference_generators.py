@@ -16,7 +16,7 @@ import torch
 
 from stbench.errors import ConfigError
 from stbench.reference_generators import generate, generator_params
-from stbench.reference_generators.protocol import parse_settings, reference_transform_step, transform_reference
+from stbench.reference_generators.protocol import parse_settings, reference_transform_step
 from stbench.reference_generators.scld import SCLD
 from stbench.reference_generators.thinning import ReferenceTransform, kept_per_type, thin
 
