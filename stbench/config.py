@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from stbench.ensembles import groups as ensemble_rule_groups
 from stbench.errors import ConfigError
 from stbench.masks import MaskSpec
 from stbench.options import json_schema
 from stbench.preprocess import PreprocessConfig
+from stbench.registry import discover
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 VARIANT_KEYS = ("params", "table", "label", "figure", "x", "preset", "use_defaults")
@@ -123,8 +125,6 @@ def variants(config: dict, methods_dir=None) -> list[Variant]:
     A method block's ``variant_defaults`` (params, preset, ...) applies to each of its variants
     that does not say ``use_defaults: false``; the variant's own keys win.
     """
-    from stbench.registry import discover
-
     available = discover(methods_dir or config.get("methods_dir"))
     out = []
     for mname, block in (config.get("methods") or {}).items():
@@ -207,4 +207,27 @@ def with_defaults(config: dict) -> dict:
     for key, prop in schema()["properties"].items():
         if "default" in prop and key not in out and key not in ("preprocess", "masks"):
             out[key] = prop["default"]
+    return out
+
+
+def ensemble_groups(config: dict, variants, methods_dir=None, *, switch_only: bool = True) -> dict[tuple, list[str]]:
+    """{(method, group): [variant, ...]}: the ensemble jobs of a config, per (dataset, mask, seed). A method block
+    with ``ensemble: true`` (``switch_only`` False: every method with a rule, as the cost estimate asks "what
+    would it give") has its variants (``variants``) grouped by its method.yaml rule; a group is
+    named for its first member. A method block asking for it without a rule is a ConfigError."""
+    out: dict[tuple, list[str]] = {}
+    available = None
+    for mname, block in (config.get("methods") or {}).items():
+        on = bool((block or {}).get("ensemble"))
+        if switch_only and not on:
+            continue
+        available = available or discover(methods_dir or config.get("methods_dir"))
+        rule = available[mname].ensemble if mname in available else None
+        if rule is None:
+            if on:
+                raise ConfigError(f"method '{mname}': `ensemble: true`, but its method.yaml declares no ensemble rule "
+                                  "(only methods with an ensemble.py can train variants together)")
+            continue
+        for names in ensemble_rule_groups(rule, {v.name: v.params for v in variants if v.method == mname}):
+            out[(mname, names[0])] = names
     return out

@@ -177,7 +177,7 @@ def scaled_cost(e: dict, n_spots: int, n_genes: int) -> float:
 
 def estimate(config: dict, device: str, rate_files=None, results_dir=None, estimates=None) -> list[JobCost]:
     from stbench import config as cfg
-    from stbench.ensembles import workflow_groups
+    from stbench.config import ensemble_groups
     from stbench.gpu_slots import slots_requested
 
     config = cfg.with_defaults(config)
@@ -190,7 +190,7 @@ def estimate(config: dict, device: str, rate_files=None, results_dir=None, estim
     # the workflow's own grouping (stbench.ensembles, the rule in method.yaml): the jobs that `ensemble: true`
     # trains together; priced whether or not the switch is on (the report says which)
     group_of = {}
-    for (m, _), names in workflow_groups(config, variants, switch_only=False).items():
+    for (m, _), names in ensemble_groups(config, variants, switch_only=False).items():
         group_of.update({(m, n): len(names) for n in names})
     switched = {m for m, block in (config.get("methods") or {}).items() if (block or {}).get("ensemble")}
     out = []

@@ -58,28 +58,3 @@ def groups(rule: dict, variants: dict[str, dict]) -> list[list[str]]:
         if why_not(rule, p) is None:
             by.setdefault(shared_key(rule, p), []).append(name)
     return [names for names in by.values() if len(names) > 1]
-
-
-def workflow_groups(config: dict, variants, methods_dir=None, *, switch_only: bool = True) -> dict[tuple, list[str]]:
-    """{(method, group): [variant, ...]}: the ensemble jobs of a config, per (dataset, mask, seed). A method block
-    with ``ensemble: true`` (``switch_only`` False: every method with a rule, as the cost estimate asks "what
-    would it give") has its variants (``stbench.config.variants``) grouped by its method.yaml rule; a group is
-    named for its first member. A method block asking for it without a rule is a ConfigError."""
-    from stbench.registry import discover
-
-    out: dict[tuple, list[str]] = {}
-    available = None
-    for mname, block in (config.get("methods") or {}).items():
-        on = bool((block or {}).get("ensemble"))
-        if switch_only and not on:
-            continue
-        available = available or discover(methods_dir or config.get("methods_dir"))
-        rule = available[mname].ensemble if mname in available else None
-        if rule is None:
-            if on:
-                raise ConfigError(f"method '{mname}': `ensemble: true`, but its method.yaml declares no ensemble rule "
-                                  "(only methods with an ensemble.py can train variants together)")
-            continue
-        for names in groups(rule, {v.name: v.params for v in variants if v.method == mname}):
-            out[(mname, names[0])] = names
-    return out

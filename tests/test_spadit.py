@@ -156,3 +156,26 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_result(tmp_pa
         other = fit(st, sc_in, sc_out, cond, seed=4, device="cpu", hp=hp, **kw)
     np.testing.assert_allclose(resumed, whole, atol=1e-5)
     assert not np.allclose(other, whole, atol=1e-3)   # the comparison can fail
+
+
+def test_a_checkpoint_is_never_resumed_with_another_reference(tmp_path):
+    """The checkpoint key hashes the reference (names and counts): a run on a gene-shuffled reference once resumed
+    the real reference's checkpoint from the same scratch folder."""
+    from stbench.diffusion.common import checkpoint_file
+    from stbench.masks import MaskSpec, make_mask
+    from stbench.preprocess import PreprocessConfig, preprocess
+    from stbench.simulate import simulate_demo
+    from stbench.task import build_task
+
+    spatial, ref = simulate_demo(seed=5, n_rows=6, n_cols=6, n_genes=40, n_cells=60)
+    pre, _ = preprocess(spatial, PreprocessConfig(n_genes=30, min_detection=0.1))
+    held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec("random", 0.1), seed=0)
+    shuffled = ref.copy()
+    shuffled.var_names = np.random.default_rng(1).permutation(np.asarray(ref.var_names))
+    more = ref.copy()
+    more.X = more.X * 2
+    keys = {name: checkpoint_file(build_task(pre, held, train, reference=r, seed=0, scratch=tmp_path),
+                                  {"checkpoints": 1}, "x") for name, r in (("ref", ref), ("shuffled", shuffled),
+                                                                          ("counts", more), ("again", ref.copy()))}
+    assert keys["ref"] == keys["again"]
+    assert len({keys["ref"], keys["shuffled"], keys["counts"]}) == 3

@@ -176,24 +176,24 @@ def test_dry_run_has_one_ensemble_job_per_seed_that_only_its_members_wait_for(tm
 
 def test_ensemble_switch_on_a_method_without_a_rule_is_a_config_error():
     from stbench import config as cfg
-    from stbench.ensembles import workflow_groups
+    from stbench.config import ensemble_groups
 
     c = cfg.with_defaults(_config(None, methods={"knn": {"ensemble": True}}))
     with pytest.raises(ConfigError, match="method 'knn'.*declares no ensemble rule"):
-        workflow_groups(c, cfg.variants(c))
+        ensemble_groups(c, cfg.variants(c))
 
 
 def test_workflow_groups_follow_the_method_rule():
     from stbench import config as cfg
-    from stbench.ensembles import workflow_groups
+    from stbench.config import ensemble_groups
 
     c = cfg.with_defaults(yaml.safe_load((ROOT / "config.yaml").read_text()))
-    groups = workflow_groups(c, cfg.variants(c))
+    groups = ensemble_groups(c, cfg.variants(c))
     assert groups == {("stmcdi", "default"): ["default", "mask_spot", "mask_gene", "no_or_mask", "no_lr_mask", "no_mask",
                                               "ratio_0.1", "ratio_0.2", "ratio_0.4", "ratio_0.8", "ratio_0.9"]}
     c["methods"]["stmcdi"]["ensemble"] = False
-    assert workflow_groups(c, cfg.variants(c)) == {}
-    assert workflow_groups(c, cfg.variants(c), switch_only=False) == groups  # what the estimate prices
+    assert ensemble_groups(c, cfg.variants(c)) == {}
+    assert ensemble_groups(c, cfg.variants(c), switch_only=False) == groups  # what the estimate prices
 
 
 def test_estimate_prices_the_workflows_ensemble_jobs_and_says_whether_the_switch_is_on():

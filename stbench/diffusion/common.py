@@ -91,8 +91,8 @@ def checkpoint_file(task, p: dict, name: str, ignore=()) -> Path | None:
     """The training checkpoint of this (task, parameters): ``<dir>/<name>-<key>.pt`` in
     ``task.checkpoint_dir`` (the job's folder outside the sandbox, which survives a killed job) or else
     ``task.scratch``; None when ``p["checkpoints"]`` is 0. The key hashes every parameter except
-    ``ignore`` (those that do not change the trained model) and the task's observed data, so that a
-    checkpoint of other settings or data is never resumed."""
+    ``ignore`` (those that do not change the trained model), the task's observed data and its reference (if
+    any), so that a checkpoint of other settings or data is never resumed."""
     folder = getattr(task, "checkpoint_dir", None) or task.scratch
     if not p.get("checkpoints") or folder is None:
         return None
@@ -102,8 +102,26 @@ def checkpoint_file(task, p: dict, name: str, ignore=()) -> Path | None:
               np.asarray(task.coords), np.asarray(task.train_spots)):
         h.update(np.ascontiguousarray(a).tobytes())
     h.update(str(task.seed).encode())
+    ref = getattr(task, "reference", None)
+    if ref is not None:  # a reference method's model depends on its reference too (cells, genes and counts)
+        _hash_reference(h, ref)
     Path(folder).mkdir(parents=True, exist_ok=True)
     return Path(folder) / f"{name}-{h.hexdigest()[:16]}.pt"
+
+
+def _hash_reference(h, ref) -> None:
+    """Feed a reference AnnData's names and counts (dense or sparse) into the hash ``h``."""
+    import scipy.sparse as sp
+
+    for names in (ref.obs_names, ref.var_names):
+        h.update("\0".join(map(str, names)).encode())
+    x = ref.X
+    if sp.issparse(x):
+        x = x.tocsr()
+        for a in (x.data, x.indices, x.indptr):
+            h.update(np.ascontiguousarray(a).tobytes())
+    else:
+        h.update(np.ascontiguousarray(np.asarray(x)).tobytes())
 
 
 def rng_states(gen: torch.Generator, device: torch.device) -> dict:

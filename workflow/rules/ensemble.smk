@@ -5,9 +5,9 @@
 # each member's impute job waits for it, finds that checkpoint, trains no step and only samples, and writes
 # its own row. Its output is its record (the parent's); a failed ensemble is recorded, and its members' impute
 # jobs then train on their own.
-from stbench.ensembles import workflow_groups
+from stbench.config import ensemble_groups
 
-ENSEMBLES = workflow_groups(config, VARIANTS)  # {(method, group): [variant, ...]}
+ENSEMBLES = ensemble_groups(config, VARIANTS)  # {(method, group): [variant, ...]}
 ENSEMBLE_OF = {(m, v): g for (m, g), vs in ENSEMBLES.items() for v in vs}
 
 
