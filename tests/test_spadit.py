@@ -105,7 +105,7 @@ def test_mamba_mixer_is_causal_over_the_sequence():
 SIGNAL = {"hidden_size": 104, "epochs": 150, "diffusion_steps": 50, "beta_end": 0.3}
 
 
-def test_beats_the_per_gene_mean_and_a_shuffled_reference():
+def test_beats_the_per_gene_mean_and_a_shuffled_reference(tmp_path):
     from stbench.masks import MaskSpec, make_mask
     from stbench.metrics import evaluate_imputation
     from stbench.preprocess import PreprocessConfig, preprocess
@@ -119,7 +119,7 @@ def test_beats_the_per_gene_mean_and_a_shuffled_reference():
     shuffled.var_names = np.random.default_rng(1).permutation(np.asarray(ref.var_names))
     scores = {}
     for name, r in (("ref", ref), ("shuffled", shuffled)):
-        task = build_task(pre, held, train, reference=r, seed=0)
+        task = build_task(pre, held, train, reference=r, seed=0, scratch=tmp_path / name)
         with torch_threads(1):
             pred = M.load_impute()(task, **M.params("test", SIGNAL))
         assert pred.shape == (task.n_spots, task.n_genes) and np.isfinite(pred).all()
