@@ -19,6 +19,7 @@ seconds to minutes and are listed as such.
 from __future__ import annotations
 
 import csv
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,8 +155,9 @@ def diffusion_cost(p: dict, n_spots: int, n_genes: int, rates: list[dict], devic
     return steps, steps / float(r["train_steps_per_s"]), sample_s, f"{r['_file']}: {r['device']} {r['n_spots']}x{r['n_genes']}"
 
 
+@functools.lru_cache(maxsize=None)
 def cost_terms(method_name: str, methods_dir=None):
-    """A method's torch-free cost module (``methods/<name>/cost.py``), imported in this process."""
+    """A method's torch-free cost module (``methods/<name>/cost.py``), imported in this process (once)."""
     from stbench.registry import get_method
 
     return get_method(method_name, methods_dir).load_module("cost")
