@@ -50,7 +50,8 @@ def main():
                 task = build_task(pre, held, train, seed=seed)
                 truth = truth_on_scale(pre, task)
                 for mlabel, (m, params) in RUNS.items():
-                    met = evaluate_imputation(truth, methods[m].load_impute()(task, **params), held)["metrics"]
+                    met = evaluate_imputation(truth, methods[m].load_impute()(task, **methods[m].resolve(params)),
+                                              held)["metrics"]
                     rows.append({"dataset": name, "gene_selection": label, "zeros": round(qc["zero_fraction_selected"], 3),
                                  "seed": seed, "method": mlabel,
                                  **{k: round(float(met[k]), 4) for k in ("pcc", "pcc_gene", "rmse")}})

@@ -46,7 +46,7 @@ def main():
                 task = build_task(pre, held, train, seed=seed)
                 truth = truth_on_scale(pre, task)
                 for label, (m, params) in RUNS.items():
-                    out = methods[m].load_impute()(task, **params)
+                    out = methods[m].load_impute()(task, **methods[m].resolve(params))
                     met = evaluate_imputation(truth, out, held)["metrics"]
                     rows.append({"dataset": name, "library_size": lib, "seed": seed, "method": label,
                                  "genes": pre.n_vars, **{k: round(float(met[k]), 4) for k in ("pcc", "rmse")}})

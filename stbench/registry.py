@@ -103,6 +103,12 @@ class Method:
         self.check_params(p)
         return p
 
+    def resolve(self, params: dict | None) -> dict:
+        """Every parameter of the method: ``params`` over method.yaml's defaults, validated (a resolved set comes
+        back unchanged). The sandbox applies it to every run, so ``impute`` never gets a partial set and no method
+        needs keyword defaults of its own."""
+        return self.params(None, params)
+
     def check_params(self, p: dict) -> None:
         """Validate values against ``param_schema`` (JSON Schema per parameter)."""
         import jsonschema

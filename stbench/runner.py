@@ -55,6 +55,7 @@ def run_method(method, params: dict, task_file, out_dir, *, reference_file=None,
     from stbench.sandbox import resolve_isolation, run_in_sandbox
     from stbench.task import load_task
 
+    params = method.resolve(params)  # the record names every parameter the method ran with
     out_dir = Path(out_dir)
     task = load_task(task_file)  # truth-free: names, shape and provenance for the record
     record = {"method": method.name, "variant": variant, "params": params, "seed": task.seed,

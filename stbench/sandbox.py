@@ -694,6 +694,8 @@ def run_in_sandbox(method, params: dict, task_file, *, reference_file=None, devi
         raise ValueError(f"run_in_sandbox: entry must be impute or ensemble, got {entry!r}")
     if entry == "ensemble" and not isinstance(checkpoint_dir, dict):
         raise ValueError("run_in_sandbox: an ensemble job needs a mapping variant -> checkpoint folder")
+    # every parameter resolved and validated here, whoever the caller: methods keep no defaults of their own
+    params = method.resolve(params) if entry == "impute" else {v: method.resolve(q) for v, q in params.items()}
     level = resolve_isolation(isolation)  # decided before the child, never changed after it ran
     recorded = f"apptainer+{level}" if _in_container() else level
     network = method.network

@@ -66,12 +66,18 @@ def test_training_beats_untrained_and_gene_mean(mod, tmp_path):
     assert trained.dtype == np.float32 and np.isfinite(trained).all()
 
 
-def test_bad_enum_fails_before_training(mod, small_pre, small_mask, tmp_path, monkeypatch):
+def test_bad_values_fail_before_training(mod, small_pre, small_mask, tmp_path, monkeypatch):
+    """An enum outside param_schema fails in the registry; the one cross-parameter rule (channels / heads) fails
+    at the top of run, before anything is trained."""
+    from stbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="method 'csdi': parameter sampler='euler'"):
+        METHOD.params("test", {"sampler": "euler"})
     held, train = small_mask
     task = build_task(small_pre, held, train, seed=0, device="cpu", scratch=tmp_path)
     monkeypatch.setattr(mod, "fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("fit was called")))
-    with pytest.raises(ValueError, match="sampler='euler'"):
-        mod.run(task, **{**METHOD.params("test"), "sampler": "euler"})
+    with pytest.raises(ValueError, match="divisible by heads"):
+        mod.run(task, **METHOD.params("test", {"channels": 16, "heads": 3}))
 
 
 def test_min_steps_is_a_floor_in_whole_epochs(mod, small_pre, small_mask, tmp_path):

@@ -44,7 +44,7 @@ def test_params_resolve_and_schema_rejects_bad_values():
 
 def test_loss_gradients_ignore_held_out_targets(task):
     """Changing the held-out targets (any fill, even NaN) leaves the first step's gradients bit-identical."""
-    data = train.prepare_inputs(task)
+    data = train.prepare_inputs(task, **{k: TEST[k] for k in ("size_factors", "log1p", "scale_input")})
     held = ~data["mask"]
     rows = np.flatnonzero(held.any(1))[:16]
     assert held[rows].any()
@@ -54,11 +54,13 @@ def test_loss_gradients_ignore_held_out_targets(task):
         y[held] = fill
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            net = model.DCA(task.n_genes, hidden_size=[16, 8, 16])
+            net = model.DCA(task.n_genes, **{**{k: TEST[k] for k in ("ae_type", "batchnorm", "activation",
+                                                                       "hidden_dropout", "input_dropout")},
+                                             "hidden_size": [16, 8, 16]})
         net.train()
         mean, theta, pi = net(torch.as_tensor(data["x"][rows]))
         loss = model.masked_count_loss(torch.as_tensor(y[rows]), torch.as_tensor(data["mask"][rows]), mean, theta, pi,
-                                       torch.as_tensor(data["size_factors"][rows]))
+                                       torch.as_tensor(data["size_factors"][rows]), TEST["ridge"])
         loss.backward()
         assert torch.isfinite(loss)
         grads.append([p.grad.clone() for p in net.parameters()])
@@ -68,7 +70,7 @@ def test_loss_gradients_ignore_held_out_targets(task):
 
 def test_inputs_are_truth_free(task):
     """Size factors from observed totals; held-out inputs are the gene's observed mean (0 after scaling)."""
-    data = train.prepare_inputs(task)
+    data = train.prepare_inputs(task, **{k: TEST[k] for k in ("size_factors", "log1p", "scale_input")})
     m = np.asarray(task.observed_mask)
     tot = np.where(m, np.nan_to_num(task.observed_counts), 0).sum(1)
     np.testing.assert_allclose(data["size_factors"], tot / np.median(tot[tot > 0]), rtol=1e-6)

@@ -111,10 +111,12 @@ def test_deterministic_and_keeps_observed(method, small_pre, small_mask, tmp_pat
     assert a.dtype == np.float32 and np.isfinite(a).all()
 
 
-def test_bad_parameters_are_rejected(method, small_pre, small_mask, tmp_path):
-    m, fn, _ = method
-    task = _task(small_pre, small_mask, tmp_path)
-    with pytest.raises(ValueError):
-        fn(task, **m.params("test", {"graph_on": "bogus"}))
-    with pytest.raises(ValueError):
-        fn(task, **m.params("test", {"dropout": 1.0}))
+def test_bad_parameters_are_rejected(method):
+    """param_schema is the only home of the limits: the registry names the method and the parameter."""
+    from stbench.errors import ConfigError
+
+    m, _, _ = method
+    with pytest.raises(ConfigError, match="method 'graphsci': parameter graph_on='bogus'"):
+        m.params("test", {"graph_on": "bogus"})
+    with pytest.raises(ConfigError, match="method 'graphsci': parameter dropout=1.0"):
+        m.params("test", {"dropout": 1.0})

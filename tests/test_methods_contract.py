@@ -42,20 +42,6 @@ def test_manifest_env_and_presets(name):
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_impute_keyword_defaults_are_the_manifests(name):
-    """A default written in impute()'s signature (for direct callers) must be method.yaml's, the only home of the
-    defaults: a different one gives a direct caller a different method than the workflow runs."""
-    import inspect
-
-    m = METHODS[name]
-    params = m.params()
-    for k, v in inspect.signature(m.load_impute()).parameters.items():
-        if k in params and v.default is not inspect.Parameter.empty:
-            d = list(v.default) if isinstance(v.default, tuple) else v.default
-            assert d == params[k], f"{name}: impute({k}={v.default!r}) but method.yaml says {params[k]!r}"
-
-
-@pytest.mark.parametrize("name", sorted(METHODS))
 def test_contract_and_no_leakage_through_the_workflow_path(name, small_pre, small_mask, small_dataset, tmp_path):
     """Output contract, and: changing only the held-out truth changes neither the task file nor the output.
     Methods with ``needs: {reference: true}`` get the simulated dataset's paired reference."""

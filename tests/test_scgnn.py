@@ -74,7 +74,7 @@ def test_pruned_knn_graph_is_symmetric_and_pruned():
     assert (np.diff(dist, axis=1) >= -1e-12).all()
     keep = G.prune_stats(dist)
     assert keep.any(1).all() and not keep.all()  # the far tail of some rows is cut
-    a = G.embedding_graph(z, 10)
+    a = G.embedding_graph(z, 10, TEST["knn_distance"], TEST["prune"])
     assert (a != a.T).nnz == 0 and a.diagonal().sum() == 0
     assert a[:40, 40:].nnz == 0  # the two groups are not linked
     _, dc = G.knn(z, 5, "cosine")
@@ -86,7 +86,7 @@ def test_pruned_knn_graph_is_symmetric_and_pruned():
 def test_clustering_and_ari():
     rng = np.random.default_rng(1)
     z = np.concatenate([rng.normal(c, 0.3, (30, 4)) for c in (0, 5, 10)])
-    a = G.embedding_graph(z, 8)
+    a = G.embedding_graph(z, 8, TEST["knn_distance"], TEST["prune"])
     lab = G.cluster_labels(a, z, "kmeans", resolution=None, n_clusters=3, max_clusters=30, min_cluster_size=5, seed=0)
     truth = np.repeat([0, 1, 2], 30)
     from sklearn.cluster import KMeans

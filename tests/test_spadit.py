@@ -27,7 +27,8 @@ def _run(sc_cond=None, **over):
     st, sc_in, sc_out, cond = _arrays()
     kw = dict(backbone="transformer", condition="flash_attention", concat=True, schedule="quad", beta_start=1e-4,
               beta_end=0.5, training="algorithm1", sampling_predicts="noise", ema_decay=0.926, lr_step_epochs=None,
-              grad_clip=1.0, weight_decay=0.0, pca_dim=4, n_samples=1, progress=False)
+              grad_clip=1.0, weight_decay=0.0, pca_dim=4, n_samples=1, progress=False,
+              progress_interval=30.0, checkpoints=0, checkpoint_interval=0.0)
     kw.update({k: v for k, v in over.items() if k in kw})
     hp = {**TINY, **{k: v for k, v in over.items() if k in TINY}}
     with torch_threads(1):
@@ -142,17 +143,18 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_result(tmp_pa
     st, sc_in, sc_out, cond = _arrays()
     kw = dict(backbone="transformer", condition="attention", concat=True, schedule="quad", beta_start=1e-4,
               beta_end=0.5, training="released", sampling_predicts="noise", ema_decay=0.926, lr_step_epochs=2,
-              grad_clip=1.0, weight_decay=0.0, pca_dim=4, n_samples=1, progress=False)
+              grad_clip=1.0, weight_decay=0.0, pca_dim=4, n_samples=1, progress=False,
+              progress_interval=30.0, checkpoints=0, checkpoint_interval=0.0)
     hp = {**TINY, "epochs": 6, "batch_size": 8}
     fit = IMP.spadit_fit_predict
     with torch_threads(1):
         whole = fit(st, sc_in, sc_out, cond, seed=3, device="cpu", hp=hp, **kw)
         ck = tmp_path / "spadit.pt"
         with pytest.raises(KeyboardInterrupt):
-            fit(st, sc_in, sc_out, cond, seed=3, device="cpu", hp=hp, checkpoint=ck, checkpoints=3,
-                _stop_after_epoch=4, **kw)
+            fit(st, sc_in, sc_out, cond, seed=3, device="cpu", hp=hp, checkpoint=ck, _stop_after_epoch=4,
+                **{**kw, "checkpoints": 3})
         assert ck.exists() and torch.load(ck, weights_only=False)["epoch"] == 4
-        resumed = fit(st, sc_in, sc_out, cond, seed=3, device="cpu", hp=hp, checkpoint=ck, checkpoints=3, **kw)
+        resumed = fit(st, sc_in, sc_out, cond, seed=3, device="cpu", hp=hp, checkpoint=ck, **{**kw, "checkpoints": 3})
         other = fit(st, sc_in, sc_out, cond, seed=4, device="cpu", hp=hp, **kw)
     np.testing.assert_allclose(resumed, whole, atol=1e-5)
     assert not np.allclose(other, whole, atol=1e-3)   # the comparison can fail

@@ -5,7 +5,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from stbench.masks import MaskSpec, make_mask
 from stbench.methodkit import gene_means
@@ -41,15 +40,14 @@ def _rmse(pred, truth, held):
     return float(np.sqrt(np.mean((pred[held] - truth[held]) ** 2)))
 
 
-def test_defaults_match_manifest(mod):
-    """impute.py's parameter list (used to reject unknown names) is the manifest's params."""
-    with open(METHOD.folder / "method.yaml") as fh:
-        params = yaml.safe_load(fh)["params"]
-    assert mod.DEFAULTS == params
+def test_presets_pass_the_cross_parameter_rules(mod):
+    """param_schema holds every per-parameter limit; impute.py keeps only the rules across parameters."""
     for preset in METHOD.presets:
-        mod._check(METHOD.params(preset))  # presets resolve, validate against param_schema and impute's checks
-    with pytest.raises(ValueError):
-        mod._check({"no_such_parameter": 1})
+        mod._check(METHOD.params(preset))
+    with pytest.raises(ValueError, match="divisible by 4"):
+        mod._check(METHOD.params("test", {"pe": "sinu", "num_hidden": 66}))
+    with pytest.raises(ValueError, match="even num_hidden"):
+        mod._check(METHOD.params("test", {"pe": "lap", "cat_pe": True, "num_hidden": 65}))
 
 
 @pytest.mark.parametrize("mask_seed", [0, 1])
@@ -73,7 +71,7 @@ def test_training_beats_untrained_and_gene_mean(mod, small_pre, tmp_path, mask_s
 def test_loss_ignores_held_out_entries(mod, model_mod, task, loss_entries):
     """Different values at the held-out entries of the target (a fill, a large number, NaN): the
     first training step's loss and gradients are identical (same seed, same corruption)."""
-    p = mod._check({**METHOD.params("test"), "loss_entries": loss_entries})
+    p = METHOD.params("test", {"loss_entries": loss_entries})
     d = mod.prepare(task, p)
     x = torch.as_tensor(d["x"])
     obs = torch.as_tensor(d["obs"].copy())
@@ -194,7 +192,7 @@ def test_inductive_trains_on_training_spots_only(mod, small_pre, tmp_path):
     held, train = make_mask(np.asarray(small_pre.layers["counts"]) > 0, MaskSpec("inductive", 0.1), seed=0)
     assert not train.all()
     task = build_task(small_pre, held, train, seed=0, device="cpu", scratch=tmp_path)
-    p = mod._check({**METHOD.params("test"), "max_epoch": 1, "steps_per_epoch": 1})
+    p = METHOD.params("test", {"max_epoch": 1, "steps_per_epoch": 1})
     d = mod.prepare(task, p)
     fit_spots = np.sort(np.concatenate([t for t, _ in d["train_tiles"]]))
     np.testing.assert_array_equal(fit_spots, np.flatnonzero(train))

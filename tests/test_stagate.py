@@ -5,7 +5,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from stbench.masks import MaskSpec, make_mask
 from stbench.methodkit import gene_means
@@ -41,16 +40,6 @@ def _rmse(pred, truth, held):
     return float(np.sqrt(np.mean((pred[held] - truth[held]) ** 2)))
 
 
-def test_defaults_match_manifest(mod):
-    """impute.py's parameter list (used to reject unknown names) is the manifest's params."""
-    with open(METHOD.folder / "method.yaml") as fh:
-        params = yaml.safe_load(fh)["params"]
-    defaults = {k: (list(v) if isinstance(v, tuple) else v) for k, v in mod.DEFAULTS.items()}
-    assert defaults == params
-    for preset in ("quick", "test", "celltype_aware", "radius"):
-        METHOD.params(preset)  # presets resolve and validate against param_schema
-
-
 @pytest.mark.parametrize("mask_seed", [0, 1])
 def test_training_beats_untrained_and_gene_mean(mod, small_pre, tmp_path, mask_seed):
     held, train = make_mask(np.asarray(small_pre.layers["counts"]) > 0, MaskSpec("random", 0.1), seed=mask_seed)
@@ -71,7 +60,7 @@ def test_training_beats_untrained_and_gene_mean(mod, small_pre, tmp_path, mask_s
 def test_loss_ignores_held_out_targets(mod, model_mod, task):
     """Same input, different values at held-out entries of the target: identical first-step gradients.
     (The truth-free *input* fill does enter the forward pass, by design; see the README.)"""
-    p = mod._check(METHOD.params("test"))
+    p = METHOD.params("test")
     d = mod.prepare(task, p)
     x = torch.as_tensor(d["x_fill"])
     m = torch.as_tensor(d["mask"].copy())
@@ -90,7 +79,7 @@ def test_loss_ignores_held_out_targets(mod, model_mod, task):
 
 def test_input_fill_is_truth_free(mod, task):
     """The model input: observed values, and each gene's observed mean at held-out entries."""
-    d = mod.prepare(task, mod._check(METHOD.params("test")))
+    d = mod.prepare(task, METHOD.params("test"))
     held = ~task.observed_mask
     np.testing.assert_array_equal(d["x_fill"][~held], task.observed[~held])
     gm = np.broadcast_to(gene_means(task)[None, :], held.shape)
@@ -156,7 +145,7 @@ def test_cell_type_aware_variant(mod, task):
     p = METHOD.params("celltype_aware", {"n_epochs": 5})
     out = mod.run(task, **p)
     assert out["labels"] is not None and out["labels"].shape == (task.n_spots,)
-    d = mod.prepare(task, mod._check(p))
+    d = mod.prepare(task, p)
     full = {(int(a), int(b)) for a, b in d["edge_index"].t()}
     pruned = {(int(a), int(b)) for a, b in d["pruned_index"].t()}
     assert pruned <= full
@@ -174,10 +163,12 @@ def test_radius_variant_and_inductive_split(mod, small_pre, tmp_path):
     assert out["imputed"].shape == (task.n_spots, task.n_genes) and np.isfinite(out["imputed"]).all()
 
 
-def test_bad_parameters_are_rejected(mod, task):
-    with pytest.raises(ValueError):
-        mod.impute(task, **{**METHOD.params("test"), "spatial_net": "delaunay"})
-    with pytest.raises(ValueError):
-        mod.impute(task, **{**METHOD.params("test"), "hidden_dims": [512]})
-    with pytest.raises(ValueError):
-        mod.impute(task, **{**METHOD.params("test"), "no_such_param": 1})
+def test_bad_parameters_are_rejected_by_the_registry():
+    """The limits live in param_schema only; the registry rejects a bad value with the method and parameter named."""
+    from stbench.errors import ConfigError
+
+    for bad, name in (({"spatial_net": "delaunay"}, "spatial_net"), ({"hidden_dims": [512]}, "hidden_dims")):
+        with pytest.raises(ConfigError, match=f"method 'stagate': parameter {name}="):
+            METHOD.params("test", bad)
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        METHOD.params("test", {"no_such_param": 1})

@@ -156,7 +156,7 @@ class AxialLayer(nn.Module):
     """One transformer layer (upstream ``MultiDimWindowTransformerLayer``)."""
 
     def __init__(self, hidden: int, head_dim: int, n_heads: int, window: int, dropout: float,
-                 activation: str = "relu", layernorm: bool = True, mode: str = "axial"):
+                 activation: str, layernorm: bool, mode: str):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
@@ -183,10 +183,10 @@ class AxialLayer(nn.Module):
 class CpGTransformer(nn.Module):
     """The whole network: embeddings, ``n_layers`` axial layers, a linear output head."""
 
-    def __init__(self, n_cells: int, n_sites: int, cell_embed_size: int = 32, value_embed_size: int = 32,
-                 gene_embed_size: int = 32, hidden_size: int = 64, n_layers: int = 4, n_heads: int = 8,
-                 head_dim: int = 8, window: int = 21, dropout: float = 0.2, activation: str = "relu",
-                 layernorm: bool = True, mode: str = "axial"):
+    def __init__(self, n_cells: int, n_sites: int, cell_embed_size: int, value_embed_size: int,
+                 gene_embed_size: int, hidden_size: int, n_layers: int, n_heads: int,
+                 head_dim: int, window: int, dropout: float, activation: str,
+                 layernorm: bool, mode: str):
         super().__init__()
         self.w = (int(window) - 1) // 2
         self.hidden = int(hidden_size)

@@ -64,8 +64,8 @@ class ShiftBatchNorm(nn.Module):
 class DCA(nn.Module):
     """Count autoencoder: input (scaled log-normalised expression) -> (mean, theta, pi or None)."""
 
-    def __init__(self, n_genes: int, hidden_size=(64, 32, 64), ae_type: str = "zinb-conddisp",
-                 batchnorm: bool = True, activation: str = "relu", hidden_dropout=0.0, input_dropout: float = 0.0):
+    def __init__(self, n_genes: int, hidden_size, ae_type: str,
+                 batchnorm: bool, activation: str, hidden_dropout, input_dropout: float):
         super().__init__()
         if ae_type not in AE_TYPES:
             raise ValueError(f"dca: ae_type must be one of {AE_TYPES}, got {ae_type!r}")
@@ -108,7 +108,7 @@ class DCA(nn.Module):
         return mean, theta, pi
 
 
-def masked_count_loss(y, mask, mean, theta, pi, size_factors, ridge: float = 0.0):
+def masked_count_loss(y, mask, mean, theta, pi, size_factors, ridge: float):
     """Mean NLL over the observed entries (``mask`` True) of a batch.
 
     ``y`` may hold anything (NaN, any fill) at held-out entries: they are replaced by 0 before the

@@ -22,7 +22,7 @@ from stbench.methodkit import validation_split as draw_validation
 from .model import masked_count_loss
 
 
-def prepare_inputs(task, size_factors: bool = True, log1p: bool = True, scale_input: bool = True) -> dict:
+def prepare_inputs(task, size_factors: bool, log1p: bool, scale_input: bool) -> dict:
     """Network input, targets, mask and size factors from the task's observed counts.
 
     * size factor of a spot = its observed total count (kept genes, held-out entries excluded)

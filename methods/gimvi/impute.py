@@ -22,9 +22,8 @@ def _accelerator(requested: str) -> str:
     return "cpu"
 
 
-def impute(task, max_epochs: int = 200, n_latent: int = 10, kappa: int = 5, batch_size: int = 128,
-           generative_distributions: list = ("zinb", "nb"), model_library_size: list = (True, False),
-           normalized: bool = True, n_folds: int = 5, fill: str = "knn", fill_k: int = 5, calibrate: str = "auto"):
+def impute(task, *, max_epochs: int, n_latent: int, kappa: int, batch_size: int, generative_distributions: list,
+           model_library_size: list, normalized: bool, n_folds: int, fill: str, fill_k: int, calibrate: str):
     import anndata as ad
     import scvi
     from scvi.external import GIMVI

@@ -27,9 +27,7 @@ import numpy as np
 from stbench.early_stopping import EarlyStopping
 from stbench.methodkit import validation_split
 
-from .order import LOCUS_ORDERS, locus_order
-
-STANDARDIZE = ("global", "gene")
+from .order import locus_order
 
 
 @dataclass
@@ -52,34 +50,6 @@ class Prepared:
     sd: np.ndarray
 
 
-def check_params(p: dict) -> None:
-    w = int(p["segment_size"])
-    if w < 1 or w % 2 == 0:
-        raise ValueError(f"graphcpg: segment_size must be a positive odd number, got {w}")
-    dims = list(p["latent_dim"])
-    if not dims or any(int(d) < 1 for d in dims):
-        raise ValueError(f"graphcpg: latent_dim must be a non-empty list of positive integers, got {dims}")
-    if not 0.0 <= float(p["adj_dropout"]) < 1.0:
-        raise ValueError(f"graphcpg: adj_dropout must be in [0, 1), got {p['adj_dropout']}")
-    if float(p["lr"]) <= 0 or not 0.0 < float(p["lr_decay_factor"]) <= 1.0:
-        raise ValueError("graphcpg: lr must be > 0 and lr_decay_factor in (0, 1]")
-    for k in ("batch_size", "micro_batch_size"):
-        if int(p[k]) < 1:
-            raise ValueError(f"graphcpg: {k} must be >= 1, got {p[k]}")
-    if int(p["epochs"]) < 0 or int(p["warmup_steps"]) < 0:
-        raise ValueError("graphcpg: epochs and warmup_steps must be >= 0")
-    if p["targets_per_epoch"] is not None and int(p["targets_per_epoch"]) < 1:
-        raise ValueError(f"graphcpg: targets_per_epoch must be >= 1 or null, got {p['targets_per_epoch']}")
-    if p["max_cells"] is not None and int(p["max_cells"]) < 2:
-        raise ValueError(f"graphcpg: max_cells must be >= 2 or null, got {p['max_cells']}")
-    if not 0.0 <= float(p["val_fraction"]) < 1.0:
-        raise ValueError(f"graphcpg: val_fraction must be in [0, 1), got {p['val_fraction']}")
-    if p["standardize"] not in STANDARDIZE:
-        raise ValueError(f"graphcpg: standardize must be one of {STANDARDIZE}, got {p['standardize']!r}")
-    if p["locus_order"] not in LOCUS_ORDERS:
-        raise ValueError(f"graphcpg: locus_order must be one of {LOCUS_ORDERS}, got {p['locus_order']!r}")
-
-
 def standardisation(vals: np.ndarray, mask: np.ndarray, how: str = "global") -> tuple[np.ndarray, np.ndarray]:
     """(G,) means and sds of the observed entries: one global pair (``global``) or one per gene
     (``gene``; a gene without observed entries or spread falls back to the global pair)."""
@@ -98,8 +68,8 @@ def standardisation(vals: np.ndarray, mask: np.ndarray, how: str = "global") -> 
     return mu, sd
 
 
-def prepare(task, segment_size: int = 21, locus_order_how: str = "correlation", val_fraction: float = 0.1,
-            standardize: str = "global", device=None, fill: float = 0.0) -> Prepared:
+def prepare(task, segment_size: int, locus_order_how: str, val_fraction: float, standardize: str, device=None,
+            fill: float = 0.0) -> Prepared:
     """Everything the network trains on, from observed entries only.
 
     ``fill`` is what held-out entries hold before they are masked out (tests set it to anything,
@@ -148,14 +118,14 @@ def n_cell_nodes(prep: Prepared, max_cells) -> int:
     return s if max_cells is None else min(int(max_cells), s)
 
 
-def build_model(prep: Prepared, segment_size: int, latent_dim, max_cells=None):
+def build_model(prep: Prepared, segment_size: int, latent_dim, max_cells):
     from .model import GraphCpGNet
 
     return GraphCpGNet(segment_size, n_cell_nodes(prep, max_cells), latent_dim).to(prep.padded.device)
 
 
-def batch_loss(model, prep: Prepared, loci, cells, segment_size: int, adj_dropout: float = 0.0, generator=None,
-               denominator: int | None = None, max_cells=None):
+def batch_loss(model, prep: Prepared, loci, cells, segment_size: int, adj_dropout: float, generator=None,
+               denominator: int | None = None, *, max_cells):
     """Sum of squared errors over a (micro-)batch of observed targets, divided by ``denominator``
     (the whole batch's size, so that micro-batch gradients add up to the batch-mean gradient)."""
     from .subgraph import build_batch
@@ -165,8 +135,8 @@ def batch_loss(model, prep: Prepared, loci, cells, segment_size: int, adj_dropou
     return ((model(g) - y) ** 2).sum() / float(denominator or loci.shape[0])
 
 
-def predict_std(model, prep: Prepared, loci, cells, segment_size: int, micro_batch_size: int = 256,
-                max_cells=None, seed: int = 0, padded=None):
+def predict_std(model, prep: Prepared, loci, cells, segment_size: int, micro_batch_size: int, max_cells,
+                seed: int = 0, padded=None):
     """Standardised predictions for targets (loci, cells): eval mode, no edge dropout, the input ``padded``
     (default: every observed entry). With ``max_cells``, the cell subsets come from a generator seeded with
     ``seed``."""
@@ -259,7 +229,6 @@ def run(task, **params) -> tuple[np.ndarray, dict]:
     """impute(), also returning the training history and the locus order."""
     from stbench.methodkit import seeded
 
-    check_params(params)
     dev = task.torch_device()
     w = int(params["segment_size"])
     prep = prepare(task, w, params["locus_order"], float(params["val_fraction"]), params["standardize"], dev)

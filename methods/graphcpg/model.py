@@ -91,7 +91,7 @@ def cnn_out_size(h_in: int, w_in: int) -> tuple[int, int]:
 class GraphCpGNet(nn.Module):
     """Relational GNN over the subgraph + upstream's CNN readout over all node states -> one value."""
 
-    def __init__(self, segment_size: int, n_cells: int, latent_dim=(32, 64, 128, 128, 64, 32)):
+    def __init__(self, segment_size: int, n_cells: int, latent_dim):
         super().__init__()
         self.segment_size, self.n_cells = int(segment_size), int(n_cells)
         dims = [self.segment_size + 1, *map(int, latent_dim)]

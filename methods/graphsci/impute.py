@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-GRAPH_ON = ("counts", "log")
 # torch's notices about its (beta) sparse CSR tensors, raised inside PyG's GCNConv; nothing to act on
 _SPARSE_NOTICES = ".*([Ss]parse CSR tensor support is in beta|[Ss]parse invariant checks are implicitly disabled).*"
 
@@ -47,21 +46,7 @@ class Prepared:
     other_rows: object = None
 
 
-def _check(p: dict) -> None:
-    for k in ("hidden1", "hidden2", "epochs"):
-        if int(p[k]) < 1:
-            raise ValueError(f"graphsci: {k} must be >= 1, got {p[k]}")
-    if not 0.0 <= float(p["dropout"]) < 1.0:
-        raise ValueError(f"graphsci: dropout must be in [0, 1), got {p['dropout']}")
-    if float(p["lr"]) <= 0:
-        raise ValueError(f"graphsci: lr must be > 0, got {p['lr']}")
-    if not 0.0 <= float(p["corr_threshold"]) < 1.0:
-        raise ValueError(f"graphsci: corr_threshold must be in [0, 1), got {p['corr_threshold']}")
-    if p["graph_on"] not in GRAPH_ON:
-        raise ValueError(f"graphsci: graph_on must be one of {GRAPH_ON}, got {p['graph_on']!r}")
-
-
-def prepare(task, corr_threshold: float = 0.3, graph_on: str = "counts", device=None) -> Prepared:
+def prepare(task, corr_threshold: float, graph_on: str, device=None) -> Prepared:
     """Everything the network trains on, computed from observed entries only."""
     import torch
 
@@ -112,7 +97,7 @@ def build_model(prep: Prepared, hidden1: int, hidden2: int, dropout: float):
     return GraphSCINet(s, g, int(hidden1), int(hidden2), float(dropout)).to(prep.x.device)
 
 
-def loss_on(model, prep: Prepared, counts=None, mse_weight: float = 0.01):
+def loss_on(model, prep: Prepared, counts=None, *, mse_weight: float):
     """Forward pass in training mode and upstream's cost; ``counts`` overrides the target matrix."""
     from .model import graphsci_loss
 
@@ -139,16 +124,12 @@ def predict_counts(model, prep: Prepared) -> np.ndarray:
     return out
 
 
-def impute(task, hidden1: int = 16, hidden2: int = 32, lr: float = 0.01, epochs: int = 100,
-           dropout: float = 0.2, mse_weight: float = 0.01, lr_decay_rate: float = 0.9,
-           lr_decay_steps: int = 50, corr_threshold: float = 0.3, graph_on: str = "counts"):
+def impute(task, *, hidden1: int, hidden2: int, lr: float, epochs: int, dropout: float, mse_weight: float,
+           lr_decay_rate: float, lr_decay_steps: int, corr_threshold: float, graph_on: str):
     import torch
 
     from stbench.methodkit import seeded
 
-    p = dict(hidden1=hidden1, hidden2=hidden2, lr=lr, epochs=epochs, dropout=dropout,
-             corr_threshold=corr_threshold, graph_on=graph_on)
-    _check(p)
     dev = task.torch_device()
     prep = prepare(task, float(corr_threshold), graph_on, dev)
     with seeded(task.seed, dev), warnings.catch_warnings():

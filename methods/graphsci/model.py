@@ -29,7 +29,7 @@ from stbench.methodkit import glorot_linear as _dense  # upstream Dense: Glorot-
 
 
 class GraphSCINet(nn.Module):
-    def __init__(self, n_spots: int, n_genes: int, hidden1: int = 16, hidden2: int = 32, dropout: float = 0.2):
+    def __init__(self, n_spots: int, n_genes: int, hidden1: int, hidden2: int, dropout: float):
         super().__init__()
         self.dropout = float(dropout)
         # GCN encoder over the gene graph (upstream GraphConvolution: no bias, Glorot weights,

@@ -14,7 +14,7 @@ def neighbour_matrix(coords: np.ndarray, k: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(n * k), (rows, idx.ravel())), shape=(n, n))
 
 
-def impute(task, k: int = 5):
+def impute(task, *, k: int):
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     m = task.observed_mask

@@ -5,7 +5,7 @@
 import numpy as np
 
 
-def impute(task, axis: str = "spot"):
+def impute(task, *, axis: str):
     if axis not in ("spot", "gene"):
         raise ValueError(f"axis must be 'spot' or 'gene', got {axis!r}")
     x = task.observed

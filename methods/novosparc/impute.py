@@ -23,9 +23,8 @@ def _dispersed(x: np.ndarray, n: int) -> np.ndarray:
     return order[-int(n):]
 
 
-def impute(task, n_hvg: int = 2000, num_neighbors_source: int = 5, num_neighbors_target: int = 5,
-           alpha_linear: float = 0.5, epsilon: float = 0.005, max_iter: int = 1000, tol: float = 1e-9,
-           n_folds: int = 5, fill: str = "knn", fill_k: int = 5, calibrate: str = "auto"):
+def impute(task, *, n_hvg: int, num_neighbors_source: int, num_neighbors_target: int, alpha_linear: float,
+           epsilon: float, max_iter: int, tol: float, n_folds: int, fill: str, fill_k: int, calibrate: str):
     import novosparc as nc
     from scipy.spatial.distance import cdist
 

@@ -62,7 +62,7 @@ def adjacency(n: int, idx: np.ndarray, keep: np.ndarray | None = None) -> sp.csr
     return sp.csr_matrix(a)
 
 
-def embedding_graph(z: np.ndarray, k: int, metric: str = "euclidean", prune: str = "stats") -> sp.csr_matrix:
+def embedding_graph(z: np.ndarray, k: int, metric: str, prune: str) -> sp.csr_matrix:
     """The scGNN cell graph: k-NN on the embedding, pruned."""
     if prune not in PRUNE:
         raise ValueError(f"prune must be one of {PRUNE}, got {prune!r}")

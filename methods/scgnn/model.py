@@ -25,7 +25,7 @@ from stbench.graph_autoencoder import balance, reconstruction_terms
 class AE(nn.Module):
     """scGNN's autoencoder (upstream default sizes: hidden 512, embedding 128)."""
 
-    def __init__(self, dim: int, hidden: int = 512, latent: int = 128):
+    def __init__(self, dim: int, hidden: int, latent: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, latent)
@@ -53,7 +53,7 @@ def weight_penalty(model: nn.Module, l1: float, l2: float):
     return out
 
 
-def masked_recon_loss(recon, target, mask, cell_w, reduction: str = "sum"):
+def masked_recon_loss(recon, target, mask, cell_w, reduction: str):
     """sum_j w_j * sum_g m_jg (recon - target)^2; ``mean`` divides by the observed entries of the batch.
 
     ``cell_w`` (per cell) is scGNN's gamma (feature AE) or the imputation regulariser's weights.

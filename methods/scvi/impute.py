@@ -24,15 +24,14 @@ def _accelerator(requested: str) -> str:
     return "cpu"
 
 
-def log_normalise(x: np.ndarray, target_sum: float = 1e4) -> np.ndarray:
+def log_normalise(x: np.ndarray, target_sum: float) -> np.ndarray:
     """scanpy's normalize_total(target_sum) then log1p, on a dense matrix (rows without counts stay 0)."""
     tot = x.sum(1, keepdims=True)
     return np.log1p(np.where(tot > 0, x / np.where(tot > 0, tot, 1.0) * float(target_sum), 0.0))
 
 
-def impute(task, max_epochs: int = 200, target_sum: float = 10000.0, normalized: bool = False, n_latent: int = 10,
-           kappa: int = 5, batch_size: int = 128, n_folds: int = 5, fill: str = "knn", fill_k: int = 5,
-           calibrate: str = "auto"):
+def impute(task, *, max_epochs: int, target_sum: float, normalized: bool, n_latent: int, kappa: int, batch_size: int,
+           n_folds: int, fill: str, fill_k: int, calibrate: str):
     import anndata as ad
     import scvi
     from scvi.external import GIMVI

@@ -71,8 +71,8 @@ def spadit_fit_predict(st: np.ndarray, sc_in: np.ndarray, sc_out: np.ndarray, sc
                        device, label: str = "SpaDiT", hp: dict, backbone: str, condition: str, concat: bool,
                        schedule: str, beta_start: float, beta_end: float, training: str, sampling_predicts: str,
                        ema_decay, lr_step_epochs, grad_clip, weight_decay: float, pca_dim: int, n_samples: int,
-                       progress: bool = True, progress_interval: float = 30.0, info: dict | None = None,
-                       checkpoint=None, checkpoints: int = 0, checkpoint_interval: float = 0.0,
+                       progress: bool, progress_interval: float, info: dict | None = None, checkpoint=None,
+                       checkpoints: int, checkpoint_interval: float,
                        _stop_after_epoch: int | None = None) -> np.ndarray:
     """Train on the input genes and generate the predicted genes' spatial vectors (Algorithms 1-2).
 
@@ -226,16 +226,12 @@ def _entry_masks(zero, hp, gen):
     return out
 
 
-def impute(task, table1_row: str = "auto", batch_size=None, depth=None, diffusion_steps=None, epochs=None,
-           heads=None, hidden_size=None, learning_rate=None, mask_zero_ratio=None, mask_nonzero_ratio=None,
-           latent_layers=None, backbone: str = "transformer", condition: str = "flash_attention",
-           condition_genes: str = "all", concat: bool = True, schedule: str = "quad", beta_start: float = 1e-4,
-           beta_end: float = 0.02, training: str = "algorithm1", sampling_predicts: str = "noise",
-           ema_decay=0.926, lr_step_epochs=None, grad_clip=1.0, weight_decay: float = 0.0, pca_dim: int = 100,
-           condition_min_detection: float = 0.1, condition_hvg_fraction: float = 0.25, max_cells=None,
-           n_samples: int = 1, progress: bool = True, progress_interval: float = 30.0, checkpoints: int = 10,
-           checkpoint_interval: float = 600, n_folds: int = 5,
-           fill: str = "knn", fill_k: int = 5, calibrate: str = "auto"):
+def impute(task, *, table1_row: str, batch_size, depth, diffusion_steps, epochs, heads, hidden_size, learning_rate,
+           mask_zero_ratio, mask_nonzero_ratio, latent_layers, backbone: str, condition: str, condition_genes: str,
+           concat: bool, schedule: str, beta_start: float, beta_end: float, training: str, sampling_predicts: str,
+           ema_decay, lr_step_epochs, grad_clip, weight_decay: float, pca_dim: int, condition_min_detection: float,
+           condition_hvg_fraction: float, max_cells, n_samples: int, progress: bool, progress_interval: float,
+           checkpoints: int, checkpoint_interval: float, n_folds: int, fill: str, fill_k: int, calibrate: str):
     ref = task.reference
     if ref is None:
         raise ValueError("SpaDiT needs a paired scRNA-seq reference")

@@ -133,8 +133,8 @@ class SpaDiTNet(nn.Module):
     """eps_theta(x_t, t | Phi(x_t, x_sc), psi(X_sc)): (genes x spots) noisy spatial vectors -> predicted noise."""
 
     def __init__(self, n_spots: int, n_cells: int, *, hidden: int, depth: int, heads: int, latent_layers: int,
-                 num_steps: int, backbone: str = "transformer", condition: str = "flash_attention",
-                 concat: bool = True, pca_dim: int = 100, mlp_ratio: float = 4.0):
+                 num_steps: int, backbone: str, condition: str,
+                 concat: bool, pca_dim: int, mlp_ratio: float = 4.0):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")

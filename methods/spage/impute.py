@@ -36,8 +36,8 @@ def principal_vectors(source: np.ndarray, target: np.ndarray, n_factors: int, n_
     return s_pv, t_pv, np.diag(s_pv @ t_pv.T)
 
 
-def spage_predict(ref_log: np.ndarray, ref_in_idx, ref_out_idx, spatial: np.ndarray, *, n_pv: int = 30,
-                  n_neighbors: int = 50, cos_threshold: float = 0.3, seed: int = 0):
+def spage_predict(ref_log: np.ndarray, ref_in_idx, ref_out_idx, spatial: np.ndarray, *, n_pv: int,
+                  n_neighbors: int, cos_threshold: float, seed: int = 0):
     """SpaGE(Spatial_data, RNA_data, n_pv, genes_to_predict) on arrays; returns (prediction, n_effective_pv).
 
     ``ref_log``: cells x genes log-normalised reference; ``spatial``: spots x input genes (normalised);
@@ -54,8 +54,8 @@ def spage_predict(ref_log: np.ndarray, ref_in_idx, ref_out_idx, spatial: np.ndar
     return pred, n_eff
 
 
-def impute(task, n_pv: int = 30, n_neighbors: int = 50, cos_threshold: float = 0.3, min_cells: int = 10,
-           n_folds: int = 5, fill: str = "knn", fill_k: int = 5, calibrate: str = "auto"):
+def impute(task, *, n_pv: int, n_neighbors: int, cos_threshold: float, min_cells: int, n_folds: int, fill: str,
+           fill_k: int, calibrate: str):
     ref = task.reference
     if ref is None:
         raise ValueError("SpaGE needs a paired scRNA-seq reference")

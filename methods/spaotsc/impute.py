@@ -31,7 +31,7 @@ def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _row_ranks(a) @ _row_ranks(b).T
 
 
-def transport_plan(mcc: np.ndarray, epsilon: float = 1.0, rho: float = 1.0, max_iter: int = 1000) -> np.ndarray:
+def transport_plan(mcc: np.ndarray, epsilon: float, rho: float, max_iter: int) -> np.ndarray:
     """SpaOTsc's spatial_sc.transport_plan(C**2, cor_matrix=mcc, alpha=0, rho, epsilon, scaling=False) with C =
     exp(1 - mcc): weights exp(mcc), marginals their row / column sums normalised, unbalanced Sinkhorn with an
     entropy term and KL marginal penalties rho. Returns (cells, spots)."""
@@ -44,8 +44,7 @@ def transport_plan(mcc: np.ndarray, epsilon: float = 1.0, rho: float = 1.0, max_
                                              reg_m=float(rho), reg_type="entropy", numItermax=int(max_iter))
 
 
-def impute(task, epsilon: float = 1.0, rho: float = 1.0, max_iter: int = 1000, n_folds: int = 5,
-           fill: str = "knn", fill_k: int = 5, calibrate: str = "auto"):
+def impute(task, *, epsilon: float, rho: float, max_iter: int, n_folds: int, fill: str, fill_k: int, calibrate: str):
     ref = task.reference
     if ref is None:
         raise ValueError("SpaOTsc needs a paired scRNA-seq reference")

@@ -16,43 +16,6 @@ from stbench.methodkit import observed_fill, seeded
 from .graph import induced_subgraph, pre_cluster, prune_by_labels, spatial_net, with_self_loops
 from .model import STAGATE, fit
 
-DEFAULTS = dict(
-    spatial_net="knn", k_cutoff=6, rad_cutoff=None, rad_cutoff_nn=1.5, hidden_dims=(512, 30), n_epochs=1000,
-    lr=1e-3, weight_decay=1e-4, gradient_clipping=5.0, tied_update="split", alpha=0.0, pre_resolution=0.2,
-    pre_n_pcs=50, pre_n_neighbors=15, fill="gene_mean", clip_negative=True,
-)
-
-
-def _check(p: dict) -> dict:
-    unknown = set(p) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"stagate: unknown parameter(s) {sorted(unknown)}")
-    p = {**DEFAULTS, **p}
-    if p["spatial_net"] not in ("knn", "radius"):
-        raise ValueError(f"stagate: spatial_net must be 'knn' or 'radius', got {p['spatial_net']!r}")
-    if int(p["k_cutoff"]) < 1:
-        raise ValueError("stagate: k_cutoff must be >= 1")
-    if p["rad_cutoff"] is not None and not float(p["rad_cutoff"]) > 0:
-        raise ValueError("stagate: rad_cutoff must be > 0 or null")
-    if not float(p["rad_cutoff_nn"]) > 0:
-        raise ValueError("stagate: rad_cutoff_nn must be > 0")
-    dims = list(p["hidden_dims"])
-    if len(dims) != 2 or any(int(d) < 1 for d in dims):
-        raise ValueError(f"stagate: hidden_dims must be two positive integers, got {dims}")
-    if int(p["n_epochs"]) < 0 or not float(p["lr"]) > 0 or float(p["weight_decay"]) < 0:
-        raise ValueError("stagate: need n_epochs >= 0, lr > 0, weight_decay >= 0")
-    if p["gradient_clipping"] is not None and float(p["gradient_clipping"]) < 0:
-        raise ValueError("stagate: gradient_clipping must be >= 0 or null")
-    if p["tied_update"] not in ("split", "joint"):
-        raise ValueError(f"stagate: tied_update must be 'split' or 'joint', got {p['tied_update']!r}")
-    if not 0.0 <= float(p["alpha"]) <= 1.0:
-        raise ValueError("stagate: alpha must be in [0, 1]")
-    if not float(p["pre_resolution"]) > 0 or int(p["pre_n_pcs"]) < 1 or int(p["pre_n_neighbors"]) < 2:
-        raise ValueError("stagate: need pre_resolution > 0, pre_n_pcs >= 1, pre_n_neighbors >= 2")
-    if p["fill"] not in ("gene_mean", "zero"):
-        raise ValueError(f"stagate: fill must be 'gene_mean' or 'zero', got {p['fill']!r}")
-    return p
-
 
 def prepare(task, p: dict) -> dict:
     """Everything the model sees, built once: the truth-free input, the loss mask, the graphs."""
@@ -74,7 +37,7 @@ def prepare(task, p: dict) -> dict:
 
 def run(task, **params) -> dict:
     """Fit and reconstruct; returns imputed, reconstruction, latent, loss history and the graph used."""
-    p = _check(params)
+    p = dict(params)
     device = task.torch_device()
     d = prepare(task, p)
     n, g = task.n_spots, task.n_genes

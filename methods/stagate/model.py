@@ -61,7 +61,7 @@ def propagate(h: torch.Tensor, w: torch.Tensor, edge_index: torch.Tensor) -> tor
 
 
 class STAGATE(nn.Module):
-    def __init__(self, in_dim: int, hidden_dims=(512, 30), alpha: float = 0.0, tied_update: str = "split"):
+    def __init__(self, in_dim: int, hidden_dims, alpha: float, tied_update: str):
         super().__init__()
         if tied_update not in ("split", "joint"):
             raise ValueError(f"stagate: tied_update must be 'split' or 'joint', got {tied_update!r}")

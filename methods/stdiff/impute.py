@@ -22,9 +22,8 @@ def _prepare(counts: np.ndarray, target_sum: float = 1e4):
     return np.where(mx > 0, x / np.where(mx > 0, mx, 1.0), 0.0) * 2 - 1, mx
 
 
-def impute(task, hidden_size: int = 1024, depth: int = 6, num_heads: int = 16, mlp_ratio: float = 4.0,
-           epochs: int = 900, diffusion_steps: int = 1500, batch_size: int = 512, lr: float = 0.00016046744893538737,
-           noise_std: float = 10.0, n_folds: int = 5, fill: str = "knn", fill_k: int = 5, calibrate: str = "auto"):
+def impute(task, *, hidden_size: int, depth: int, num_heads: int, mlp_ratio: float, epochs: int, diffusion_steps: int,
+           batch_size: int, lr: float, noise_std: float, n_folds: int, fill: str, fill_k: int, calibrate: str):
     import torch
 
     from . import model as M

@@ -37,7 +37,7 @@ def _modulate(x, shift, scale):
 class DiTBlock(nn.Module):
     """adaLN -> attention across cells -> adaLN -> MLP, each gated (upstream DiTblock)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = BatchAttention(dim, heads)
@@ -63,7 +63,7 @@ def timestep_embedding(t, dim: int = 256, max_period: float = 10000.0):
 class StDiffNet(nn.Module):
     """The denoiser: predicts the noise of every gene of ``x`` given step ``t`` and the masked expression ``cond``."""
 
-    def __init__(self, n_genes: int, hidden_size: int, depth: int, num_heads: int, mlp_ratio: float = 4.0):
+    def __init__(self, n_genes: int, hidden_size: int, depth: int, num_heads: int, mlp_ratio: float):
         super().__init__()
         self.in_layer = nn.Linear(n_genes, hidden_size)
         self.cond_layer = nn.Linear(n_genes, hidden_size)

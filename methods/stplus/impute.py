@@ -35,9 +35,8 @@ def _net(n_features: int, hidden: int):
 
 
 def stplus_predict(spatial: np.ndarray, scrna: np.ndarray, n_shared: int, n_predict: int, *, seed: int, device,
-                   top_k: int = 2000, t_min: int = 5, data_quality=None, n_neighbors: int = 50,
-                   converge_ratio: float = 0.004, max_epoch_num: int = 10000, batch_size: int = 512,
-                   learning_rate=None, weight_decay: float = 2e-4, hidden: int = 1000):
+                   top_k: int, t_min: int, data_quality=None, n_neighbors: int, converge_ratio: float,
+                   max_epoch_num: int, batch_size: int, learning_rate, weight_decay: float, hidden: int):
     """stPlus() on arrays. ``scrna``: cells x genes, columns ordered [shared, to predict, other];
     ``spatial``: spots x shared genes. Both normalised and log-transformed. Returns (spots x n_predict, epochs)."""
     import torch
@@ -104,9 +103,9 @@ def stplus_predict(spatial: np.ndarray, scrna: np.ndarray, n_shared: int, n_pred
     return out / len(kept), epochs
 
 
-def impute(task, top_k: int = 2000, t_min: int = 5, n_neighbors: int = 50, converge_ratio: float = 0.004,
-           max_epoch_num: int = 10000, batch_size: int = 512, learning_rate=None, weight_decay: float = 2e-4,
-           hidden: int = 1000, n_folds: int = 5, fill: str = "knn", fill_k: int = 5, calibrate: str = "auto"):
+def impute(task, *, top_k: int, t_min: int, n_neighbors: int, converge_ratio: float, max_epoch_num: int,
+           batch_size: int, learning_rate, weight_decay: float, hidden: int, n_folds: int, fill: str, fill_k: int,
+           calibrate: str):
     ref = task.reference
     if ref is None:
         raise ValueError("stPlus needs a paired scRNA-seq reference")

@@ -37,10 +37,9 @@ def _device(requested: str) -> str:
     return "cpu"
 
 
-def impute(task, mode: str = "cells", cluster_label: str = "auto", num_epochs: int = 1000, learning_rate: float = 0.1,
-           density_prior: str = "rna_count_based", lambda_d: float = 0.0, lambda_g1: float = 1.0,
-           lambda_g2: float = 0.0, lambda_r: float = 0.0, n_folds: int = 5, fill: str = "knn", fill_k: int = 5,
-           calibrate: str = "auto"):
+def impute(task, *, mode: str, cluster_label: str, num_epochs: int, learning_rate: float, density_prior: str,
+           lambda_d: float, lambda_g1: float, lambda_g2: float, lambda_r: float, n_folds: int, fill: str, fill_k: int,
+           calibrate: str):
     import anndata as ad
     import scipy.sparse as sp
     import tangram as tg
