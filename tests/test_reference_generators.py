@@ -224,6 +224,9 @@ def test_every_reference_method_reads_the_same_transformed_reference(tmp_path):
             assert all(f"variant=default__{setting}" in b for b in users)
     full = [b for b in jobs if "rule impute:" in b and "variant=default__full" in b]
     assert full and not any("references/" in b for b in full)
+    report = [b for b in blocks if "rule report:" in b]                  # the report shows the table and figure
+    assert len(report) == 1 and "tables/reference_augmentation.csv" in report[0]
+    assert "figures/reference_augmentation.png" in report[0]
 
 
 def test_synthetic_counts_keep_the_library_size_and_stay_finite():
