@@ -72,3 +72,14 @@ def test_one_seed_gives_no_std():
                        "mean": [0.8, 0.7], "std": [0.0, 0.0], "n_seeds": 1, "status": "ok", "vs_full": [0.0, -0.1]})
     rows = augmentation_blocks(df)[0]["rows"]
     assert [r["cells"] for r in rows] == [["0.800 (n=1)"], ["0.700 (n=1) (-0.100)"]]
+
+
+def test_two_variants_of_one_method_stay_two_rows():
+    """Tangram at two settings under the same reference setting: two rows, each with its own number."""
+    from stbench.reference_generators.report import augmentation_blocks
+
+    df = pd.DataFrame({"dataset": "d", "mask_strategy": "random", "ratio": 0.1, "method": "tangram",
+                       "base_variant": ["default", "cheap"], "setting": "full", "setting_label": "full reference",
+                       "metric": "pcc", "mean": [0.8, 0.7], "std": 0.0, "n_seeds": 1, "status": "ok", "vs_full": 0.0})
+    rows = augmentation_blocks(df)[0]["rows"]
+    assert [(r["method"], r["cells"]) for r in rows] == [("tangram", ["0.800 (n=1)"]), ("tangram (cheap)", ["0.700 (n=1)"])]
