@@ -10,6 +10,7 @@ Rows ``real (positive)`` (held-out real cells against as many other real trainin
 
     .venv/bin/python benchmarks/scld_quality.py demo [--preset quick] [--seeds 0 1 2]
     .venv/bin/python benchmarks/scld_quality.py osmfish --reference dataset2_seq_33.h5ad   # by: louvain
+    python3 benchmarks/scld_quality.py demo --preset paper --device cuda --seeds 0          # benchmarks/gpu_scld.sh
 
 The osmFISH reference (stDiff repository, datasets/sc/dataset2_seq_33.h5ad) has no cell-type labels: its cells
 are clustered with Louvain first, as SCLD does. Neither dataset is one of the paper's (68k PBMC, Brain Small),
@@ -59,6 +60,7 @@ def main():
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (SCLD and the VAE)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     import torch
@@ -90,7 +92,7 @@ def main():
         fits["real (positive)"] = (counts[pos], labels[pos], 0.0)
         p = generator_params("scld", a.preset)
         t0 = time.time()
-        model = SCLD(p, seed=seed).fit(counts[tr], labels[tr])
+        model = SCLD(p, seed=seed, device=a.device).fit(counts[tr], labels[tr])
         fit_s = time.time() - t0
         order = np.concatenate([np.flatnonzero(want_labels == t) for t in sorted(want)])
         lab_sorted = want_labels[order]
@@ -100,13 +102,14 @@ def main():
         t0 = time.time()
         fits["SCLD"] = (model.generate_counts(lab_sorted), lab_sorted, fit_s + time.time() - t0)
         t0 = time.time()
-        fits["SCLD (no post-guidance)"] = (to_counts(model.sample(lab_sorted), libs, model.median, upper=model.x.max(0).values.numpy()), lab_sorted,
+        fits["SCLD (no post-guidance)"] = (to_counts(model.sample(lab_sorted), libs, model.median, upper=model.x.max(0).values.cpu().numpy()), lab_sorted,
                                            fit_s + time.time() - t0)
         t0 = time.time()
         fits["SCLD (unguided, w=-1)"] = (model.generate_counts(lab_sorted, guidance=-1.0), lab_sorted, fit_s + time.time() - t0)
         for name in ("resample", "vae"):
             t0 = time.time()
-            syn = get_generator(name).generate(train, want, by=by, seed=seed, params=generator_params(name, a.preset))
+            syn = get_generator(name).generate(train, want, by=by, seed=seed, params=generator_params(name, a.preset),
+                                               device=a.device)
             fits[name] = (np.asarray(syn.layers["counts"].toarray()), syn.obs[by].astype(str).to_numpy(), time.time() - t0)
         real_pc = pca.transform(real)
         for name, (c, lab, secs) in fits.items():

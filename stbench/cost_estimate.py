@@ -217,6 +217,33 @@ def estimate(config: dict, device: str, rate_files=None, results_dir=None, estim
             else:
                 jc.rate = "unmeasured: no GPU rate and no CPU-scaled estimate"
             out.append(jc)
+    return out + reference_generator_costs(config, sizes, table)
+
+
+def reference_generator_costs(config: dict, sizes: dict, table: dict) -> list[JobCost]:
+    """The reference-augmentation protocol's generator jobs (workflow/rules/reference.smk: one per dataset,
+    setting and seed, on the run's device): a generator at its paper settings (no preset, or ``paper``) priced
+    from its entry in ``gpu_job_estimates.yaml`` (``scld``); a smaller preset, or resampling, is CPU minutes."""
+    from stbench import config as cfg
+    from stbench.reference_generators.protocol import parse_settings
+
+    n_seeds = len(cfg.seeds(config))
+    out = []
+    for st in parse_settings(config.get("reference_settings")).values():
+        if st.augment == "none":
+            continue
+        preset = (st.generator or {}).get("preset") or "paper"
+        for ds, (n, g, _) in sizes.items():
+            jc = JobCost(ds, f"{st.augment} (reference)", st.name, n_seeds, n, g)
+            if st.augment == "resample" or preset not in ("paper", "default"):
+                jc.basis, jc.rate = "cpu", f"CPU minutes ({st.augment}, preset {preset})"
+            elif st.augment in table:
+                e = table[st.augment]
+                jc.train_s, jc.sample_s, jc.basis = scaled_cost(e, n, g), 0.0, "estimate"
+                jc.rate = f"CPU measurement / {e['gpu_factor']} (assumed GPU speed-up), {ESTIMATES.name}"
+            else:
+                jc.rate = "unmeasured: no GPU rate and no CPU-scaled estimate"
+            out.append(jc)
     return out
 
 

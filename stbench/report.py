@@ -312,7 +312,7 @@ def dataset_card(name: str, spec: dict, qc_json=None, prepare_json=None, docs_di
 # --- the page -------------------------------------------------------------------------------------------------
 
 
-FIGURE_KEYS = ("heatmaps", "figure3", "figure4", "mask_ratio", "rank_stability", "spatial", "summary")
+FIGURE_KEYS = ("heatmaps", "figure3", "figure4", "mask_ratio", "rank_stability", "spatial", "summary", "reference_augmentation")
 
 
 def _figures(paths) -> list[dict]:
@@ -348,13 +348,25 @@ def spadit_tables(tables_dir) -> dict:
     return out
 
 
+def augmentation_view(tables_dir) -> list[dict]:
+    """The reference-augmentation table (``tables/reference_augmentation.csv``, written when the config has
+    ``reference_settings``) as the blocks its Markdown file shows; empty when the run has none."""
+    from stbench.reference_generators.report import augmentation_blocks
+
+    p = Path(tables_dir) / "reference_augmentation.csv"
+    if not p.exists():
+        return []
+    df = pd.read_csv(p)
+    return augmentation_blocks(df) if not df.empty else []
+
+
 def build_report(out_html, *, run: str, protocols: dict, tables_dir, metric_files, figures: dict | None = None,
                  datasets: dict | None = None, spatial_rule: str = "", notes: list[str] | None = None,
                  metric_definitions: str = "spatialbenchmarking") -> str:
     """Write the report and return its text.
 
     ``figures``: {"heatmaps": [...], "figure3": [...], "figure4": [...], "mask_ratio": [...], "rank_stability": [...],
-    "spatial": [...]} PNG paths; ``datasets``: {name: {"spec": ..., "qc": path, "prepare": path}};
+    "spatial": [...], "reference_augmentation": [...]} PNG paths; ``datasets``: {name: {"spec": ..., "qc": path, "prepare": path}};
     ``notes``: lines for the "what was skipped" list (sections the config does not produce, and why).
     """
     import jinja2
@@ -380,7 +392,7 @@ def build_report(out_html, *, run: str, protocols: dict, tables_dir, metric_file
         run=run, version=__version__, generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         protocol=[*protocol_text(protocols, {n: d.get("qc") for n, d in (datasets or {}).items()}).splitlines(), *filter(None, [isolation_text(list(metric_files))]),
                   DEFINITIONS_TEXT[metric_definitions]],
-        ablations=ablation_sections(grids), spadit=spadit_tables(tables_dir),
+        ablations=ablation_sections(grids), spadit=spadit_tables(tables_dir), augmentation=augmentation_view(tables_dir),
         protocols=json.dumps(protocols, indent=1, sort_keys=True),
         grids=grids, seeds=seeds, best_rule=BEST_RULE, rank_rule=RANK_RULE, comparisons=comparisons, flag_rule=FLAG_RULE,
         summary=summary_rows(tables_dir / "summary.csv"), provenance=provenance_view(tables_dir / "provenance.json"),

@@ -224,6 +224,9 @@ def test_every_reference_method_reads_the_same_transformed_reference(tmp_path):
             assert all(f"variant=default__{setting}" in b for b in users)
     full = [b for b in jobs if "rule impute:" in b and "variant=default__full" in b]
     assert full and not any("references/" in b for b in full)
+    report = [b for b in blocks if "rule report:" in b]                  # the report shows the table and figure
+    assert len(report) == 1 and "tables/reference_augmentation.csv" in report[0]
+    assert "figures/reference_augmentation.png" in report[0]
 
 
 def test_synthetic_counts_keep_the_library_size_and_stay_finite():
@@ -234,3 +237,24 @@ def test_synthetic_counts_keep_the_library_size_and_stay_finite():
     c = to_counts(logx, np.array([1000.0, 30.0]), 500.0, upper=np.array([5.0, 5.0, 5.0]))
     assert np.isfinite(c).all() and abs(c[0].sum() - 1000) <= 2 and abs(c[1].sum() - 30) <= 2
     assert c[0, 0] > c[0, 1] > c[0, 2] == 0
+
+
+def test_estimate_prices_the_generator_jobs():
+    """`stbench estimate`: SCLD at its paper settings is a priced job per dataset, setting and seed (from its
+    gpu_job_estimates.yaml entry); a quick preset and resampling are CPU jobs; a generator with no entry is
+    reported unmeasured, never guessed."""
+    from stbench import config as cfg
+    from stbench.cost_estimate import load_estimates, reference_generator_costs
+
+    t = {"reference_transform": {"subsample": 0.1}}
+    c = cfg.with_defaults(dict(_config({"full": {}, "scld": {**t, "augment": "scld"},
+                                        "scld_q": {**t, "augment": "scld", "generator": {"preset": "quick"}},
+                                        "res": {**t, "augment": "resample"}, "vae": {**t, "augment": "vae"}}),
+                               seeds=[0, 1, 2]))
+    table = load_estimates()
+    jobs = {j.variant: j for j in reference_generator_costs(c, {"demo": (600, 352, "simulate")}, table)}
+    assert set(jobs) == {"scld", "scld_q", "res", "vae"}                # the full reference is no job
+    e = table["scld"]
+    assert jobs["scld"].basis == "estimate" and jobs["scld"].jobs == 3
+    assert jobs["scld"].hours == pytest.approx(3 * e["cpu_seconds"] / e["gpu_factor"] / 3600)
+    assert jobs["scld_q"].basis == jobs["res"].basis == "cpu" and jobs["vae"].hours is None

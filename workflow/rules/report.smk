@@ -213,6 +213,7 @@ rule report:
         mask_ratio=[f"{R}/figures/mask_ratio.png"] if HAS_MASK_RATIO else [],
         rank_stability=[f"{R}/figures/rank_stability_{b}.png" for b in sorted(set(SWEEP.values()))],
         spatial=spatial_files(),
+        augmentation=reference_targets(),  # the reference-augmentation table and figure (reference.smk), when configured
         qc=[f"{R}/{d}/qc.json" for d in DATASETS],
         prepare=[f"{R}/{d}/prepare.json" for d in DATASETS],
     output:

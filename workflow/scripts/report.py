@@ -19,7 +19,8 @@ with logged(snakemake.log[0]):
                  figures={"heatmaps": snakemake.input.heatmaps, "figure3": snakemake.input.figure3,
                           "figure4": sorted(Path(p.figures_dir).glob("figure4*.png")),  # drawn outside the workflow, when present
                           "mask_ratio": snakemake.input.mask_ratio, "rank_stability": snakemake.input.rank_stability,
-                          "spatial": snakemake.input.spatial, "summary": [snakemake.input.summary]},
+                          "spatial": snakemake.input.spatial, "summary": [snakemake.input.summary],
+                          "reference_augmentation": [f for f in snakemake.input.augmentation if f.endswith(".png")]},
                  datasets=p.datasets, spatial_rule=SPATIAL_RULE, notes=notes,
                  metric_definitions=p.metric_definitions)
     print("wrote", snakemake.output[0])
