@@ -360,10 +360,12 @@ def beside_paper(summary: pd.DataFrame, paper_dir, table: str) -> pd.DataFrame:
     return merged[keep].rename(columns={"mean": "ours_mean", "std": "ours_std"})
 
 
-def spadit_ablation_as(summary: pd.DataFrame, table: str) -> pd.DataFrame:
+def spadit_ablation_as(summary: pd.DataFrame, table: str, labels=()) -> pd.DataFrame:
     """SpaDiT's AS (Eq. 30, ``accuracy_score_spadit``) of the rows of one of its ablation tables, ranked among that
-    table's rows (the full model and the table's variants) per dataset and mask, as its Tables 2-4 compare them;
-    ``rank``: 1 = best, ``n_rows``: the rows ranked (Eq. 30's AS lies in [1, n_rows])."""
+    table's rows (the full model, the table's variants, and the method's variants labelled as one of ``labels``:
+    a variant reported in another table that this one also compares, e.g. Table 4's MLP row = Table 3's
+    "w/o Flash-Attention") per dataset and mask, as its Tables 2-4 compare them; ``rank``: 1 = best, ``n_rows``:
+    the rows ranked (Eq. 30's AS lies in [1, n_rows])."""
     from stbench.metrics import SPADIT, accuracy_score_spadit
 
     cols = ["row", "dataset", "mask", "mask_strategy", "ratio", "among", "metric", "mean", "std", "n_seeds", "status",
@@ -371,9 +373,11 @@ def spadit_ablation_as(summary: pd.DataFrame, table: str) -> pd.DataFrame:
     abl = summary[summary["table"] == table]
     if abl.empty:
         return pd.DataFrame(columns=cols)
-    ref = summary[summary["method"].isin(abl["method"].unique()) & (summary["variant"] == "default")].copy()
+    of = summary[summary["method"].isin(abl["method"].unique())]
+    ref = of[of["variant"] == "default"].copy()
     ref["label"] = ref["method"].map(lambda m: OURS.get(m, m))
-    s = pd.concat([ref, abl])
+    also = of[(of["table"] != table) & (of["variant"] != "default") & of["label"].isin(list(labels))]
+    s = pd.concat([ref, abl, also])
     s = s[s["metric"].isin(SPADIT)]
     keys = ["dataset", "mask", "mask_strategy", "ratio", "among"]
     rows = []
@@ -399,10 +403,10 @@ def beside_paper_spadit(summary: pd.DataFrame, paper_dir, table: str) -> pd.Data
     paper_dir = Path(paper_dir)
     if not (paper_dir / f"{table}.csv").exists():
         return pd.DataFrame()
-    ours = spadit_ablation_as(summary[summary["dataset"].isin(SPADIT_PAPER_DATASETS)], table)
+    paper = pd.read_csv(paper_dir / f"{table}.csv").rename(columns={"value": "paper_mean", "std": "paper_std"})
+    ours = spadit_ablation_as(summary[summary["dataset"].isin(SPADIT_PAPER_DATASETS)], table, set(paper["row"]))
     if ours.empty:
         return pd.DataFrame()
-    paper = pd.read_csv(paper_dir / f"{table}.csv").rename(columns={"value": "paper_mean", "std": "paper_std"})
     paper["paper_rank"] = paper.groupby("dataset")["paper_mean"].rank(ascending=False, method="min")
     merged = ours.merge(paper[["row", "dataset", "metric", "paper_mean", "paper_std", "paper_rank"]],
                         on=["row", "dataset", "metric"], how="left")
