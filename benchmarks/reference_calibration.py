@@ -8,7 +8,12 @@ cells), from the public stDiff repository (fdu-wangfeilab/stDiff, commit 09fa3ee
 ``datasets/sc/dataset2_seq_33.h5ad``. Not downloaded here: pass the two files.
 
     .venv/bin/python benchmarks/reference_calibration.py SPATIAL.h5ad REFERENCE.h5ad \\
-        [--methods spage,stplus,tangram,gimvi] [--strategy random|gene] [--out benchmarks/results/reference_calibration.csv]
+        [--methods spage,stplus,tangram,gimvi] [--strategy random|gene] [--crop x0,x1,y0,y1] \\
+        [--out benchmarks/results/reference_calibration.csv]
+
+``--crop x0,x1,y0,y1``: keep only the spots inside that bounding box (inclusive, in the section's own coordinates:
+``obsm['spatial']`` or ``obs`` x_coord / y_coord) before preprocessing, for methods too large for the whole section
+on a CPU (SpaDiT: methods/spadit/README.md).
 """
 
 from __future__ import annotations
@@ -24,7 +29,30 @@ import numpy as np
 BASELINES = {"Mean (per gene)": ("mean", {"axis": "gene"}), "KNN": ("knn", {})}
 
 
-def load(spatial: str, reference: str):
+def parse_crop(text: str | None):
+    """``--crop x0,x1,y0,y1`` -> (x0, x1, y0, y1) floats with x0 < x1 and y0 < y1 (None: no crop)."""
+    if text is None:
+        return None
+    try:
+        box = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or not (box[0] < box[1] and box[2] < box[3]):
+        raise SystemExit(f"--crop {text!r}: expected x0,x1,y0,y1 with x0 < x1 and y0 < y1")
+    return box
+
+
+def crop_section(sp, box, path):
+    """The spots of ``sp`` inside the bounding box ``box`` = (x0, x1, y0, y1), edges included."""
+    xy = np.asarray(sp.obsm["spatial"], dtype=float)
+    keep = (xy[:, 0] >= box[0]) & (xy[:, 0] <= box[1]) & (xy[:, 1] >= box[2]) & (xy[:, 1] <= box[3])
+    if keep.sum() < 2:
+        raise SystemExit(f"{path}: --crop {box} keeps {int(keep.sum())} of {len(keep)} spots (coordinates span "
+                         f"x {xy[:, 0].min():g}..{xy[:, 0].max():g}, y {xy[:, 1].min():g}..{xy[:, 1].max():g})")
+    return sp[keep].copy()
+
+
+def load(spatial: str, reference: str, box=None):
     import anndata as ad
 
     from stbench.preprocess import PreprocessConfig, preprocess
@@ -34,6 +62,8 @@ def load(spatial: str, reference: str):
         if not {"x_coord", "y_coord"} <= set(sp.obs.columns):
             raise SystemExit(f"{spatial}: no obsm['spatial'] and no obs x_coord / y_coord")
         sp.obsm["spatial"] = sp.obs[["x_coord", "y_coord"]].to_numpy(float)
+    if box is not None:
+        sp = crop_section(sp, box, spatial)
     sc.layers["counts"] = sc.X.copy()
     pre, _ = preprocess(sp, PreprocessConfig(gene_selection="all", min_detection=0.0), spatial)
     return pre, sc
@@ -85,10 +115,11 @@ def main(argv=None):
     ap.add_argument("--strategy", default="random", choices=["random", "gene"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--crop", default=None, help="x0,x1,y0,y1: keep the spots in this box (section coordinates)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "reference_calibration.csv"))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    pre, sc = load(a.spatial, a.reference)
+    pre, sc = load(a.spatial, a.reference, parse_crop(a.crop))
     held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(a.strategy, 0.1), seed=a.seed)
     task = build_task(pre, held, train, reference=sc, seed=a.seed, scratch=tempfile.mkdtemp())
     truth = truth_on_scale(pre, task)
@@ -97,7 +128,8 @@ def main(argv=None):
 
     def score(label, out, seconds):
         m = evaluate_imputation(truth, out, held)["metrics"]
-        rows.append({"row": label, "mask": a.strategy, "seed": a.seed, "pcc": m["pcc"], "rmse": m["rmse"],
+        rows.append({"row": label, "mask": a.strategy, "seed": a.seed, "crop": a.crop or "", "n_spots": pre.n_obs,
+                     "pcc": m["pcc"], "rmse": m["rmse"],
                      "pcc_gene": m["pcc_gene"], "rmse_gene": m["rmse_gene"], "seconds": round(seconds, 1)})
         print(rows[-1], flush=True)
 

@@ -1,7 +1,7 @@
 """Time and score the reference methods on the demo task (quick preset) beside the per-gene Mean.
 
 Usage: python benchmarks/reference_methods_demo.py [method[:key=value,...] ...]   (needs results/demo/demo from a
-demo run; run with OMP_NUM_THREADS=1 as the sandbox does: on 2 shared cores more torch threads only contend)
+demo run, or a link to results/demo-spadit/demo, whose section and mask are the same; run with OMP_NUM_THREADS=1 as the sandbox does: on 2 shared cores more torch threads only contend)
 Runs each method in this process (not the sandbox), scores it with the evaluate step's code
 (stbench.metrics.evaluate_imputation on stbench.task.truth_on_scale), prints one line per method.
 """
@@ -38,13 +38,13 @@ def main(names):
             params[k] = type(params[k])(v) if params.get(k) is not None else v
         task = load_task(D / "tasks" / "random-0.1-all" / "seed0.npz", reference=ref)
         truth = truth_on_scale(pre, task)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         pred = m.load_impute()(task, **params)
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0   # CPU time: the shared machine's load aside
         r = evaluate_imputation(truth, np.asarray(pred), held)["metrics"]
         info = task.info.get("reference_protocol", {})
         rows.append((name, dt, r["pcc"], r["pcc_gene"], r["rmse"], info.get("n_genes_from_reference")))
-        print(f"{spec:28s} {dt:7.1f}s  PCC {r['pcc']:.3f}  PCC(gene) {r['pcc_gene']:.3f}  RMSE {r['rmse']:.3f}  "
+        print(f"{spec:28s} {dt:7.1f}s (CPU {cpu:.1f}s)  PCC {r['pcc']:.3f}  PCC(gene) {r['pcc_gene']:.3f}  RMSE {r['rmse']:.3f}  "
               f"from reference: {info.get('n_genes_from_reference')}", flush=True)
     return rows
 

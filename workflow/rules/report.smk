@@ -17,6 +17,7 @@ rule tables:
         metric_definitions=config.get("metric_definitions", "spatialbenchmarking"),
         out_dir=f"{R}/tables",
         paper_dir=str(Path(workflow.basedir) / "results" / "paper"),
+        spadit_paper_dir=str(Path(workflow.basedir) / "results" / "paper-spadit"),
     log:
         f"{LOGS}/tables.log",
     script:

@@ -5,4 +5,5 @@ from stbench.workflow_log import logged
 with logged(snakemake.log[0]):
     write_tables(snakemake.input.metrics, snakemake.params.variants, snakemake.params.protocols, snakemake.params.out_dir,
                  snakemake.params.paper_dir, sweeps=snakemake.params.sweeps, qc=snakemake.params.qc,
-                 metric_definitions=snakemake.params.metric_definitions)
+                 metric_definitions=snakemake.params.metric_definitions,
+                 spadit_paper_dir=snakemake.params.spadit_paper_dir)
