@@ -48,7 +48,7 @@ class JobCost:
     train_s: float | None = None
     sample_s: float | None = None
     rate: str = ""
-    basis: str = "unmeasured"  # measured | estimate | unmeasured | cpu
+    basis: str = "unmeasured"  # measured | estimate | unmeasured | cpu | unsized
     slots: int = 0  # GPU slots of one job (stbench.gpu_slots); 0: a CPU job
     ensemble: int = 1  # size of the batched-ensemble group this variant belongs to (1: none)
     ensemble_on: bool = False  # whether the config's switch (`ensemble: true`) trains that group in one job
@@ -203,6 +203,8 @@ def estimate(config: dict, device: str, rate_files=None, results_dir=None, estim
                          ensemble=group_of.get((v.method, v.name), 1), ensemble_on=v.method in switched)
             if not gpu:
                 jc.basis, jc.rate = "cpu", "CPU job (its method.yaml asks for no GPU)"
+            elif n <= 0:  # no spot count before download (e.g. an unverified recipe): not priced, and said so
+                jc.basis, jc.rate = "unsized", "dataset size unknown until it is downloaded and prepared"
             elif v.method in DIFFUSION_METHODS:
                 exact = v.method == "stmcdi"
                 jc.train_steps, jc.train_s, jc.sample_s, jc.rate = diffusion_cost(
@@ -332,9 +334,13 @@ def report(costs: list[JobCost], device: str, gpus=(1,), slots_per_device: int =
         groups.setdefault((c.method, c.variant), []).append(c)
     unmeasured, cpu = [], []
     per_method: dict = {}
-    for (m, v), cs in groups.items():
-        if cs[0].basis == "cpu":
+    unsized = sorted({c.dataset for c in costs if c.basis == "unsized"})
+    for (m, v), all_cs in groups.items():
+        if all_cs[0].basis == "cpu":
             cpu.append(m)
+            continue
+        cs = [c for c in all_cs if c.basis != "unsized"]
+        if not cs:
             continue
         if any(c.hours is None for c in cs):
             unmeasured.append(f"{m}/{v}")
@@ -351,6 +357,9 @@ def report(costs: list[JobCost], device: str, gpus=(1,), slots_per_device: int =
     rates_used = sorted({f"{c.method}: {c.rate}" for c in costs if c.hours is not None and c.basis != "measured"})
     if rates_used:
         lines += ["Estimates used:"] + [f"  {r}" for r in rates_used]
+    if unsized:
+        lines.append(f"NOT PRICED, size unknown until downloaded (the recipe gives no spot count): {', '.join(unsized)}; "
+                     "run the workflow's download and prepare rules, then estimate again (it reads the prepared files)")
     if cpu:
         lines.append(f"CPU jobs (device cpu, not on the GPU; minutes per job): {', '.join(sorted(set(cpu)))}")
     lines.append("Other rules (prepare, preprocess, mask, task, evaluate, tables): seconds per job.")

@@ -111,3 +111,18 @@ def test_a_csv_that_is_not_a_rates_file_is_named(tmp_path, capsys):
     assert main(["estimate", "--config", str(tmp_path / "c.yaml"), "--rates", str(other)]) == 2
     err = capsys.readouterr().err
     assert "stmcdi_other.csv: not a rates file" in err and "no column device" in err
+
+
+def test_a_dataset_of_unknown_size_is_named_not_priced_at_zero(tmp_path):
+    """SpaDiT's config: its unverified recipes give no spot count, so its GPU jobs are listed as not priced
+    (not as 0.0 h, which would read as free)."""
+    import yaml
+
+    cfg = yaml.safe_load(open(cost_estimate.ROOT / "workflow" / "spadit.yaml"))
+    dev = next(d for d in cost_estimate.devices() if d != "cpu")
+    costs = cost_estimate.estimate(cfg, dev, results_dir=tmp_path)
+    gpu = [c for c in costs if c.basis != "cpu"]
+    assert gpu and all(c.basis == "unsized" and c.hours is None for c in gpu)
+    out = cost_estimate.report(costs, dev)
+    assert "NOT PRICED, size unknown until downloaded" in out and "MG" in out
+    assert not any(line.split()[3:4] == ["estimate"] for line in out.splitlines() if line.startswith("tangram"))
