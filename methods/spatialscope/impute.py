@@ -97,8 +97,10 @@ def impute(task, *, channels, factors, epochs, batch_size, lr, ema_decay, sigma_
             opt.step()
             with torch.no_grad():
                 for k, v in net.state_dict().items():
-                    ema[k].mul_(float(ema_decay)).add_(v.detach(), alpha=1 - float(ema_decay)) \
-                        if v.dtype.is_floating_point else ema[k].copy_(v)
+                    if v.dtype.is_floating_point:
+                        ema[k].mul_(float(ema_decay)).add_(v.detach(), alpha=1 - float(ema_decay))
+                    else:
+                        ema[k].copy_(v)
             losses.append(float(loss.item()))
         net.load_state_dict(ema)
         net.eval()
