@@ -1,4 +1,4 @@
-"""The SpaDiT benchmark's reference baselines added in issue 24 (scVI, novoSpaRc, SpaOTsc, stDiff) on the tests' matched
+"""The SpaDiT benchmark's reference baselines added in issue 24 (scVI, novoSpaRc, SpaOTsc, stDiff, SpatialScope) on the tests' matched
 spatial/scRNA-seq pair (the demo simulator's: spatial domains = reference cell types): each beats the per-gene mean
 on the held-out entries, and beats itself run on a *scrambled* reference (every reference gene permuted across cells
 independently, which keeps each gene's distribution and destroys what a mapping can learn). Both can fail.
@@ -14,11 +14,14 @@ from stbench.metrics import evaluate_imputation
 from stbench.registry import discover
 from stbench.task import build_task, truth_on_scale
 
-NEEDS = {"scvi": "scvi", "novosparc": "novosparc", "spaotsc": "ot", "stdiff": "torch"}
+NEEDS = {"scvi": "scvi", "novosparc": "novosparc", "spaotsc": "ot", "stdiff": "torch", "spatialscope": "torch"}
 # settings that learn something on a 144-spot pair in seconds (the `test` presets only check the contract)
 OVERRIDES = {"scvi": {"max_epochs": 30, "n_folds": 2}, "novosparc": {"max_iter": 10, "n_folds": 2},
              "stdiff": {"hidden_size": 64, "depth": 2, "num_heads": 4, "epochs": 30, "diffusion_steps": 50, "lr": 0.001,
-                        "batch_size": 128, "n_folds": 2}}
+                        "batch_size": 128, "n_folds": 2},
+             "spatialscope": {"channels": [8, 16], "factors": [4, 1], "epochs": 20, "batch_size": 128, "lr": 0.001,
+                              "ema_decay": 0.9, "sigma_begin": 3.0, "n_sigmas": 8, "steps_per_sigma": 2,
+                              "step_lr": 0.00005, "replicates": 4, "n_folds": 2}}
 # scVI's margin over the scrambled reference is small and depends on the epochs (per-gene PCC, real vs scrambled,
 # measured 2026-12-06 on this pair, 2 folds, 1 thread): 30 epochs 0.273 vs 0.197 (the setting below, deterministic),
 # 40 epochs 0.187 vs 0.207, 200 epochs 0.181 vs 0.163. methods/scvi/README.md reports all three.
