@@ -17,7 +17,7 @@ from stbench.masks import MaskSpec, make_mask
 from stbench.metrics import evaluate_imputation
 from stbench.preprocess import PreprocessConfig, preprocess
 from stbench.registry import discover
-from stbench.task import build_task, truth_on_scale
+from stbench.task import TaskSpec, build_task, truth_on_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 SEQFISH = ROOT.parent / "shared" / "data" / "seqfish_field43"
@@ -39,11 +39,11 @@ def main():
     methods = {**discover(), **discover(ROOT / "tests" / "cheaters")}
     rows = []
     for name, adata, prep in datasets():
+        pre, _ = preprocess(adata, PreprocessConfig(**prep))
         for lib in ("all", "observed"):
-            pre, _ = preprocess(adata, PreprocessConfig(library_size=lib, **prep))
             for seed in (0, 1, 2):
                 held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(), seed)
-                task = build_task(pre, held, train, seed=seed)
+                task = build_task(pre, held, train, spec=TaskSpec(library_size=lib), seed=seed)
                 truth = truth_on_scale(pre, task)
                 for label, (m, params) in RUNS.items():
                     out = methods[m].load_impute()(task, **params)

@@ -1,8 +1,12 @@
 """The workflow configuration: which datasets, masks, seeds, methods and variants run.
 
 ``validate`` checks the config against ``workflow/schemas/config.schema.yaml`` completed with the
-protocol options declared in ``PreprocessConfig`` and ``MaskSpec`` (their one home), then every
+protocol options declared in ``PreprocessConfig``, ``TaskSpec`` and ``MaskSpec`` (their one home), then every
 name and every method parameter value, so a bad config fails before any job runs.
+
+The ``preprocess`` block (global, a recipe's, a dataset's) is where users write the whole data protocol; its
+``scale`` and ``library_size`` belong to the task step (:class:`stbench.task.TaskSpec`, the task rule's
+parameters), the rest to preprocessing (:class:`stbench.preprocess.PreprocessConfig`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from stbench.masks import MaskSpec
 from stbench.options import json_schema
 from stbench.preprocess import PreprocessConfig
 from stbench.registry import discover
+from stbench.task import TaskSpec, split_protocol
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 VARIANT_KEYS = ("params", "table", "label", "figure", "x", "preset", "use_defaults")
@@ -40,19 +45,25 @@ class Variant:
 
 
 def schema() -> dict:
-    """The config's JSON Schema: the YAML file plus the preprocess and mask options from their dataclasses."""
+    """The config's JSON Schema: the YAML file plus the preprocess, task and mask options from their dataclasses."""
     import yaml
 
     with open(SCHEMA) as fh:
         s = yaml.safe_load(fh)
-    s["properties"]["preprocess"] = {**json_schema(PreprocessConfig), "default": {}}
+    s["properties"]["preprocess"] = {**protocol_schema(), "default": {}}
     s["properties"]["masks"]["items"] = json_schema(MaskSpec)
     s["properties"]["masks"]["default"] = [{}]
     ds = s["properties"]["datasets"]["additionalProperties"]["properties"]
-    ds["preprocess"] = {**json_schema(PreprocessConfig), "description": "per-dataset overrides of `preprocess`"}
+    ds["preprocess"] = {**protocol_schema(), "description": "per-dataset overrides of `preprocess`"}
     for p in ds["preprocess"]["properties"].values():
         p.pop("default", None)
     return s
+
+
+def protocol_schema() -> dict:
+    """The ``preprocess`` block's schema: the preprocess step's options and the task step's (scale, library_size)."""
+    pre, task = json_schema(PreprocessConfig), json_schema(TaskSpec)
+    return {**pre, "properties": {**pre["properties"], **task["properties"]}}
 
 
 def validate(config: dict, methods_dir=None) -> None:
@@ -67,6 +78,7 @@ def validate(config: dict, methods_dir=None) -> None:
     check_datasets(config)
     for d in config["datasets"]:
         preprocess_config(config, d)
+        task_spec(config, d)
     masks(config)
     variants(config, methods_dir)
 
@@ -96,8 +108,8 @@ def masks(config: dict) -> dict[str, MaskSpec]:
     return out
 
 
-def preprocess_config(config: dict, dataset: str) -> PreprocessConfig:
-    """The dataset's resolved preprocessing: the global block, then a recipe's pinned protocol (the paper's
+def protocol_block(config: dict, dataset: str) -> dict:
+    """The dataset's resolved ``preprocess`` block: the global block, then a recipe's pinned protocol (the paper's
     rule for the paper's datasets), then the dataset block's own overrides."""
     block = dict(config.get("preprocess") or {})
     spec = dataset_spec(config, dataset)
@@ -106,17 +118,32 @@ def preprocess_config(config: dict, dataset: str) -> PreprocessConfig:
 
         block.update(get_recipe(spec["recipe"]).get("preprocess") or {})
     block.update(spec.get("preprocess") or {})
+    return block
+
+
+def _protocol(config: dict, dataset: str) -> tuple[PreprocessConfig, TaskSpec]:
     try:
-        return PreprocessConfig.from_dict(block)
+        return split_protocol(protocol_block(config, dataset))
     except ValueError as e:
         raise ConfigError(f"dataset '{dataset}': {e}") from None
 
 
+def preprocess_config(config: dict, dataset: str) -> PreprocessConfig:
+    """The dataset's resolved preprocessing options (the preprocess rule's parameters)."""
+    return _protocol(config, dataset)[0]
+
+
+def task_spec(config: dict, dataset: str) -> TaskSpec:
+    """The dataset's evaluation scale and library sizes (the task rule's parameters)."""
+    return _protocol(config, dataset)[1]
+
+
 def protocols(config: dict) -> dict:
-    """Per dataset: its resolved preprocess options, the masks and the seeds (what every table names)."""
+    """Per dataset: its resolved preprocess options, its task spec (the task step's), the masks and the seeds
+    (what every table names)."""
     ms = [asdict(m) for m in masks(config).values()]
-    return {d: {"preprocess": asdict(preprocess_config(config, d)), "masks": ms, "seeds": seeds(config)}
-            for d in config["datasets"]}
+    return {d: {"preprocess": asdict(preprocess_config(config, d)), "task": asdict(task_spec(config, d)), "masks": ms,
+                "seeds": seeds(config)} for d in config["datasets"]}
 
 
 def variants(config: dict, methods_dir=None) -> list[Variant]:

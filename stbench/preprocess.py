@@ -1,8 +1,8 @@
 """Preprocessing (paper App. E): size-factor normalisation to the median spot total, log1p,
 then the gene selection (the paper's: top genes by coefficient of variation).
 
-The evaluation scale (log, or log then per-gene z-score) is applied per task by
-``stbench.task``, with statistics from the task's observed entries.
+The evaluation scale (log, or log then per-gene z-score) and the library sizes are the task step's
+(``stbench.task.TaskSpec``): preprocessing neither reads nor stores them.
 Genes are chosen only among those detected in at least ``min_detection`` of spots (default 0.1;
 0 with ``cv`` gives the paper's literal rule, which on sparse sequencing-based data picks genes
 seen in a single spot). ``gene_selection``: ``cv`` (the paper), ``hvg`` (scanpy's
@@ -21,8 +21,6 @@ from stbench.contract import counts_matrix
 from stbench.errors import DatasetError
 from stbench.options import check, from_dict, option
 
-SCALES = ("log", "zscore")
-LIBRARY_SIZES = ("observed", "all")
 GENE_SELECTIONS = ("cv", "hvg", "mean", "all", "list")
 HVG_FLAVORS = ("seurat", "cell_ranger", "seurat_v3")
 
@@ -39,10 +37,6 @@ class PreprocessConfig:
     hvg_flavor: str = option("seurat_v3", enum=HVG_FLAVORS,
                              doc="scanpy flavour for hvg (seurat_v3, the default, ranks raw counts; needs scikit-misc)")
     gene_list: str = option("", doc="for gene_selection: list, a text file with one gene name per line")
-    scale: str = option("log", enum=SCALES,
-                        doc="log: paper Eq. 41; zscore: log, then per-gene z-score from observed entries (the released code)")
-    library_size: str = option("observed", enum=LIBRARY_SIZES,
-                               doc="observed: size factors from observed entries (leak-free); all: spot totals incl. held-out counts (the paper)")
 
     def __post_init__(self):
         check(self, "preprocess")
@@ -165,6 +159,5 @@ def preprocess(adata, options: PreprocessConfig, path="<dataset>"):
         "zero_fraction_selected": float((kept == 0).mean()),
         "config": asdict(options),
     }
-    out.uns["protocol"] = {"preprocess": asdict(options), "median_total_count": n_median}
     out.uns["source"] = dict(adata.uns.get("source", {}))
     return out, qc

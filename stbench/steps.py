@@ -82,11 +82,12 @@ def mask_step(preprocessed, spec, seed: int, out_npz, dataset: str = "") -> None
     save_mask(out_npz, held, train, spec, seed, dataset, split=split)
 
 
-def task_step(preprocessed, mask_npz, out_task, *, dataset: str = "") -> None:
-    """Write the truth-free task file of one (dataset, mask, seed): the only input of a method run."""
+def task_step(preprocessed, mask_npz, out_task, *, spec=None, dataset: str = "") -> None:
+    """Write the truth-free task file of one (dataset, mask, seed): the only input of a method run. ``spec``: the
+    task rule's ``TaskSpec`` (scale, library sizes) from the config; None: its defaults."""
     from stbench.loaders.h5ad import read_h5ad
     from stbench.masks import load_mask, load_split
-    from stbench.task import build_task, input_half, save_task
+    from stbench.task import TaskSpec, build_task, input_half, save_task
 
     pre = read_h5ad(preprocessed)
     held, train, meta = load_mask(mask_npz)
@@ -97,7 +98,7 @@ def task_step(preprocessed, mask_npz, out_task, *, dataset: str = "") -> None:
         from stbench.errors import DatasetError
 
         raise DatasetError(mask_npz, f"mask shape {held.shape} does not match {preprocessed} {pre.shape}")
-    task = build_task(pre, held, train, seed=meta["seed"], dataset=dataset or meta.get("dataset", ""),
+    task = build_task(pre, held, train, spec=spec if spec is not None else TaskSpec(), seed=meta["seed"], dataset=dataset or meta.get("dataset", ""),
                       mask_spec=meta["spec"])
     save_task(out_task, task)
 

@@ -388,22 +388,23 @@ def _selection_text(qc: dict | None) -> str:
 
 def protocol_text(protocols: dict, qc: dict | None = None) -> str:
     """The protocol of each dataset (resolved per dataset), grouped where datasets share one. ``qc``: per dataset
-    its ``qc.json`` (path or record): the genes kept are read from there."""
+    its ``qc.json`` (path or record): the genes kept are read from there (the preprocess step's facts); scale and
+    library sizes from ``protocols[d]["task"]`` (the task step's spec, :func:`stbench.config.protocols`)."""
     from stbench.masks import MaskSpec
-    from stbench.preprocess import PreprocessConfig
+    from stbench.task import TaskSpec
 
     groups: dict[str, list[str]] = {}
     for dataset, p in protocols.items():
-        pre = PreprocessConfig.from_dict(p["preprocess"])
+        spec = TaskSpec.from_dict(p.get("task"))  # the task step's own: scale and library sizes
         masks = "; ".join(f"{m.id} ({m.strategy} mask, ratio {m.ratio:g}, among {m.among}" + (
             f", {m.n_folds} spot folds" if m.strategy == "inductive" else "") + (
             f"; count splitting: input half = binomial thinning at {m.fraction:g}, scored against the target half "
             f"rescaled by {m.fraction:g}/{1 - m.fraction:g}" if m.strategy == "countsplit" else "") + ")"
             for m in (MaskSpec.from_dict(x) for x in p["masks"]))
         text = (f"log-normalised to the median spot total (paper Eq. 41) with library sizes from "
-                f"{'observed entries only' if pre.library_size == 'observed' else 'all entries (the paper; includes held-out counts)'}, "
+                f"{'observed entries only' if spec.library_size == 'observed' else 'all entries (the paper; includes held-out counts)'}, "
                 f"{_selection_text(_qc((qc or {}).get(dataset)))}, "
-                f"scale '{pre.scale}'{' (statistics from observed entries)' if pre.scale == 'zscore' else ''}; "
+                f"scale '{spec.scale}'{' (statistics from observed entries)' if spec.scale == 'zscore' else ''}; "
                 f"held-out entries: {masks}; seeds: {p['seeds']}")
         groups.setdefault(text, []).append(dataset)
     lines = [f"Protocol ({', '.join(ds)}): {text}." for text, ds in groups.items()]

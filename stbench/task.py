@@ -18,12 +18,54 @@ Count splitting (mask strategy ``countsplit``): the task is built from the input
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from stbench.atomic import write_npz
+from stbench.errors import DatasetError
+from stbench.options import check, from_dict, option
+from stbench.preprocess import PreprocessConfig
+
 TASK_FORMAT = "stbench-task/1"
+SCALES = ("log", "zscore")
+LIBRARY_SIZES = ("observed", "all")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The task step's own options (the evaluation scale), owned here: the task rule receives them from the
+    config (written in the ``preprocess`` block, where the protocol is written, but never read by preprocessing)."""
+    scale: str = option("log", enum=SCALES,
+                        doc="read by the task step. log: paper Eq. 41; zscore: log, then per-gene z-score from "
+                            "observed entries (the released code)")
+    library_size: str = option("observed", enum=LIBRARY_SIZES,
+                               doc="read by the task step. observed: size factors from observed entries (leak-free); "
+                                   "all: spot totals incl. held-out counts (the paper)")
+
+    def __post_init__(self):
+        check(self, "preprocess")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "TaskSpec":
+        return from_dict(cls, d, "task")
+
+
+TASK_OPTIONS = tuple(TaskSpec.__dataclass_fields__)
+
+
+def split_protocol(block: dict | None) -> tuple[PreprocessConfig, TaskSpec]:
+    """A ``preprocess`` block -> (the preprocess step's options, the task step's spec); ValueError names a bad key."""
+    block = dict(block or {})
+    unknown = sorted(set(block) - set(PreprocessConfig.__dataclass_fields__) - set(TASK_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown preprocess option(s) {', '.join(unknown)}; known: "
+                         f"{', '.join([*PreprocessConfig.__dataclass_fields__, *TASK_OPTIONS])}")
+    return (PreprocessConfig.from_dict({k: v for k, v in block.items() if k not in TASK_OPTIONS}),
+            TaskSpec.from_dict({k: v for k, v in block.items() if k in TASK_OPTIONS}))
+
+
 _ARRAYS = ("observed", "observed_mask", "observed_counts", "coords", "train_spots", "library_size", "gene_mean",
            "gene_sd")
 
@@ -48,7 +90,7 @@ class ImputationTask:
     scratch: Path = field(default_factory=lambda: Path("."))
     dataset: str = ""
     checkpoint_dir: Path | None = None  # training checkpoints that survive a killed job (model state only; None: none)
-    protocol: dict = field(default_factory=dict)  # preprocess options and mask spec (for provenance)
+    protocol: dict = field(default_factory=dict)  # the task spec and the mask spec (for provenance)
     info: dict = field(default_factory=dict)      # a method may record JSON-serialisable facts here: run.json's method_info
 
     @property
@@ -88,7 +130,7 @@ def _ro(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def scale_parameters(pre, held_out: np.ndarray, preprocess: dict, train_spots: np.ndarray | None = None) -> dict:
+def scale_parameters(pre, held_out: np.ndarray, spec: TaskSpec, train_spots: np.ndarray | None = None) -> dict:
     """Library sizes, N and z-score statistics of the task, computed without any held-out value
     (except ``library_size: all``, the paper's spot totals).
 
@@ -100,7 +142,7 @@ def scale_parameters(pre, held_out: np.ndarray, preprocess: dict, train_spots: n
     train = np.ones(counts.shape[0], dtype=bool) if train_spots is None else np.asarray(train_spots, dtype=bool)
     if not train.any():
         raise ValueError("scale_parameters: no train spot")
-    if preprocess.get("library_size") == "all":
+    if spec.library_size == "all":
         lib = np.asarray(pre.obs["total_counts"], dtype=np.float64)
     else:  # observed entries of the kept genes + every count of the other genes (never held out)
         lib = np.asarray(pre.obs["other_counts"], dtype=np.float64) + np.where(observed, counts, 0.0).sum(axis=1)
@@ -108,7 +150,7 @@ def scale_parameters(pre, held_out: np.ndarray, preprocess: dict, train_spots: n
     n_med = float(np.median(lib[train]))
     g = counts.shape[1]
     mean, sd = np.zeros(g, np.float32), np.ones(g, np.float32)
-    if preprocess.get("scale") == "zscore":
+    if spec.scale == "zscore":
         fit = observed & train[:, None]         # the statistics read the train spots' observed entries only
         logv = counts_to_scale(np.where(fit, counts, np.nan), lib, n_med, mean, sd).astype(np.float64)
         n_obs = fit.sum(axis=0)
@@ -118,40 +160,33 @@ def scale_parameters(pre, held_out: np.ndarray, preprocess: dict, train_spots: n
     return {"library_size": lib, "median_library_size": n_med, "gene_mean": mean, "gene_sd": sd}
 
 
-def build_task(pre, held_out: np.ndarray, train_spots: np.ndarray | None = None, *, reference=None,
-               seed: int = 0, device: str = "cpu", scratch=".", dataset: str = "", mask_spec: dict | None = None
+def build_task(pre, held_out: np.ndarray, train_spots: np.ndarray | None = None, *, spec: TaskSpec = TaskSpec(),
+               reference=None, seed: int = 0, device: str = "cpu", scratch=".", dataset: str = "", mask_spec: dict | None = None
                ) -> ImputationTask:
-    """Build the task from a preprocessed AnnData and a held-out mask, hiding the held-out entries."""
+    """Build the task from a preprocessed AnnData and a held-out mask, hiding the held-out entries, on the
+    evaluation scale ``spec`` (the task rule's parameters from the config)."""
     counts = np.asarray(pre.layers["counts"], dtype=np.float32)
     held_out = np.asarray(held_out, dtype=bool)
     if held_out.shape != counts.shape:
         raise ValueError(f"mask shape {held_out.shape} does not match the data {counts.shape}")
-    from dataclasses import asdict
-
-    from stbench.preprocess import PreprocessConfig
-
-    stored = dict((pre.uns.get("protocol", {}) or {}).get("preprocess", {}) or {})
-    prep = asdict(PreprocessConfig.from_dict({k: v for k, v in stored.items() if k in PreprocessConfig.__dataclass_fields__}))
     train = np.ones(counts.shape[0], dtype=bool) if train_spots is None else np.asarray(train_spots, dtype=bool)
     if train.shape != (counts.shape[0],):
         raise ValueError(f"train_spots has shape {train.shape}, expected ({counts.shape[0]},)")
-    sp = scale_parameters(pre, held_out, prep, train)
+    sp = scale_parameters(pre, held_out, spec, train)
     obs_counts = np.where(held_out, np.nan, counts).astype(np.float32)
     obs = counts_to_scale(obs_counts, sp["library_size"], sp["median_library_size"], sp["gene_mean"], sp["gene_sd"])
     return ImputationTask(
         observed=_ro(obs), observed_mask=_ro(~held_out), coords=_ro(np.asarray(pre.obsm["spatial"], dtype=np.float64)),
         genes=tuple(map(str, pre.var_names)), spots=tuple(map(str, pre.obs_names)), observed_counts=_ro(obs_counts),
         train_spots=_ro(train), library_size=_ro(sp["library_size"]), median_library_size=sp["median_library_size"],
-        gene_mean=_ro(sp["gene_mean"]), gene_sd=_ro(sp["gene_sd"]), scale=str(prep["scale"]), reference=reference,
+        gene_mean=_ro(sp["gene_mean"]), gene_sd=_ro(sp["gene_sd"]), scale=spec.scale, reference=reference,
         seed=int(seed), device=device, scratch=Path(scratch), dataset=dataset,
-        protocol={"preprocess": prep, "mask": dict(mask_spec or {})},
+        protocol={"task": asdict(spec), "mask": dict(mask_spec or {})},
     )
 
 
 def save_task(path, task: ImputationTask) -> None:
     """Write the truth-free task file (arrays + names + protocol; no reference, device or scratch)."""
-    from stbench.atomic import write_npz
-
     meta = {"format": TASK_FORMAT, "genes": list(task.genes), "spots": list(task.spots), "scale": task.scale,
             "median_library_size": task.median_library_size, "seed": task.seed, "dataset": task.dataset,
             "protocol": task.protocol}
@@ -161,8 +196,6 @@ def save_task(path, task: ImputationTask) -> None:
 
 def load_task(path, *, reference=None, device: str = "cpu", scratch=".", checkpoint_dir=None) -> ImputationTask:
     """Read a task file written by :func:`save_task`; ``reference`` is an AnnData or None."""
-    from stbench.errors import DatasetError
-
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))

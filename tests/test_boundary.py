@@ -18,7 +18,7 @@ from stbench.masks import MaskSpec, make_mask
 from stbench.preprocess import PreprocessConfig, preprocess
 from stbench.registry import discover
 from stbench.sandbox import bwrap_available
-from stbench.task import build_task, truth_on_scale
+from stbench.task import TaskSpec, build_task, truth_on_scale
 from tests.workflow_path import CHEATERS, run, with_other_truth, write_inputs
 
 CHEAT = discover(CHEATERS)
@@ -40,11 +40,11 @@ def _rmse(a, b, held):
 @pytest.mark.parametrize("scale", ["log", "zscore"])
 @pytest.mark.parametrize("cheater", ["memory_cheater", "filesystem_cheater", "statistics_cheater"])
 def test_cheaters_get_nothing_through_the_workflow_path(cheater, scale, small_dataset, near_tmp):
-    pre, _ = preprocess(small_dataset[0], PreprocessConfig(n_genes=50, scale=scale))
+    pre, _ = preprocess(small_dataset[0], PreprocessConfig(n_genes=50))
     held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(), seed=0)
     other = with_other_truth(pre, held)
-    write_inputs(near_tmp / "a", pre, held, train)
-    write_inputs(near_tmp / "b", other, held, train)
+    write_inputs(near_tmp / "a", pre, held, train, spec=TaskSpec(scale=scale))
+    write_inputs(near_tmp / "b", other, held, train, spec=TaskSpec(scale=scale))
     out_a, ev_a = run(near_tmp / "a", cheater, {}, methods_dir=CHEATERS)
     out_b, _ = run(near_tmp / "b", cheater, {}, methods_dir=CHEATERS)
     assert ev_a["status"] == "ok", ev_a.get("error")
@@ -118,10 +118,10 @@ def test_library_size_all_leaks_spot_totals_when_every_gene_is_kept(small_datase
     per-gene mean; under `observed` it does not."""
     rmse = {}
     for lib in ("all", "observed"):
-        pre, _ = preprocess(small_dataset[0], PreprocessConfig(n_genes=10_000, min_detection=0.0, library_size=lib))
+        pre, _ = preprocess(small_dataset[0], PreprocessConfig(n_genes=10_000, min_detection=0.0))
         assert (pre.obs["other_counts"] == 0).all()
         held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(), seed=0)
-        write_inputs(near_tmp / lib, pre, held, train)
+        write_inputs(near_tmp / lib, pre, held, train, spec=TaskSpec(library_size=lib))
         _, ev = run(near_tmp / lib, "statistics_cheater", {}, methods_dir=CHEATERS)
         _, ev_mean = run(near_tmp / lib, "mean", {"axis": "gene"})
         rmse[lib] = (ev["metrics"]["rmse"], ev_mean["metrics"]["rmse"])

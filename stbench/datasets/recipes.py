@@ -87,10 +87,10 @@ def check_recipe(recipe, where) -> None:
     if missing:
         raise ConfigError(f"{where}: recipe lacks key(s) {', '.join(missing)}")
     if recipe.get("preprocess") is not None:
-        from stbench.preprocess import PreprocessConfig
+        from stbench.task import split_protocol
 
         try:
-            PreprocessConfig.from_dict(recipe["preprocess"])
+            split_protocol(recipe["preprocess"])
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}: preprocess: {e}") from None
     if recipe["default_source"] not in recipe["sources"]:

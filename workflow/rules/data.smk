@@ -54,6 +54,8 @@ rule task:
         mask=rules.mask.output[0],
     output:
         f"{R}/{{dataset}}/tasks/{{mask}}/seed{{seed}}.npz",
+    params:
+        spec=lambda wc: cfg.task_spec(config, wc.dataset),  # scale, library_size: the task step's (stbench.task.TaskSpec)
     log:
         f"{LOGS}/task/{{dataset}}_{{mask}}_seed{{seed}}.log",
     script:
