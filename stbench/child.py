@@ -17,6 +17,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+# Imports inside main() on purpose: the project's modules must come from the box's copy, after _forget_project_imports.
 
 PACKAGES = ("numpy", "scipy", "pandas", "anndata", "scanpy", "scikit-learn", "torch", "torch_geometric", "scvi-tools",
             "tangram-sc", "stbench")

@@ -6,7 +6,12 @@ The workflow itself runs through Snakemake; this is for checking inputs before a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+
+from stbench.errors import ConfigError, StbenchError
+# Each subcommand imports its modules lazily, so that `stbench methods` does not load the loaders' pandas/anndata (~2 s).
 
 
 def main(argv=None) -> int:
@@ -35,8 +40,6 @@ def main(argv=None) -> int:
     n.add_argument("--title", default=None)
     n.add_argument("--env", default="envs/core.yaml", help="its conda environment file, relative to the project root")
     args = ap.parse_args(argv)
-
-    from stbench.errors import ConfigError, StbenchError
 
     try:
         if args.cmd == "methods":
@@ -77,9 +80,6 @@ def main(argv=None) -> int:
             k = int(with_defaults(config)["gpu_slots_per_device"])
             print(cost_estimate.report(cost_estimate.estimate(config, device, args.rates), device, args.gpus, k))
         elif args.cmd == "failures":
-            import os
-            from pathlib import Path
-
             from stbench.failures import default_fail_on, finish
 
             if not (Path(args.run_dir) / "tables" / "failures.csv").exists():
@@ -94,8 +94,6 @@ def main(argv=None) -> int:
                   f" in a config (workflow/demo.yaml runs the demo) and run snakemake; the contract tests"
                   f" (tests/test_methods_contract.py) pick the folder up by themselves.")
         elif args.cmd == "simulate":
-            from pathlib import Path
-
             from stbench.atomic import write_h5ad
             from stbench.simulate import simulate_demo
 

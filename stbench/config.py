@@ -11,14 +11,21 @@ parameters), the rest to preprocessing (:class:`stbench.preprocess.PreprocessCon
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import jsonschema
+import yaml
+
+from stbench.dataset_blocks import check_spec
+from stbench.datasets import get_recipe
 from stbench.ensembles import groups as ensemble_rule_groups
 from stbench.errors import ConfigError
 from stbench.masks import MaskSpec
 from stbench.options import json_schema
 from stbench.preprocess import PreprocessConfig
+from stbench.reference_generators.protocol import expand_variants
 from stbench.registry import discover
 from stbench.task import TaskSpec, split_protocol
 
@@ -46,8 +53,6 @@ class Variant:
 
 def schema() -> dict:
     """The config's JSON Schema: the YAML file plus the preprocess, task and mask options from their dataclasses."""
-    import yaml
-
     with open(SCHEMA) as fh:
         s = yaml.safe_load(fh)
     s["properties"]["preprocess"] = {**protocol_schema(), "default": {}}
@@ -68,8 +73,6 @@ def protocol_schema() -> dict:
 
 def validate(config: dict, methods_dir=None) -> None:
     """Raise ConfigError with the offending path and value, for the schema and every name and parameter."""
-    import jsonschema
-
     try:
         jsonschema.validate(config, schema())
     except jsonschema.ValidationError as e:
@@ -91,8 +94,6 @@ def dataset_spec(config: dict, name: str) -> dict:
 
 
 def check_datasets(config: dict) -> None:
-    from stbench.dataset_blocks import check_spec
-
     for name, spec in (config.get("datasets") or {}).items():
         check_spec(name, spec or {})
 
@@ -114,8 +115,6 @@ def protocol_block(config: dict, dataset: str) -> dict:
     block = dict(config.get("preprocess") or {})
     spec = dataset_spec(config, dataset)
     if "recipe" in spec:
-        from stbench.datasets import get_recipe
-
         block.update(get_recipe(spec["recipe"]).get("preprocess") or {})
     block.update(spec.get("preprocess") or {})
     return block
@@ -179,7 +178,6 @@ def variants(config: dict, methods_dir=None) -> list[Variant]:
                                container=method.container, timeout_s=_timeout(block, method)))
     if not out:
         raise ConfigError(f"config selects no method; available methods: {', '.join(available)}")
-    from stbench.reference_generators.protocol import expand_variants
 
     return expand_variants(config, out, available)  # reference methods: once per reference setting
 
@@ -207,8 +205,6 @@ def seeds(config: dict) -> list[int]:
 def expand_sweep(config: dict) -> dict:
     """``protocol_sweep: {option: [values]}`` -> one dataset per protocol, ``<dataset>__<v1>_<v2>``, each with
     those preprocess options and ``sweep_of: <dataset>`` (the rank-stability figure groups by it)."""
-    import itertools
-
     sweep = dict(config.get("protocol_sweep") or {})
     if not sweep:
         return config

@@ -6,6 +6,8 @@ load time so that a bad file fails with a message naming the file and the proble
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -73,8 +75,6 @@ def check_counts(m, path, what: str = "counts") -> None:
 
 def check_coordinates(xy: np.ndarray, path) -> None:
     """Coordinates must be within MAX_COORD and not all at one point; all on one line is a CoordinateWarning."""
-    import warnings
-
     far = np.abs(xy).max()
     if far > MAX_COORD:
         raise DatasetError(path, f"obsm['spatial'] has a coordinate of {far:.3g}, beyond {MAX_COORD:.0e}: "

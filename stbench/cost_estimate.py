@@ -20,8 +20,20 @@ from __future__ import annotations
 
 import csv
 import functools
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
+
+from stbench import config as cfg
+from stbench import datasets
+from stbench.config import ensemble_groups
+from stbench.errors import ConfigError
+from stbench.gpu_slots import slots_requested
+from stbench.registry import get_method
+from stbench.simulate import simulate_demo
+# Imported inside functions on purpose: h5py (only to read a dataset's shape).
 
 ROOT = Path(__file__).resolve().parent.parent
 RATES = ROOT / "benchmarks" / "results"
@@ -63,8 +75,6 @@ class JobCost:
 def dataset_sizes(config: dict, results_dir: Path | None = None) -> dict[str, tuple[int, int, str]]:
     """{dataset: (spots, genes, where the numbers come from)}: a prepared file of an earlier run if there is
     one, else the recipe's Table 4 spot count and the protocol's gene number."""
-    from stbench import config as cfg
-
     out = {}
     for name in config["datasets"]:
         spec = cfg.dataset_spec(config, name)
@@ -78,17 +88,11 @@ def dataset_sizes(config: dict, results_dir: Path | None = None) -> dict[str, tu
                 g = len(f["var"][f["var"].attrs.get("_index", "_index")])
             out[name] = (n, g, str(pre))
         elif spec.get("recipe"):
-            from stbench import datasets
-
             r = datasets.get_recipe(spec["recipe"])
             spots = int(((r.get("paper") or {}).get("table4") or {}).get("spots") or 0)
             genes = min(n_genes, int((r.get("paper") or {}).get("genes") or n_genes))
             out[name] = (spots, genes, f"recipe {spec['recipe']} (paper Table 4 spots)")
         elif spec.get("format") == "simulate":
-            import inspect
-
-            from stbench.simulate import simulate_demo
-
             d = {k: v.default for k, v in inspect.signature(simulate_demo).parameters.items()}
             out[name] = (d["n_rows"] * d["n_cols"], min(n_genes, d["n_genes"]), "simulate (before gene selection)")
         else:
@@ -102,8 +106,6 @@ RATE_COLUMNS = ("device", "channels", "layers", "heads", "batch_size", "n_spots"
 def load_rates(paths=None) -> list[dict]:
     """Rows of bench_stmcdi.py's CSVs: ``paths``, or every ``benchmarks/results/stmcdi_*.csv`` of that
     shape (other benchmark results there are skipped). A given CSV of another shape is an error naming it."""
-    from stbench.errors import ConfigError
-
     given = bool(paths)
     rows = []
     for p in paths or sorted(RATES.glob("stmcdi_*.csv")):
@@ -158,15 +160,11 @@ def diffusion_cost(p: dict, n_spots: int, n_genes: int, rates: list[dict], devic
 @functools.lru_cache(maxsize=None)
 def cost_terms(method_name: str, methods_dir=None):
     """A method's torch-free cost module (``methods/<name>/cost.py``), imported in this process (once)."""
-    from stbench.registry import get_method
-
     return get_method(method_name, methods_dir).load_module("cost")
 
 
 def load_estimates(path=None) -> dict:
     """The CPU-scaled per-job estimates of the GPU baselines (``gpu_job_estimates.yaml``)."""
-    import yaml
-
     p = Path(path or ESTIMATES)
     return (yaml.safe_load(p.read_text()) or {}) if p.exists() else {}
 
@@ -178,10 +176,6 @@ def scaled_cost(e: dict, n_spots: int, n_genes: int) -> float:
 
 
 def estimate(config: dict, device: str, rate_files=None, results_dir=None, estimates=None) -> list[JobCost]:
-    from stbench import config as cfg
-    from stbench.config import ensemble_groups
-    from stbench.gpu_slots import slots_requested
-
     config = cfg.with_defaults(config)
     rates = load_rates(rate_files)
     table = load_estimates() if estimates is None else estimates

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from stbench.atomic import write_csv, write_text
+from stbench.tables import isolation_text
 
 COLUMNS = ["dataset", "method", "variant", "label", "n_runs", "n_ok", "wall_time_s", "peak_rss_mb", "peak_gpu_mb", "device"]
 
@@ -117,7 +118,6 @@ def write_cost(run_files, variants, out_dir) -> pd.DataFrame:
     run_files = list(run_files)
     df = cost_table(run_files, variants)
     write_csv(out_dir / "cost.csv", df, index=False)
-    from stbench.tables import isolation_text
 
     head = ("# Cost per method and dataset (mean over seeds)\n\n" + isolation_text(list(run_files)) +
             " Wall time, peak RSS and device are measured by the harness; peak GPU memory is the method "

@@ -9,11 +9,14 @@ A skipped row (e.g. ``skipped: no reference``) is a stated non-result, never a f
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from stbench.atomic import write_csv, write_text
+from stbench.config import schema
+from stbench.masks import MaskSpec
 
 FAIL_ON = ("none", "failed", "any")  # any: failed or suspect rows make the run exit non-zero (the schema's enum)
 ORDER = {"failed": 0, "suspect": 1, "skipped": 2}
@@ -22,8 +25,6 @@ COLUMNS = ["kind", "dataset", "mask", "seed", "method", "variant", "status", "re
 
 def default_fail_on() -> str:
     """The config's default (workflow/schemas/config.schema.yaml, the one home of workflow-level defaults)."""
-    from stbench.config import schema
-
     return schema()["properties"]["fail_on"]["default"]
 
 
@@ -35,8 +36,6 @@ def impute_log(dataset, mask, seed, method, variant) -> str:
 def problem_runs(metric_files) -> list[dict]:
     """Every run whose status is not 'ok' (failed, skipped, suspect), with its reason, its traceback
     (from run.json beside metrics.json) and its log, failed first."""
-    from stbench.masks import MaskSpec
-
     out = []
     for f in metric_files:
         rec = json.loads(Path(f).read_text())
@@ -111,8 +110,6 @@ def terminal_text(rows, run_dir) -> str:
 def finish(run_dir, fail_on: str, stream=None) -> bool:
     """End of a run: print the summary of ``<run_dir>/tables/failures.csv`` (when the run wrote one) and
     return whether the run must exit non-zero under ``fail_on``."""
-    import sys
-
     stream = stream if stream is not None else sys.stderr
     csv = Path(run_dir) / "tables" / "failures.csv"
     if not csv.exists():

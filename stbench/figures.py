@@ -3,10 +3,16 @@ one clustering order for all panels) and the Figure-3-style training-mask-ratio 
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 
 from stbench.atomic import atomic_path
+from stbench.loaders.h5ad import read_h5ad
+from stbench.masks import load_mask, load_split
+from stbench.task import load_task, truth_on_scale
+# Imported inside functions on purpose: matplotlib, seaborn, pandas, scipy (plotting cost; imported only when a figure is drawn).
 
 
 def _plt():
@@ -79,7 +85,6 @@ def clustered_heatmap(truth: np.ndarray, held: np.ndarray, panels: dict[str, np.
     grid = np.concatenate([np.concatenate([imgs[r * ncol + c] if r * ncol + c < len(imgs) else blank for c in range(ncol)],
                                           axis=1) for r in range(nrow)], axis=0)
     dpi = 100
-    import textwrap
 
     text = (title + ": " if title else "") + ("held-out entries (grey: observed), every panel in the truth's clustering "
                                               "order, one colour scale")
@@ -150,10 +155,6 @@ def ratio_curve(figure_csv, out_png, metrics=("pcc", "cosine", "rmse", "mae")) -
 
 def heatmap_from_files(preprocessed, mask_npz, task_file, imputed: dict[str, str], out_png, title: str = "") -> None:
     """Load the truth (on the task's scale), the mask and each method's imputed.npz (failed runs skipped); draw."""
-    from stbench.loaders.h5ad import read_h5ad
-    from stbench.masks import load_mask, load_split
-    from stbench.task import load_task, truth_on_scale
-
     truth = truth_on_scale(read_h5ad(preprocessed), load_task(task_file), load_split(mask_npz))
     held, _, _ = load_mask(mask_npz)
     panels = {}
@@ -176,8 +177,6 @@ def rank_stability_figure(csv_path, sweep_of: str, out_png) -> None:
     """Each method's rank (1 = best) under each protocol of the sweep, flattened and per-gene PCC side by side;
     a method whose rank changes is starred."""
     import pandas as pd
-
-    from stbench.atomic import atomic_path
 
     plt = _plt()
     df = pd.read_csv(csv_path)

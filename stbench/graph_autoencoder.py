@@ -7,6 +7,7 @@ upstreams score the dense logit matrix with the positive weight and the norm bel
 """
 
 from __future__ import annotations
+# Imported inside functions on purpose: torch (import cost; the core imports this file without training).
 
 
 def balance(n_nodes: int, n_edges: float) -> tuple[float, float]:

@@ -10,6 +10,7 @@ logarithm of the NB term (the same value up to float rounding and the place of e
 """
 
 from __future__ import annotations
+# Imported inside functions on purpose: torch (import cost).
 
 EPS = 1e-10  # DCA loss.py's numerical stability constant (GraphSCI uses the same)
 

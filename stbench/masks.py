@@ -19,10 +19,13 @@ rescaled to the input half's depth (x fraction / (1 - fraction)) and put on the 
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from stbench.atomic import write_npz
+from stbench.errors import DatasetError
 from stbench.options import check, from_dict, option
 
 STRATEGIES = ("random", "spot", "gene", "inductive", "countsplit")
@@ -137,10 +140,6 @@ def make_split(counts, other_counts, spec: MaskSpec, seed: int) -> tuple[np.ndar
 
 def save_mask(path, held: np.ndarray, train: np.ndarray, spec: MaskSpec, seed: int, dataset: str = "",
               split: dict | None = None) -> None:
-    import json
-
-    from stbench.atomic import write_npz
-
     meta = {"spec": asdict(spec), "seed": int(seed), "dataset": dataset, "shape": list(held.shape),
             "n_held_out": int(held.sum()), "countsplit": split is not None}
     write_npz(path, held_out=held, train_spots=train, meta=np.array(json.dumps(meta)), **(split or {}))
@@ -148,8 +147,6 @@ def save_mask(path, held: np.ndarray, train: np.ndarray, spec: MaskSpec, seed: i
 
 def load_split(path) -> dict | None:
     """The input half of a count-splitting mask file (``input_counts``, ``input_other_counts``), else None."""
-    from stbench.errors import DatasetError
-
     try:
         with np.load(path) as z:
             if "input_counts" not in z:
@@ -160,10 +157,6 @@ def load_split(path) -> dict | None:
 
 
 def load_mask(path) -> tuple[np.ndarray, np.ndarray, dict]:
-    import json
-
-    from stbench.errors import DatasetError
-
     try:
         with np.load(path) as z:
             return z["held_out"].astype(bool), z["train_spots"].astype(bool), json.loads(str(z["meta"]))

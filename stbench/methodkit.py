@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+# Imported inside functions on purpose: torch, networkx, scipy.spatial/cluster (import cost; a method imports only what it uses).
 
 
 class NotApplicable(Exception):

@@ -13,6 +13,7 @@ seen in a single spot). ``gene_selection``: ``cv`` (the paper), ``hvg`` (scanpy'
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,6 +21,7 @@ import scipy.sparse as sp
 from stbench.contract import counts_matrix
 from stbench.errors import DatasetError
 from stbench.options import check, from_dict, option
+# Imported inside functions on purpose: anndata, scanpy (import cost; scanpy only for hvg).
 
 GENE_SELECTIONS = ("cv", "hvg", "mean", "all", "list")
 HVG_FLAVORS = ("seurat", "cell_ranger", "seurat_v3")
@@ -92,8 +94,6 @@ def choose_genes(d: np.ndarray, counts: np.ndarray, names, options: "PreprocessC
     if how == "all":
         return np.flatnonzero(eligible)
     if how == "list":
-        from pathlib import Path
-
         f = Path(options.gene_list)
         if not options.gene_list or not f.is_file():
             raise DatasetError(options.gene_list or "<config>", "gene_selection 'list' needs gene_list: a file of gene names")

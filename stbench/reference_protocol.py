@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stbench.methodkit import knn_others
+# Imported inside functions on purpose: scipy.sparse, scikit-learn (import cost in the method's box).
 
 FILLS = ("knn", "gene_mean")
 CALIBRATIONS = ("auto", "moments", "linear", "global")

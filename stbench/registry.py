@@ -15,8 +15,10 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jsonschema
 import yaml
 
+from stbench.ensembles import check_rule
 from stbench.errors import ConfigError, MethodError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -105,8 +107,6 @@ class Method:
 
     def check_params(self, p: dict) -> None:
         """Validate values against ``param_schema`` (JSON Schema per parameter)."""
-        import jsonschema
-
         for name, schema in (self.manifest.get("param_schema") or {}).items():
             if name not in p:
                 continue
@@ -172,8 +172,6 @@ def validate_manifest(manifest, folder: Path) -> dict:
     if not isinstance(manifest.get("network", False), bool):
         raise MethodError(folder.name, f"{path}: network must be true or false")
     if "ensemble" in manifest:
-        from stbench.ensembles import check_rule
-
         try:
             check_rule(manifest["ensemble"], str(path))
         except ConfigError as e:

@@ -20,8 +20,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stbench import __version__
 from stbench.atomic import write_text
+from stbench.cost_table import RUN_TOTAL
+from stbench.datasets import get_recipe
 from stbench.failures import problem_runs
+from stbench.provenance import PACKAGES
+from stbench.tables import (
+    ABLATIONS,
+    BEST_RULE,
+    DEFINITIONS_TEXT,
+    MAIN,
+    NAMES,
+    PAPER_DATASETS,
+    RANK_RULE,
+    _ablation_cells,
+    _table1_cells,
+    cell_grid,
+    isolation_text,
+    protocol_text,
+)
+# Imported inside functions on purpose: jinja2 (only when the HTML is rendered).
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html.j2"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "datasets"
@@ -42,8 +61,6 @@ def png_data_uri(path) -> str:
 def results_grids(long_csv) -> dict:
     """Table 1 and every ablation table (stMCDI's Tables 2-3, SpaDiT's supplementary Tables 2-4: tables.ABLATIONS)
     as ``stbench.tables.cell_grid`` structures (the LaTeX tables' code path)."""
-    from stbench.tables import ABLATIONS, _ablation_cells, _table1_cells, cell_grid
-
     if not Path(long_csv).exists():
         return {}
     summary = pd.read_csv(long_csv)
@@ -73,8 +90,6 @@ def flag(diff: float, paper_std: float | None) -> list[str]:
 def paper_comparison(vs_paper_csv) -> dict | None:
     """Rows x (dataset, metric) cells of ours, the paper's, the difference and its flag, from
     ``<table>_vs_paper.csv`` (``stbench.tables.beside_paper``)."""
-    from stbench.tables import MAIN, NAMES
-
     p = Path(vs_paper_csv)
     if not p.exists():
         return None
@@ -121,8 +136,6 @@ def paper_comparison(vs_paper_csv) -> dict | None:
 
 
 def cost_totals_rows(totals_csv) -> list[dict]:
-    from stbench.cost_table import RUN_TOTAL
-
     p = Path(totals_csv)
     if not p.exists():
         return []
@@ -186,7 +199,6 @@ def provenance_view(provenance_json) -> dict | None:
             f"source {src.get('accession', '')}: {src.get('checksum', '')}" if src else "",
             f"prepared.h5ad sha256 {d['prepared_sha256']}" if d.get("prepared_sha256") else "",
             f"preprocessed.h5ad sha256 {d['preprocessed_sha256']}" if d.get("preprocessed_sha256") else ""]))))
-    from stbench.provenance import PACKAGES
 
     pk = rec.get("packages") or {}
     first = ["python", "torch", "torch CUDA build", "cuDNN", *PACKAGES]
@@ -296,8 +308,6 @@ def dataset_card(name: str, spec: dict, qc_json=None, prepare_json=None, docs_di
             card["facts"].append(("counts per spot", f"median {lib.get('median'):g} (min {lib.get('min'):g}, max {lib.get('max'):g})"))
     recipe = spec.get("recipe")
     if recipe:
-        from stbench.datasets import get_recipe
-
         try:
             r = get_recipe(recipe)
             card["facts"][:0] = [("recipe", f"{recipe}: {r.get('title', '')}"), ("confidence", str(r.get("confidence", "n/a")))]
@@ -322,8 +332,6 @@ def _figures(paths) -> list[dict]:
 def ablation_sections(grids: dict) -> list[tuple[str, str]]:
     """(table, title) of the ablation tables to show: stMCDI's Tables 2-3 always (a note says when a run has none),
     SpaDiT's supplementary Tables 2-4 when the run has them."""
-    from stbench.tables import ABLATIONS
-
     out = []
     for t, what in ABLATIONS.items():
         if t.startswith("spadit_"):
@@ -359,17 +367,12 @@ def build_report(out_html, *, run: str, protocols: dict, tables_dir, metric_file
     """
     import jinja2
 
-    from stbench import __version__
-    from stbench.tables import BEST_RULE, DEFINITIONS_TEXT, RANK_RULE, isolation_text, protocol_text
-
     tables_dir = Path(tables_dir)
     metric_files = list(metric_files)
     figures = figures or {}
     comparisons = {t: paper_comparison(tables_dir / f"{t}_vs_paper.csv") for t in ("table1", "table2", "table3")}
     notes = list(notes or [])
     if not any(comparisons.values()):
-        from stbench.tables import PAPER_DATASETS
-
         notes.append(f"No comparison with the paper: none of this run's datasets is one of the paper's "
                      f"({', '.join(PAPER_DATASETS)}). The paper's values are in results/paper/*.csv.")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)), autoescape=True,

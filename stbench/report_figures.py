@@ -8,6 +8,10 @@ import pandas as pd
 
 from stbench.atomic import atomic_path
 from stbench.figures import _plt
+from stbench.loaders.h5ad import read_h5ad
+from stbench.masks import load_mask, load_split
+from stbench.task import load_task, truth_on_scale
+# Imported inside functions on purpose: matplotlib, scanpy, scikit-learn (plotting cost).
 
 MIN_HELD_SHARE = 0.05  # a gene shown in the spatial maps has at least this share of its spots held out
 
@@ -98,10 +102,6 @@ def spatial_maps(coords: np.ndarray, truth: np.ndarray, held: np.ndarray, panels
 def spatial_from_files(preprocessed, mask_npz, task_file, imputed: dict[str, str], out_png, title: str = "") -> list[str]:
     """Load the truth (on the task's scale), the mask, the coordinates and each method's imputed.npz
     (failed runs skipped); draw the spatial maps (an evaluation-side figure: it reads the truth)."""
-    from stbench.loaders.h5ad import read_h5ad
-    from stbench.masks import load_mask, load_split
-    from stbench.task import load_task, truth_on_scale
-
     task = load_task(task_file)
     truth = truth_on_scale(read_h5ad(preprocessed), task, load_split(mask_npz))  # count splitting: the target half
     held, _, _ = load_mask(mask_npz)

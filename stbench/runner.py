@@ -17,6 +17,8 @@ import numpy as np
 
 from stbench.atomic import write_json, write_npz
 from stbench.errors import MethodError
+from stbench.task import load_task
+# Imported inside functions on purpose: stbench.sandbox (runner.py also runs in the method's box, where sandbox.py is not copied).
 
 SKIPPED_NO_REFERENCE = "skipped: no reference"
 
@@ -53,7 +55,6 @@ def run_method(method, params: dict, task_file, out_dir, *, reference_file=None,
     The record is this process's: method, variant, dataset, seed, isolation, device and cost are set or measured
     here; of the child's output only the predictions and its validated ``info`` block are taken."""
     from stbench.sandbox import resolve_isolation, run_in_sandbox
-    from stbench.task import load_task
 
     out_dir = Path(out_dir)
     task = load_task(task_file)  # truth-free: names, shape and provenance for the record

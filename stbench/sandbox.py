@@ -32,15 +32,23 @@ import functools
 import io
 import json
 import os
+import resource
 import secrets
+import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import zipfile
 from pathlib import Path
+
+import numpy as np
+import psutil
 
 from stbench.errors import StbenchError
 
@@ -248,8 +256,6 @@ def _place(src: Path, dst: Path) -> None:
 
 
 def _owner() -> str:
-    import socket
-
     return f"{socket.gethostname()} {os.getpid()}"
 
 
@@ -265,8 +271,6 @@ def _zombie(pid: int) -> bool:
 def remove_stale_boxes(parent: Path) -> list[Path]:
     """Remove boxes left by a killed run: those whose owner (``<box>.owner``: host and pid of the impute
     process) is a process of this host that is gone."""
-    import socket
-
     removed = []
     for owner in Path(parent).glob("stbench-*.owner"):
         try:
@@ -318,8 +322,6 @@ def _set_subreaper(on: bool = True) -> bool:
 
 def _descendants(root_pid: int):
     """psutil processes below ``root_pid`` (this process's other jobs never run at the same time)."""
-    import psutil
-
     try:
         return psutil.Process(root_pid).children(recursive=True)
     except psutil.Error:
@@ -338,8 +340,6 @@ def kill_job_tree(child_pid: int, token: str, spare=frozenset()) -> int:
     here, the subreaper) and any process carrying the job's token. Returns how many were killed besides the child.
     The child itself is killed but not reaped (the caller waits for it); ``spare``: this process's children from
     before the job, with their descendants (a caller's own processes)."""
-    import psutil
-
     me = os.getpid()
     killed = set()
     for _ in range(50):  # a forking process may spawn while it is being killed: sweep until nothing is left
@@ -418,8 +418,6 @@ def _limit_data(limit_bytes: int | None):
     """preexec_fn: RLIMIT_DATA (private writable memory: heap and anonymous mappings, not reserved address space)."""
     def apply():
         if limit_bytes:
-            import resource
-
             resource.setrlimit(resource.RLIMIT_DATA, (limit_bytes, limit_bytes))
     return apply
 
@@ -429,7 +427,6 @@ def _wait_exit(pidfd, seconds: float) -> None:
     if pidfd is None:
         time.sleep(seconds)
         return
-    import select
 
     select.select([pidfd], [], [], seconds)
 
@@ -459,8 +456,6 @@ def supervise(cmd, *, cwd: Path, env: dict, timeout: float, log, mem_limit_bytes
 
 
 def _supervise(cmd, *, cwd, env, timeout, log, mem_limit_bytes, token, gpu_passed) -> dict:
-    import psutil
-
     spare = frozenset(c.pid for c in psutil.Process().children())
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -492,8 +487,6 @@ def _supervise(cmd, *, cwd, env, timeout, log, mem_limit_bytes, token, gpu_passe
 def _watch(p, pidfd, t0: float, timeout: float, gpu_passed: bool):
     """Wait for the child, sampling its process tree (summed RSS, threads, processes, GPU use), until it exits or
     its time is up. Returns (wait status or None, rusage or None, timed out, peaks)."""
-    import psutil
-
     peak_rss = peak_threads = peak_procs = 0
     gpu = False
     next_gpu_check = 0.0
@@ -597,10 +590,6 @@ def read_predictions(box: Path, n_spots: int, n_genes: int):
     """``out/imputed.npz`` as an array, or (None, why). The file: regular, no link followed, at most the float64
     matrix of the task's shape plus 64 KiB; inside it, one array ``imputed`` whose header (checked before any data is
     inflated: no zip bomb) says the task's shape and a float dtype, and whose declared size fits; no pickle."""
-    import zipfile
-
-    import numpy as np
-
     raw = n_spots * n_genes * 8
     data = _open_in(box, "out/imputed.npz", raw + 64 * 1024)
     if data is None:
@@ -632,8 +621,6 @@ class _LiveLog:
     ``LIVE_CAP`` bytes are copied live; past that, the last ``LOG_CAP`` bytes are appended at the end."""
 
     def __init__(self, log, log_file):
-        import threading
-
         self.log_file, self.copied, self.cut = log_file, 0, False
         self._fd = os.open(f"/proc/self/fd/{log.fileno()}", os.O_RDONLY) if log_file is not None else None
         self._stop = threading.Event()

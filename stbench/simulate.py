@@ -8,6 +8,8 @@ structure carries real signal (neighbouring spots share programs), as in tissue.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
+# Imported inside functions on purpose: anndata (import cost).
 
 
 def hex_grid(n_rows: int, n_cols: int, spacing: float = 100.0) -> np.ndarray:
@@ -38,7 +40,6 @@ def simulate_demo(seed: int = 0, n_rows: int = 24, n_cols: int = 25, n_genes: in
                   n_domains: int = 4, n_cells: int = 1200, median_umi: float = 1200.0):
     """Return (spatial AnnData, reference AnnData) following the dataset contract."""
     import anndata as ad
-    import scipy.sparse as sp
 
     rng = np.random.default_rng(seed)
     xy = hex_grid(n_rows, n_cols)

@@ -15,6 +15,11 @@ import numpy as np
 import pandas as pd
 
 from stbench.atomic import write_csv, write_text
+from stbench.errors import DatasetError
+from stbench.masks import MaskSpec
+from stbench.metrics import HIGHER_IS_BETTER as directions
+from stbench.metrics import SPADIT, accuracy_score, accuracy_score_spadit
+from stbench.task import TaskSpec
 
 MAIN = ("pcc", "cosine", "rmse", "mae")  # the paper's metrics (App. D), flattened over held-out entries
 TABLE1 = ("pcc", "pcc_gene", "cosine", "rmse", "mae")  # + the per-gene PCC, which gene levels alone do not earn
@@ -50,8 +55,6 @@ def _ref_genes(rec: dict):
 def collect(metric_files, variants: list[dict]) -> pd.DataFrame:
     """One row per (run, metric): dataset, mask (``MaskSpec.id``; its family and options beside it), seed, method,
     variant, label, table, status, value."""
-    from stbench.masks import MaskSpec
-
     info = {(v["method"], v["name"]): v for v in variants}
     rows = []
     for f in metric_files:
@@ -175,8 +178,6 @@ def ablation_wide(summary: pd.DataFrame, table: str, metrics=MAIN) -> pd.DataFra
 def higher_is_better(metric: str) -> bool | None:
     """The direction of a metric, from ``stbench.metrics.HIGHER_IS_BETTER`` (the one home of metric directions);
     None for a metric it does not list (such a column gets no best value and no rank)."""
-    from stbench.metrics import HIGHER_IS_BETTER as directions
-
     d = directions.get(metric)
     return None if d is None else bool(d)
 
@@ -365,7 +366,6 @@ def _qc(qc) -> dict | None:
     """A dataset's QC record (``qc.json`` written by the preprocess step): a path, the record itself, or None."""
     if qc is None or isinstance(qc, dict):
         return qc
-    from stbench.errors import DatasetError
 
     try:
         return json.loads(Path(qc).read_text())
@@ -390,9 +390,6 @@ def protocol_text(protocols: dict, qc: dict | None = None) -> str:
     """The protocol of each dataset (resolved per dataset), grouped where datasets share one. ``qc``: per dataset
     its ``qc.json`` (path or record): the genes kept are read from there (the preprocess step's facts); scale and
     library sizes from ``protocols[d]["task"]`` (the task step's spec, :func:`stbench.config.protocols`)."""
-    from stbench.masks import MaskSpec
-    from stbench.task import TaskSpec
-
     groups: dict[str, list[str]] = {}
     for dataset, p in protocols.items():
         spec = TaskSpec.from_dict(p.get("task"))  # the task step's own: scale and library sizes
@@ -430,8 +427,6 @@ def isolation_text(metric_files) -> str:
 
 def accuracy_scores(summary: pd.DataFrame) -> pd.DataFrame:
     """SpaDiT's Accuracy Score per dataset and mask over the Table 1 methods."""
-    from stbench.metrics import accuracy_score
-
     s = summary[(summary["table"] == "table1")]
     rows = []
     for (ds, mask, strat, ratio, among), g in s.groupby(["dataset", "mask", "mask_strategy", "ratio", "among"], dropna=False):
@@ -444,8 +439,6 @@ def accuracy_scores(summary: pd.DataFrame) -> pd.DataFrame:
 def accuracy_scores_spadit(summary: pd.DataFrame) -> pd.DataFrame:
     """SpaDiT's Accuracy Score (stbench.metrics.accuracy_score_spadit) per dataset and mask over the Table 1 rows
     that have a result (failed and skipped rows take no rank), with the four gene means it ranks."""
-    from stbench.metrics import SPADIT, accuracy_score_spadit
-
     s = summary[(summary["table"] == "table1") & summary["metric"].isin(SPADIT) & (summary["status"] == "ok")]
     rows = []
     for (ds, mask, strat, ratio, among), g in s.groupby(["dataset", "mask", "mask_strategy", "ratio", "among"],
@@ -525,8 +518,6 @@ def write_tables(metric_files, variants: list[dict], protocols: dict, out_dir, p
     write_text(out_dir / "table1.md", "".join(md))
     write_csv(out_dir / "accuracy_score.csv", accuracy_scores(summary), index=False)
     if metric_definitions == "spadit":
-        from stbench.metrics import SPADIT
-
         t1s = table1_wide(summary, metrics=("pcc", "rmse", *SPADIT))
         write_csv(out_dir / "table1_spadit.csv", t1s)
         write_text(out_dir / "table1_spadit.md", f"# Table 1 (SpaDiT's metric definitions)\n\n{header}\n\n" + to_markdown(t1s))

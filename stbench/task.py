@@ -27,6 +27,7 @@ from stbench.atomic import write_npz
 from stbench.errors import DatasetError
 from stbench.options import check, from_dict, option
 from stbench.preprocess import PreprocessConfig
+# Imported inside functions on purpose: torch (only for a method that asks for tensors).
 
 TASK_FORMAT = "stbench-task/1"
 SCALES = ("log", "zscore")

@@ -17,6 +17,7 @@ listing holds, and where to place the file by hand; a file placed there is then 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as _dt
 import hashlib
@@ -32,7 +33,11 @@ from pathlib import Path
 import yaml
 
 from stbench.atomic import atomic_path, write_json
-from stbench.errors import ConfigError, DatasetError
+from stbench.datasets import listings
+from stbench.datasets.listings import Listed
+from stbench.datasets.recipes import check_recipe, get_recipe, get_source
+from stbench.errors import ConfigError, DatasetError, StbenchError
+# Imported inside functions on purpose: requests and pooch (network, only when downloading), fcntl (POSIX only).
 
 LOCK_NAME = "checksums.lock.yaml"
 UNPACKED_MARK = ".stbench-unpacked"
@@ -151,7 +156,6 @@ def download_file(url: str, dest, *, sha256: str | None = None, git_blob: str | 
     into place after its one hash check, before the size and other checks).
     """
     import requests
-
     from pooch.downloaders import choose_downloader
 
     dest = Path(dest)
@@ -271,8 +275,6 @@ def _placed(dest: Path, count: int) -> list[Path]:
 def _fetch_entry(f: dict, who: str, recipe_id: str, source: str, cache_dir: Path, files_dir: Path, locked: dict,
                  retries: int, backoff: float, progressbar: bool) -> list[dict]:
     """Resolve, download and verify one recipe file entry; its manifest entries (one per file)."""
-    from stbench.datasets import listings
-
     res = f.get("resolve")
     count = int(res.get("count", 1)) if res else 1
     target = files_dir / f["name"]
@@ -290,8 +292,6 @@ def _fetch_entry(f: dict, who: str, recipe_id: str, source: str, cache_dir: Path
             return [_accept_placed(f, p, who, recipe_id, source, cache_dir, files_dir, locked, str(e), hint) for p in placed]
         pairs = [(it, target if count == 1 else target / it.name) for it in items]
     else:
-        from stbench.datasets.listings import Listed
-
         pairs = [(Listed(f["name"], f["url"], published_by="recipe url"), target)]
     out = []
     for item, dest in pairs:
@@ -361,8 +361,6 @@ def fetch(recipe_id: str, source: str, cache_dir, *, recipe: dict | None = None,
     DatasetError naming the dataset, what was looked for and how to place the file by hand when a file
     cannot be resolved or verified.
     """
-    from stbench.datasets.recipes import check_recipe, get_recipe, get_source
-
     if recipe is None:
         recipe = get_recipe(recipe_id)
     else:
@@ -396,10 +394,6 @@ def fetch(recipe_id: str, source: str, cache_dir, *, recipe: dict | None = None,
 
 
 def main(argv=None) -> int:
-    import argparse
-
-    from stbench.errors import StbenchError
-
     ap = argparse.ArgumentParser(description="download and verify one recipe source")
     ap.add_argument("recipe")
     ap.add_argument("source", nargs="?", default=None, help="default: the recipe's default_source")
@@ -410,8 +404,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        from stbench.datasets.recipes import get_recipe
-
         source = args.source or get_recipe(args.recipe)["default_source"]
         print(fetch(args.recipe, source, args.cache_dir, retries=args.retries, refresh=args.refresh, progressbar=True,
                     reference_only=args.reference_only))

@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote
+# Imported inside functions on purpose: requests (network, only when a listing is fetched).
 
 ZENODO_API = "https://zenodo.org/api"
 FIGSHARE_API = "https://api.figshare.com/v2"
@@ -153,8 +155,6 @@ def parse_size(text: str) -> tuple[int, int]:
 def geo_files(series, timeout: float = 60) -> list[Listed]:
     """A GEO series' supplementary files from the HTTPS index of its suppl/ folder; exact sizes from its
     filelist.txt (``Archive`` rows: the RAW tar) override the index's rounded ones."""
-    from urllib.parse import unquote
-
     folder = geo_suppl_url(series)
     html = _get(folder, timeout, f"GEO {series} supplementary folder listing")
     exact = {}

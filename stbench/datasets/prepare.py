@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from stbench.contract import check_counts, validate_dataset
 from stbench.datasets.download import manifest_path
 from stbench.datasets.recipes import get_recipe, get_source
-from stbench.errors import DatasetError
+from stbench.errors import ConfigError, DatasetError
 from stbench.loaders import get_loader
 
 
@@ -114,8 +115,6 @@ def _source_record(recipe: dict, src: dict, files: list[dict]) -> dict:
 def reference_source_of(recipe: dict, source: str, reference_source: str | None = None) -> str:
     """Which source's ``reference`` block a dataset uses: the argument, else the recipe's
     ``reference_source``, else the spatial source itself; ``none`` means no reference."""
-    from stbench.errors import ConfigError
-
     ref = reference_source or recipe.get("reference_source") or source
     if ref != "none" and ref not in (recipe.get("sources") or {}):
         raise ConfigError(f"recipe '{recipe.get('id')}': reference_source '{ref}' is not one of its sources "
@@ -149,9 +148,6 @@ def load_recipe(recipe_id: str, source: str, cache_dir, reference_source: str | 
     The reference comes from ``reference_source`` (see :func:`reference_source_of`); a source other
     than the spatial one is read from its reference-only download (``manifest_reference.json``).
     """
-    import scipy.sparse as sp
-
-
     manifest, mpath = read_manifest(cache_dir, recipe_id, source)
     recipe = manifest.get("recipe_data") or get_recipe(recipe_id)
     src = get_source(recipe, source)

@@ -9,12 +9,16 @@ folder, ``*``/``**`` globs allowed). ``check_recipe`` rejects a malformed recipe
 
 from __future__ import annotations
 
+import copy
+import re
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
+from stbench.datasets.listings import spec_of
 from stbench.errors import ConfigError
+from stbench.task import split_protocol
 
 RECIPE_DIR = Path(__file__).with_name("recipes")
 REQUIRED = ("id", "title", "tissue", "species", "platform", "citation", "paper", "default_source", "sources")
@@ -38,8 +42,6 @@ def _load(recipe_id: str) -> dict:
 
 def get_recipe(recipe_id: str) -> dict:
     """The recipe ``recipe_id`` as a dict (a fresh copy); ConfigError listing the known ids if unknown."""
-    import copy
-
     known = list_recipes()
     if recipe_id not in known:
         raise ConfigError(f"unknown recipe '{recipe_id}'; known recipes: {', '.join(known)}")
@@ -56,10 +58,6 @@ def get_source(recipe: dict, source: str) -> dict:
 
 def _check_origin(f: dict, where: str) -> None:
     """A file comes either from a fixed ``url`` or from its source's listing (``resolve:``), not both."""
-    import re
-
-    from stbench.datasets.listings import spec_of
-
     if bool(f.get("url")) == bool(f.get("resolve")):
         raise ConfigError(f"{where}: give exactly one of url: or resolve:")
     res = f.get("resolve")
@@ -87,8 +85,6 @@ def check_recipe(recipe, where) -> None:
     if missing:
         raise ConfigError(f"{where}: recipe lacks key(s) {', '.join(missing)}")
     if recipe.get("preprocess") is not None:
-        from stbench.task import split_protocol
-
         try:
             split_protocol(recipe["preprocess"])
         except (TypeError, ValueError) as e:

@@ -7,18 +7,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from stbench.methodkit import observed_zscore, seeded, torch_threads
+# Imported inside functions on purpose: scipy.sparse (only for a sparse reference).
 
 
 @contextlib.contextmanager
 def determinism(seed: int, device: torch.device, threads):
     """``methodkit.seeded`` and ``methodkit.torch_threads`` (the caller's RNG and thread count restored
     afterwards), with deterministic kernels asked for (CPU and CUDA)."""
-    from stbench.methodkit import seeded, torch_threads
-
     prev_det = torch.are_deterministic_algorithms_enabled()
     with seeded(seed, device), torch_threads(threads):
         torch.use_deterministic_algorithms(True, warn_only=True)  # CUDA: with CUBLAS_WORKSPACE_CONFIG (sandbox env)
@@ -32,8 +34,6 @@ def standardise(x: np.ndarray, m: np.ndarray, rows: np.ndarray):
     """Per-gene z-score from the observed entries of ``rows`` (stMCDI's released code and CSDI
     normalise each feature by the mean and sd of its observed values; ``methodkit.observed_zscore``,
     an sd of at most 1e-8 taken as 1)."""
-    from stbench.methodkit import observed_zscore
-
     mu, sd = observed_zscore(x[rows], m[rows], min_sd=1e-8)
     return mu.astype(np.float32), sd.astype(np.float32)
 
@@ -144,8 +144,6 @@ class CheckpointClock:
     progresses from one try to the next. ``interval_s`` None or 0: never due."""
 
     def __init__(self, interval_s, clock=None):
-        import time
-
         self.interval = float(interval_s or 0)
         self.clock = clock or time.monotonic
         self.last = self.clock()

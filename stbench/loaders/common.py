@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
+from stbench.contract import SOURCE_KEYS
 from stbench.errors import DatasetError
+# Imported inside functions on purpose: anndata (import cost).
 
 
 def resolve(path, base) -> Path:
@@ -43,9 +48,6 @@ def read_table(path, *, index_col=0, header=0, sep=None) -> pd.DataFrame:
 
 def header_names(path, sep=None) -> list[str]:
     """The raw column names of a delimited table's first line (pandas would rename duplicates)."""
-    import csv
-    import gzip
-
     path = Path(path)
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
@@ -97,7 +99,6 @@ def require_keys(spec: dict, keys, fmt: str) -> None:
 def spatial_anndata(m, spots, genes, xy):
     """The contract AnnData from a dense spots x genes count matrix, names and coordinates."""
     import anndata as ad
-    import scipy.sparse as sp
 
     adata = ad.AnnData(X=sp.csr_matrix(np.asarray(m, dtype=np.float32)))
     adata.obs_names, adata.var_names = list(spots), list(genes)
@@ -108,8 +109,6 @@ def spatial_anndata(m, spots, genes, xy):
 
 def source_record(spec: dict, **defaults) -> dict:
     """The uns['source'] record: the config's ``source`` block over loader defaults, all keys present."""
-    from stbench.contract import SOURCE_KEYS
-
     rec = {k: "unknown" for k in SOURCE_KEYS}
     rec.update({k: v for k, v in defaults.items() if v is not None})
     rec.update({k: str(v) for k, v in (spec.get("source") or {}).items()})

@@ -6,6 +6,7 @@ import numpy as np
 
 from stbench.errors import DatasetError
 from stbench.loaders.common import require_file, resolve, source_record
+# Imported inside functions on purpose: anndata (import cost; most callers of the loaders' registry read one format).
 
 
 def read_h5ad(path):

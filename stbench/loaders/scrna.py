@@ -20,7 +20,19 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.errors import DatasetError
-from stbench.loaders.common import clean_names, require_file, resolve, source_record
+from stbench.loaders.common import (
+    clean_names,
+    header_names,
+    numeric_frame,
+    read_table,
+    require_file,
+    resolve,
+    source_record,
+    table_sep,
+)
+from stbench.loaders.h5ad import read_h5ad
+from stbench.loaders.seurat_rds import read_seurat_rds
+# Imported inside functions on purpose: anndata, scanpy, scipy.io (import cost; per format).
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
 _ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*G\d+)\.\d+$")
@@ -135,8 +147,6 @@ def read_dense(path, orientation: str = "genes_x_cells", chunksize: int = 2000):
     """A dense counts table read in row chunks into a sparse cells x genes AnnData."""
     import anndata as ad
 
-    from stbench.loaders.common import header_names, numeric_frame, table_sep
-
     path = require_file(path)
     if orientation not in ("genes_x_cells", "cells_x_genes"):
         raise DatasetError(path, f"orientation must be 'genes_x_cells' or 'cells_x_genes', got {orientation!r}")
@@ -185,8 +195,6 @@ def read_reference(path, spec: dict | None = None):
     if path.is_dir():
         return read_folder(path, spec.get("sample"))
     if name.endswith(".h5ad"):
-        from stbench.loaders.h5ad import read_h5ad
-
         adata = read_h5ad(path)
         if "counts" in adata.layers:
             adata.X = adata.layers["counts"]
@@ -202,8 +210,6 @@ def read_reference(path, spec: dict | None = None):
     if name.endswith(TABLE_SUFFIXES):
         return read_dense(path, spec.get("orientation", "genes_x_cells"))
     if name.endswith(".rds"):
-        from stbench.loaders.seurat_rds import read_seurat_rds
-
         return read_seurat_rds(path, assay=spec.get("assay", "RNA"))
     if name.endswith((".rdata", ".rda")):
         raise DatasetError(path, "R workspaces (.RData/.rda) cannot be read; saveRDS() the Seurat object, "
@@ -241,8 +247,6 @@ def attach_labels(adata, spec: dict, base=None, where=None):
     if not column:
         raise DatasetError(where or "<reference>", "`labels` needs `labels_column`, the label column of the table")
     if spec.get("labels"):
-        from stbench.loaders.common import read_table
-
         path = resolve(spec["labels"], base)
         table = read_table(path, index_col=None)
         cell_col = spec.get("labels_cell_column") or table.columns[0]

@@ -21,6 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.errors import DatasetError
+# Imported inside functions on purpose: anndata, rds2py (optional dependency, .rds files only).
 
 _R_NA_INT = -(2**31)
 _GZIP, _BZ2, _XZ = b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00"

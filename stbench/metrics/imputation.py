@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stbench.metrics.spadit import js_spadit, spadit_summary, ssim_spadit
+
 FLAT = ("pcc", "cosine", "rmse", "mae")
 PER_GENE = ("pcc_gene", "cosine_gene", "rmse_gene", "mae_gene", "ssim_gene", "js_gene")
 METRICS = FLAT + PER_GENE
@@ -92,8 +94,6 @@ def evaluate_imputation(truth: np.ndarray, pred: np.ndarray, held_out: np.ndarra
     """All metrics for one imputation, both definition families (SpatialBenchmarking's ``*_gene`` medians and
     SpaDiT's ``*_spadit`` means; a run's ``metric_definitions`` picks which its tables show).
     Returns a JSON-ready dict: values, NaN reasons, counts."""
-    from stbench.metrics.spadit import js_spadit, spadit_summary, ssim_spadit
-
     truth, pred, held_out = np.asarray(truth), np.asarray(pred), np.asarray(held_out, dtype=bool)
     if truth.shape != pred.shape or truth.shape != held_out.shape:
         raise ValueError(f"shape mismatch: truth {truth.shape}, prediction {pred.shape}, mask {held_out.shape}")

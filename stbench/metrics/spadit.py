@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+# Imported inside functions on purpose: scipy.spatial.distance (SpaDiT's metrics only).
 
 SPADIT_K1, SPADIT_K2 = 0.01, 0.03
 SPADIT_AS_METRICS = {"pcc_spadit": True, "ssim_spadit": True, "rmse_spadit": False, "js_spadit": False}

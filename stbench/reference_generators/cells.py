@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 
 from stbench.reference_protocol import normalise_cells, reference_counts
+# Imported inside functions on purpose: anndata, pandas, scanpy, scipy (import cost).
 
 
 def cell_labels(reference, by: str) -> np.ndarray:
@@ -21,8 +24,6 @@ def cell_labels(reference, by: str) -> np.ndarray:
 
 def louvain_labels(counts: np.ndarray, seed: int = 0) -> np.ndarray:
     """Louvain clusters (scanpy with igraph's Louvain: log-normalised cells, PCA, 15-neighbour graph), as ``c<k>``."""
-    import random
-
     import anndata as ad
     import scanpy as sc
 

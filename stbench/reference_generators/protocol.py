@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
-from stbench.reference_generators import GENERATORS, generator_params
+from stbench.atomic import write_h5ad, write_json
+from stbench.errors import ConfigError
+from stbench.reference_generators import GENERATORS, generate, generator_params
 from stbench.reference_generators.thinning import ReferenceTransform, thin
+from stbench.reference_protocol import reference_counts
+# Imported inside functions on purpose: torch, anndata, pandas, scipy (import cost).
 
 AUGMENTS = ("none",) + GENERATORS
 SETTING_KEYS = ("reference_transform", "augment", "generator", "label")
@@ -54,8 +59,6 @@ class ReferenceSetting:
 
 
 def _error(msg: str):
-    from stbench.errors import ConfigError
-
     return ConfigError(msg)
 
 
@@ -123,8 +126,6 @@ def expand_variants(config: dict, variants: list, available: dict) -> list:
 def transform_reference(reference, setting: ReferenceSetting, run_seed: int, device: str = "cpu"):
     """The setting's reference (thinned, then filled back up to each type's count before thinning with
     synthetic cells) and a JSON-ready report. The generator sees only the thinned reference."""
-    from stbench.reference_generators import generate
-
     if setting.transform is None:
         return reference.copy(), {"setting": setting.name, "identity": True}
     by = setting.transform.by
@@ -156,8 +157,6 @@ def concat_real_synthetic(real, syn, by: str):
     import pandas as pd
     import scipy.sparse as sp
 
-    from stbench.reference_protocol import reference_counts
-
     x = sp.vstack([sp.csr_matrix(reference_counts(real).astype(np.float32)), sp.csr_matrix(syn.layers["counts"])]).tocsr()
     obs = pd.DataFrame({by: np.concatenate([real.obs[by].astype(str).to_numpy(), syn.obs[by].astype(str).to_numpy()]),
                         "synthetic": np.r_[np.zeros(real.n_obs, bool), np.ones(syn.n_obs, bool)]},
@@ -172,11 +171,7 @@ def reference_transform_step(prepared, setting: ReferenceSetting, run_seed: int,
                              threads: int = 1) -> dict:
     """Workflow step: read the prepared dataset's reference (``reference.h5ad`` beside ``prepared``; only that
     file), write the setting's reference beside ``out_json`` (same name, .h5ad) and the report."""
-    from pathlib import Path
-
     import anndata as ad
-
-    from stbench.atomic import write_h5ad, write_json
 
     src = Path(prepared).with_name("reference.h5ad")
     out_json = Path(out_json)

@@ -11,6 +11,7 @@ All take log-normalised cells on one scale (``log_normalise`` with the real trai
 from __future__ import annotations
 
 import numpy as np
+# Imported inside functions on purpose: POT, scikit-learn, scipy (import cost; each measure its own).
 
 
 def log_normalise(counts: np.ndarray, median: float) -> np.ndarray:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from stbench.atomic import atomic_path
+from stbench.tables import collect, summarise
+# Imported inside functions on purpose: matplotlib (plotting cost).
+
 METRICS = ("pcc", "pcc_gene", "rmse", "mae")
 
 
 def augmentation_table(metric_files, variants: list[dict], settings: dict) -> pd.DataFrame:
     """Long table: dataset, mask, method, setting, metric, mean, std, n_seeds, status, and the change against
     the setting that leaves the reference as prepared (``vs_full``; absent when no such setting)."""
-    from stbench.tables import collect, summarise
-
     vs = [v for v in variants if v.get("reference_setting")]
     info = {(v["method"], v["name"]): v for v in vs}
     s = summarise(collect(metric_files, vs))
@@ -60,8 +62,6 @@ def augmentation_figure(df: pd.DataFrame, out_png) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from stbench.atomic import atomic_path
 
     mets = [x for x in ("pcc", "rmse") if x in set(df["metric"])] or ["pcc"]
     groups = list(df.groupby(["dataset", "mask_strategy", "ratio"], sort=False))
