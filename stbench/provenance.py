@@ -15,9 +15,12 @@ import os
 import platform
 import subprocess
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from stbench import __version__
 from stbench.atomic import write_json
+# Imported inside functions on purpose: torch (import cost; only to record its CUDA build).
 
 # the packages a reader asks about first (issue 27), then the rest of the numeric stack
 PACKAGES = ("stbench", "torch", "scanpy", "anndata", "scvi-tools", "tangram-sc", "snakemake", "numpy", "scipy", "pandas",
@@ -59,8 +62,6 @@ def git_info(repo_dir) -> dict:
 
 def package_versions(names=PACKAGES) -> dict:
     """Python's version and each installed package's ('not installed' otherwise), torch's CUDA and cuDNN builds."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": platform.python_version()}
     for n in names:
         try:
@@ -160,13 +161,18 @@ def _parent(pid) -> int | None:
         return None
 
 
+def _snakemakes_own(command_line: str) -> bool:
+    """A process Snakemake started for a job: its own child (``--target-jobs``) or a rule's script."""
+    return "--target-jobs" in command_line or ".snakemake/scripts/" in command_line
+
+
 def invocation() -> str:
     """The command line that started the workflow. Snakemake runs a local job in a child snakemake process of its
-    own (``--target-jobs ...``, through ``sh -c``); the first ancestor that is neither is the command the user typed,
-    read from ``/proc`` where there is one. Elsewhere (another OS, a cluster job) this process's own command line,
-    which then says ``--target-jobs``."""
+    own (``--target-jobs ...``, through ``sh -c``), and a rule's ``script:`` as ``python .snakemake/scripts/tmp…``;
+    the first ancestor that is none of these is the command the user typed, read from ``/proc`` where there is one.
+    Elsewhere (another OS, a cluster job) this process's own command line."""
     own = " ".join(sys.argv)
-    if "--target-jobs" not in own:
+    if not _snakemakes_own(own):
         return own
     pid = os.getppid()
     for _ in range(6):
@@ -174,7 +180,7 @@ def invocation() -> str:
             break
         argv = _cmdline(pid)
         text = " ".join(argv)
-        if argv and "--target-jobs" not in text and not (Path(argv[0]).name in ("sh", "bash", "dash") and "-c" in argv):
+        if argv and not _snakemakes_own(text) and not (Path(argv[0]).name in ("sh", "bash", "dash") and "-c" in argv):
             return text
         pid = _parent(pid)
     return own
@@ -183,8 +189,6 @@ def invocation() -> str:
 def collect(*, run: str, config: dict, config_files, command_line: str | None, repo_dir, protocols: dict,
             datasets: dict, run_files=()) -> dict:
     """The provenance record (see the module docstring)."""
-    from stbench import __version__
-
     files = []
     for f in config_files or []:
         p = Path(f)

@@ -248,3 +248,8 @@ def test_invocation_skips_the_job_process_and_its_shell(monkeypatch):
     assert provenance.invocation() == "python -m snakemake --cores 2 --configfile c.yaml"
     monkeypatch.setattr(provenance.sys, "argv", ["snakemake", "--cores", "1"])
     assert provenance.invocation() == "snakemake --cores 1"  # not a job process: its own command line
+    # the provenance rule's script: python .snakemake/scripts/tmp….py under `sh -c`, under the job process
+    tree.update({12: (["/bin/sh", "-c", "python .snakemake/scripts/tmpab.provenance.py"], 10)})
+    monkeypatch.setattr(provenance.sys, "argv", [".snakemake/scripts/tmpab.provenance.py"])
+    monkeypatch.setattr(provenance.os, "getppid", lambda: 12)
+    assert provenance.invocation() == "python -m snakemake --cores 2 --configfile c.yaml"

@@ -12,7 +12,7 @@ rule download:
     output:
         f"{CACHE}/{{recipe}}/{{source}}/manifest.json",
     params:
-        cache=CACHE,
+        cache=lambda wc, output: str(Path(output[0]).parents[2]),  # {cache_dir}/{recipe}/{source}/manifest.json
     wildcard_constraints:
         recipe=r"[A-Za-z0-9_]+",
         source=r"[A-Za-z0-9_]+",
@@ -20,6 +20,8 @@ rule download:
     retries: 2
     log:
         f"{CACHE}/logs/{{recipe}}_{{source}}.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/download.py"
 

@@ -54,5 +54,7 @@ rule evaluate:
         per_gene=f"{R}/{{dataset}}/{{mask}}/seed{{seed}}/{{method}}/{{variant}}/per_gene.csv",
     log:
         f"{LOGS}/evaluate/{{dataset}}_{{mask}}_seed{{seed}}_{{method}}_{{variant}}.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/evaluate.py"
