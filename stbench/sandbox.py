@@ -241,8 +241,9 @@ def _copy_tree(src: Path, dst: Path, only=None) -> None:
         shutil.copytree(src, dst, ignore=ignore)
         return
     dst.mkdir(parents=True)
-    for name in only:
+    for name in only:  # a name may lie in a subpackage ("data/task.py")
         s = src / name
+        (dst / name).parent.mkdir(parents=True, exist_ok=True)
         if s.is_dir():
             shutil.copytree(s, dst / name, ignore=ignore)
         elif s.exists():

@@ -413,18 +413,29 @@ def test_every_stbench_module_a_method_imports_is_in_the_box():
     sandbox.CHILD_MODULES, or the method fails in its sandbox; the simulator and loaders must never be."""
     import re
 
-    root = Path(sandbox.__file__).resolve().parent
-    allowed = {m.removesuffix(".py") for m in sandbox.CHILD_MODULES}
+    import stbench
+
+    root = Path(stbench.__file__).resolve().parent
+    box = {m.removesuffix(".py") for m in sandbox.CHILD_MODULES}  # "task", "data/task", "kit/diffusion", ...
+
+    def in_box(mod: str) -> bool:
+        """``mod`` ("data.task", "kit.diffusion.common", or a package) is a copied file, or lies in a copied folder."""
+        parts = mod.split(".")
+        return any("/".join(parts[:i]) in box for i in range(1, len(parts) + 1)) and (
+            (root.joinpath(*parts).with_suffix(".py").exists() or (root.joinpath(*parts) / "__init__.py").exists()))
+
     files = list((root.parent / "methods").rglob("*.py"))
     files += [p for m in sandbox.CHILD_MODULES for p in ([root / m] if m.endswith(".py") else (root / m).rglob("*.py"))]
     needed = set()
     for f in files:
-        for mod in re.findall(r"^\s*(?:from|import)\s+stbench\.([a-z_]+)", f.read_text(), flags=re.M):
-            if mod != "sandbox":  # runner.run_method's parent-side import, never run in the child
+        for mod in re.findall(r"^\s*(?:from|import)\s+stbench\.([a-z_.]+)", f.read_text(), flags=re.M):
+            if not mod.endswith("sandbox"):  # runner.run_method's parent-side import, never run in the child
                 needed.add((mod, f.name))
-    missing = sorted((m, f) for m, f in needed if m not in allowed)
+    missing = sorted((m, f) for m, f in needed if not in_box(m))
     assert not missing, f"imported in the box but not in sandbox.CHILD_MODULES: {missing}"
-    assert not allowed & {"simulate", "loaders", "datasets"}
+    for package in [f"{mod}/__init__" for m in box for mod in ["/".join(m.split("/")[:i]) for i in range(1, m.count("/") + 1)]]:
+        assert package in box, f"{package}.py must be in sandbox.CHILD_MODULES: the box imports a module below it"
+    assert not {m.split("/")[-1] for m in box} & {"simulate", "loaders", "datasets"}
 
 
 def test_predictions_are_read_only_when_they_are_what_the_task_asks(tmp_path):
