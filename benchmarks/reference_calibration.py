@@ -27,7 +27,7 @@ BASELINES = {"Mean (per gene)": ("mean", {"axis": "gene"}), "KNN": ("knn", {})}
 def load(spatial: str, reference: str):
     import anndata as ad
 
-    from stbench.preprocess import PreprocessConfig, preprocess
+    from stbench.data.preprocess import PreprocessConfig, preprocess
 
     sp, sc = ad.read_h5ad(spatial), ad.read_h5ad(reference)
     if "spatial" not in sp.obsm:
@@ -41,7 +41,7 @@ def load(spatial: str, reference: str):
 
 def calibrated_both_ways(method, task, calibrations):
     """Run ``method``'s impute once per mapper pass (memoised) and return {calibration: output}."""
-    import stbench.reference_protocol as rp
+    import stbench.kit.reference_protocol as rp
 
     fn = method.load_impute()
     mod = importlib.import_module(fn.__module__)
@@ -73,10 +73,10 @@ def main(argv=None):
     import torch
 
     from stbench.atomic import write_csv
-    from stbench.masks import MaskSpec, make_mask
-    from stbench.metrics import evaluate_imputation
-    from stbench.registry import discover
-    from stbench.task import build_task, truth_on_scale
+    from stbench.data.masks import MaskSpec, make_mask
+    from stbench.results.metrics import evaluate_imputation
+    from stbench.run.registry import discover
+    from stbench.data.task import build_task, truth_on_scale
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("spatial")

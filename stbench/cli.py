@@ -43,20 +43,20 @@ def main(argv=None) -> int:
 
     try:
         if args.cmd == "methods":
-            from stbench.registry import discover
+            from stbench.run.registry import discover
 
             for m in discover().values():
                 needs = [k for k in ("reference", "gpu") if (m.manifest.get("needs") or {}).get(k)]
                 print(f"{m.name:12s} {m.title:30s} needs: {', '.join(needs) or '-'}")
         elif args.cmd == "recipes":
-            from stbench import datasets
+            from stbench.data import datasets
 
             for rid in datasets.list_recipes():
                 r = datasets.get_recipe(rid)
                 print(f"{rid:4s} {r.get('title', '')}")
         elif args.cmd == "validate":
-            from stbench.contract import validate_dataset
-            from stbench.loaders import get_loader
+            from stbench.data.contract import validate_dataset
+            from stbench.data.loaders import get_loader
 
             if args.locations:
                 adata = get_loader("tables")({"counts": args.path, "locations": args.locations})
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         elif args.cmd == "estimate":
             import yaml
 
-            from stbench import cost_estimate
+            from stbench.results import cost_estimate
 
             with open(args.config) as fh:
                 config = yaml.safe_load(fh)
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
             k = int(with_defaults(config)["gpu_slots_per_device"])
             print(cost_estimate.report(cost_estimate.estimate(config, device, args.rates), device, args.gpus, k))
         elif args.cmd == "failures":
-            from stbench.failures import default_fail_on, finish
+            from stbench.results.failures import default_fail_on, finish
 
             if not (Path(args.run_dir) / "tables" / "failures.csv").exists():
                 raise ConfigError(f"{args.run_dir}/tables/failures.csv does not exist: run the workflow (its `failures` rule) first")
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
                   f" (tests/test_methods_contract.py) pick the folder up by themselves.")
         elif args.cmd == "simulate":
             from stbench.atomic import write_h5ad
-            from stbench.simulate import simulate_demo
+            from stbench.data.simulate import simulate_demo
 
             a, ref = simulate_demo(seed=args.seed)
             out = Path(args.out)

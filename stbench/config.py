@@ -5,8 +5,8 @@ protocol options declared in ``PreprocessConfig``, ``TaskSpec`` and ``MaskSpec``
 name and every method parameter value, so a bad config fails before any job runs.
 
 The ``preprocess`` block (global, a recipe's, a dataset's) is where users write the whole data protocol; its
-``scale`` and ``library_size`` belong to the task step (:class:`stbench.task.TaskSpec`, the task rule's
-parameters), the rest to preprocessing (:class:`stbench.preprocess.PreprocessConfig`).
+``scale`` and ``library_size`` belong to the task step (:class:`stbench.data.task.TaskSpec`, the task rule's
+parameters), the rest to preprocessing (:class:`stbench.data.preprocess.PreprocessConfig`).
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from stbench.dataset_blocks import check_spec
-from stbench.datasets import get_recipe
-from stbench.ensembles import groups as ensemble_rule_groups
+from stbench.data.dataset_blocks import check_spec
+from stbench.data.datasets import get_recipe
+from stbench.run.ensembles import groups as ensemble_rule_groups
 from stbench.errors import ConfigError
-from stbench.masks import MaskSpec
+from stbench.data.masks import MaskSpec
 from stbench.options import json_schema
-from stbench.preprocess import PreprocessConfig
-from stbench.reference_generators.protocol import expand_variants
-from stbench.registry import discover
-from stbench.task import TaskSpec, split_protocol
+from stbench.data.preprocess import PreprocessConfig
+from stbench.data.reference_generators.protocol import expand_variants
+from stbench.run.registry import discover
+from stbench.data.task import TaskSpec, split_protocol
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 VARIANT_KEYS = ("params", "table", "label", "figure", "x", "preset", "use_defaults")
@@ -48,7 +48,7 @@ class Variant:
     env: str = ""
     container: str | None = None
     timeout_s: float | None = None
-    reference_setting: str = ""   # reference_settings name (stbench/reference_generators/protocol.py); "": as prepared
+    reference_setting: str = ""   # reference_settings name (stbench/data/reference_generators/protocol.py); "": as prepared
 
 
 def schema() -> dict:

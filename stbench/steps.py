@@ -14,18 +14,18 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.atomic import write_csv, write_h5ad, write_json, write_text
-from stbench.contract import validate_dataset, validate_reference
-from stbench.dataset_blocks import DEFAULT_CACHE_DIR, load_dataset
+from stbench.data.contract import validate_dataset, validate_reference
+from stbench.data.dataset_blocks import DEFAULT_CACHE_DIR, load_dataset
 from stbench.errors import DatasetError
-from stbench.gpu_slots import pinned
-from stbench.loaders.h5ad import read_h5ad
-from stbench.masks import load_mask, load_split, make_mask, make_split, save_mask
-from stbench.metrics import evaluate_imputation
-from stbench.preprocess import preprocess
-from stbench.registry import get_method
-from stbench.runner import _gpu_model, run_method
-from stbench.sandbox import run_in_sandbox
-from stbench.task import TaskSpec, build_task, input_half, load_task, save_task, truth_on_scale
+from stbench.run.gpu_slots import pinned
+from stbench.data.loaders.h5ad import read_h5ad
+from stbench.data.masks import load_mask, load_split, make_mask, make_split, save_mask
+from stbench.results.metrics import evaluate_imputation
+from stbench.data.preprocess import preprocess
+from stbench.run.registry import get_method
+from stbench.run.runner import _gpu_model, run_method
+from stbench.run.sandbox import run_in_sandbox
+from stbench.data.task import TaskSpec, build_task, input_half, load_task, save_task, truth_on_scale
 
 
 def prepare(name: str, spec: dict, out_prepared, out_report, *, base=None, cache_dir=DEFAULT_CACHE_DIR) -> dict:
@@ -105,7 +105,7 @@ def impute_step(task_file, method_name: str, variant: str, params: dict, out_dir
 
     ``timeout_s``: the config's or else method.yaml's limit; ``mem_mb``: the declared memory (the data limit's base).
     A GPU job (``gpu_slots`` > 0, on a cuda/auto device) first leases its slots on the least-loaded GPU
-    (stbench.gpu_slots) and runs with ``CUDA_VISIBLE_DEVICES`` set to it; the sandbox passes that on."""
+    (stbench.run.gpu_slots) and runs with ``CUDA_VISIBLE_DEVICES`` set to it; the sandbox passes that on."""
     method = get_method(method_name, methods_dir)
     with pinned(gpu_slots if device != "cpu" else 0, slots_per_device):
         return run_method(method, params, task_file, out_dir, reference_file=reference, device=device, threads=threads,
@@ -117,7 +117,7 @@ def impute_step(task_file, method_name: str, variant: str, params: dict, out_dir
 def ensemble_step(task_file, method_name: str, members: dict[str, dict], checkpoint_dirs: dict, out_json, *,
                   device: str = "auto", threads: int = 1, hide=(), isolation: str = "auto", methods_dir=None,
                   log_file=None, timeout_s=None, mem_mb=None, gpu_slots: int = 0, slots_per_device: int = 1) -> dict:
-    """Train the variants ``members`` (name -> resolved params: one ensemble group of stbench.ensembles) of one
+    """Train the variants ``members`` (name -> resolved params: one ensemble group of stbench.run.ensembles) of one
     (dataset, mask, seed) as one batched model, in the sandbox on the same truth-free task file as their impute
     jobs. The child may write only the members' checkpoint folders (``checkpoint_dirs``: variant -> folder, the
     impute jobs' own), where it leaves each member's finished training; each variant's impute job then finds it

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stbench.masks import MaskSpec, make_mask
-from stbench.preprocess import PreprocessConfig, preprocess
-from stbench.registry import discover
-from stbench.sandbox import bwrap_available
-from stbench.task import TaskSpec, build_task, truth_on_scale
+from stbench.data.masks import MaskSpec, make_mask
+from stbench.data.preprocess import PreprocessConfig, preprocess
+from stbench.run.registry import discover
+from stbench.run.sandbox import bwrap_available
+from stbench.data.task import TaskSpec, build_task, truth_on_scale
 from tests.workflow_path import CHEATERS, run, with_other_truth, write_inputs
 
 CHEAT = discover(CHEATERS)
@@ -142,7 +142,7 @@ def test_near_perfect_output_is_flagged_suspect_not_a_winner(small_pre, small_ma
     ev = evaluate_step(d / "preprocessed.h5ad", d / "masks" / "m" / "seed0.npz", d / "tasks" / "m" / "seed0.npz",
                        out / "imputed.npz", out / "run.json", out / "metrics.json")
     assert held.sum() >= 100 and ev["status"] == SUSPECT
-    from stbench.tables import collect, summarise, table1_wide
+    from stbench.results.tables import collect, summarise, table1_wide
 
     s = summarise(collect([out / "metrics.json"], [{"method": "oracle", "name": "default", "label": "Oracle"}]))
     assert (s["status"] == SUSPECT).all() and s["mean"].isna().all()
@@ -151,7 +151,7 @@ def test_near_perfect_output_is_flagged_suspect_not_a_winner(small_pre, small_ma
 
 def test_a_requested_level_that_cannot_be_had_fails_before_any_child(small_pre, small_mask, tmp_path, monkeypatch):
     """No silent fallback: `isolation: bwrap` where bubblewrap cannot run fails the job, and no method ran."""
-    import stbench.sandbox as sandbox
+    import stbench.run.sandbox as sandbox
 
     write_inputs(tmp_path, small_pre, *small_mask)
     monkeypatch.setattr(sandbox, "bwrap_probe", lambda: (False, "bwrap is not installed (test)"))
@@ -165,7 +165,7 @@ def test_an_environment_under_tmp_is_bound_over_the_fresh_tmp(monkeypatch):
     """A virtual environment kept under /tmp (a clone there, say) must stay visible: bubblewrap applies its
     arguments in order, so the environment's read-only bind must come after the fresh tmpfs on /tmp (before the
     fix the probe failed with "execvp ...: No such file", and `auto` quietly meant `process`)."""
-    from stbench import sandbox
+    from stbench.run import sandbox
 
     monkeypatch.setattr(sandbox, "_bwrap_exe", lambda: "/usr/bin/bwrap")
     monkeypatch.setattr(sandbox, "_prefixes", lambda: [Path("/tmp/some-clone/.venv")])

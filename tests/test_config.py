@@ -7,9 +7,9 @@ import yaml
 
 from stbench import config as cfg
 from stbench.errors import ConfigError
-from stbench.masks import AMONG, STRATEGIES, MaskSpec
-from stbench.preprocess import PreprocessConfig
-from stbench.task import LIBRARY_SIZES, SCALES, TaskSpec
+from stbench.data.masks import AMONG, STRATEGIES, MaskSpec
+from stbench.data.preprocess import PreprocessConfig
+from stbench.data.task import LIBRARY_SIZES, SCALES, TaskSpec
 
 
 def _config(**kw):
@@ -32,7 +32,7 @@ def test_schema_defaults_and_choices_are_the_dataclasses():
 def test_with_defaults_fills_the_top_level_from_the_schema():
     c = cfg.with_defaults(_config())
     assert (c["run"], c["device"], c["isolation"], c["seeds"]) == ("default", "auto", "auto", [0])
-    from stbench.dataset_blocks import DEFAULT_CACHE_DIR
+    from stbench.data.dataset_blocks import DEFAULT_CACHE_DIR
 
     assert c["cache_dir"] == DEFAULT_CACHE_DIR
 
@@ -89,7 +89,7 @@ def test_a_method_priority_reaches_its_variants():
 
 
 def test_the_shipped_configs_validate():
-    from stbench.registry import default_methods_dir
+    from stbench.run.registry import default_methods_dir
 
     root = default_methods_dir().parent
     demo = yaml.safe_load((root / "workflow" / "demo.yaml").read_text())

@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from stbench.atomic import write_h5ad, write_npz
-from stbench.masks import MaskSpec, load_split, make_split, thin
-from stbench.metrics import evaluate_imputation
-from stbench.preprocess import PreprocessConfig, preprocess
+from stbench.data.masks import MaskSpec, load_split, make_split, thin
+from stbench.results.metrics import evaluate_imputation
+from stbench.data.preprocess import PreprocessConfig, preprocess
 from stbench.steps import evaluate_step, mask_step, task_step
-from stbench.task import TaskSpec, build_task, load_task, truth_on_scale
+from stbench.data.task import TaskSpec, build_task, load_task, truth_on_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = MaskSpec("countsplit", 0.1, fraction=0.7)
@@ -154,7 +154,7 @@ def test_evaluate_scores_against_the_rescaled_target_half(pre, tmp_path):
 
 def test_build_task_with_the_default_mask_is_unchanged(pre):
     """Entry masking keeps reading the raw counts (count splitting adds a path, it changes none)."""
-    from stbench.masks import make_mask
+    from stbench.data.masks import make_mask
 
     held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(), seed=0)
     task = build_task(pre, held, train)
@@ -189,7 +189,7 @@ def test_workflow_runs_both_protocols_and_scores_countsplit_against_the_target(t
     run = d / "countsplit-0.1-all-p0.5" / "seed0" / "knn" / "default"
     rec = json.loads((run / "metrics.json").read_text())
     assert rec["status"] == "ok" and rec["mask"]["strategy"] == "countsplit"
-    from stbench.loaders.h5ad import read_h5ad
+    from stbench.data.loaders.h5ad import read_h5ad
 
     pre = read_h5ad(d / "preprocessed.h5ad")
     task = load_task(task_file)

@@ -2,7 +2,7 @@ import numpy as np
 import anndata as ad
 import pytest
 
-from stbench.preprocess import PreprocessConfig, coefficient_of_variation, log_normalise, preprocess, select_genes
+from stbench.data.preprocess import PreprocessConfig, coefficient_of_variation, log_normalise, preprocess, select_genes
 
 
 def test_log_normalise_matches_eq41_by_hand():
@@ -39,7 +39,7 @@ def test_preprocess_selects_top_genes_and_keeps_spot_totals(small_dataset):
 
 
 def test_preprocess_neither_takes_nor_writes_the_task_steps_options(small_dataset):
-    """scale and library_size belong to the task step (stbench.task.TaskSpec): preprocessing does not accept them,
+    """scale and library_size belong to the task step (stbench.data.task.TaskSpec): preprocessing does not accept them,
     and neither the h5ad (uns, obs, var, layers) nor qc.json names them."""
     with pytest.raises(ValueError, match="unknown preprocess option"):
         PreprocessConfig.from_dict({"scale": "zscore"})

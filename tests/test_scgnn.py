@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from stbench.methodkit import gene_means, observed_fill
-from stbench.registry import get_method
-from stbench.task import TaskSpec, build_task
+from stbench.kit.methodkit import gene_means, observed_fill
+from stbench.run.registry import get_method
+from stbench.data.task import TaskSpec, build_task
 
 METHOD = get_method("scgnn")
 METHOD.load_impute()

@@ -6,9 +6,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from stbench.masks import MaskSpec, make_mask
-from stbench.preprocess import PreprocessConfig, preprocess
-from stbench.task import TaskSpec, build_task, load_task, save_task, truth_on_scale
+from stbench.data.masks import MaskSpec, make_mask
+from stbench.data.preprocess import PreprocessConfig, preprocess
+from stbench.data.task import TaskSpec, build_task, load_task, save_task, truth_on_scale
 
 OPTIONS = [(s, lib) for s in ("log", "zscore") for lib in ("observed", "all")]
 

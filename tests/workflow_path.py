@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from stbench.atomic import write_h5ad
-from stbench.masks import MaskSpec, save_mask
+from stbench.data.masks import MaskSpec, save_mask
 from stbench.steps import evaluate_step, impute_step, task_step
 
 CHEATERS = Path(__file__).resolve().parent / "cheaters"

@@ -65,8 +65,8 @@ def prepare(task, corr_threshold: float = 0.3, graph_on: str = "counts", device=
     """Everything the network trains on, computed from observed entries only."""
     import torch
 
-    from stbench.graph_autoencoder import balance
-    from stbench.methodkit import observed_zscore
+    from stbench.kit.graph_autoencoder import balance
+    from stbench.kit.methodkit import observed_zscore
 
     from .graph import gene_graph
 
@@ -144,7 +144,7 @@ def impute(task, hidden1: int = 16, hidden2: int = 32, lr: float = 0.01, epochs:
            lr_decay_steps: int = 50, corr_threshold: float = 0.3, graph_on: str = "counts"):
     import torch
 
-    from stbench.methodkit import seeded
+    from stbench.kit.methodkit import seeded
 
     p = dict(hidden1=hidden1, hidden2=hidden2, lr=lr, epochs=epochs, dropout=dropout,
              corr_threshold=corr_threshold, graph_on=graph_on)

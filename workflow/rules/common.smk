@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from stbench import config as cfg
-from stbench.dataset_blocks import dataset_inputs, input_folders
+from stbench.data.dataset_blocks import dataset_inputs, input_folders
 
 config.update(cfg.expand_sweep(cfg.with_defaults(config)))
 cfg.validate(config)
@@ -23,7 +23,7 @@ HAS_FIGURE4 = any(v.figure == "figure4" for v in VARIANTS)
 # the environment of all the other rules (impute and ensemble use the method's own `env:`), with --use-conda
 CORE_ENV = str(Path(workflow.basedir) / "envs" / "core.yaml")
 
-# GPU slots (stbench/gpu_slots.py): `--resources gpu=N` becomes N x gpu_slots_per_device slots, and a
+# GPU slots (stbench/run/gpu_slots.py): `--resources gpu=N` becomes N x gpu_slots_per_device slots, and a
 # GPU job asks for the slots its method block allows, so several small GPU jobs share one device.
 SLOTS = int(config["gpu_slots_per_device"])
 _GPU = getattr(workflow.global_resources.get("gpu"), "value", None)  # None: no --resources gpu=N (or a job's own process)
@@ -63,7 +63,7 @@ def figure4_files():
 def table_files():
     out = [f"{R}/tables/{n}" for n in ("table1_long.csv", "table1.csv", "table1.md", "table1.tex")]
     out += [f"{R}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
-    if config.get("metric_definitions") == "spadit":  # SpaDiT's SSIM/JS and per-dataset AS (stbench/metrics/spadit.py)
+    if config.get("metric_definitions") == "spadit":  # SpaDiT's SSIM/JS and per-dataset AS (stbench/results/metrics/spadit.py)
         out += [f"{R}/tables/{n}.{ext}" for n in ("table1_spadit", "accuracy_score_spadit") for ext in ("csv", "md")]
     return out
 
@@ -88,7 +88,7 @@ def variant_of(wc):
 
 def job_slots(wc):
     """GPU slots of one impute job (0 for CPU methods); the job leases them on a device when it starts."""
-    from stbench.gpu_slots import slots_requested
+    from stbench.run.gpu_slots import slots_requested
 
     return slots_requested(variant_of(wc).resources, SLOTS)
 
@@ -104,7 +104,7 @@ def truth_folders(wc):
 
 
 # ---- the reference-augmentation protocol's settings and the impute jobs' reference (rules: reference.smk)
-from stbench.reference_generators.protocol import parse_settings
+from stbench.data.reference_generators.protocol import parse_settings
 REF_SETTINGS = parse_settings(config.get("reference_settings"))
 REF_VARIANTS = [v for v in VARIANTS if v.reference_setting]
 

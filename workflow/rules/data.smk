@@ -61,7 +61,7 @@ rule task:
     output:
         f"{R}/{{dataset}}/tasks/{{mask}}/seed{{seed}}.npz",
     params:
-        spec=lambda wc: cfg.task_spec(config, wc.dataset),  # scale, library_size: the task step's (stbench.task.TaskSpec)
+        spec=lambda wc: cfg.task_spec(config, wc.dataset),  # scale, library_size: the task step's (stbench.data.task.TaskSpec)
     log:
         f"{LOGS}/task/{{dataset}}_{{mask}}_seed{{seed}}.log",
     conda:

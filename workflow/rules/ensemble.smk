@@ -1,6 +1,6 @@
 # Batched ensembles (`ensemble: true` in a method block; README "Batched ensembles"): per (dataset, mask, seed),
 # one job trains the method's variants that share every parameter shape (method.yaml's `ensemble` rule,
-# stbench/ensembles.py) as one model, in the same sandbox as an impute job and from the same truth-free task
+# stbench/run/ensembles.py) as one model, in the same sandbox as an impute job and from the same truth-free task
 # file. It may write only its members' checkpoint folders, where it leaves each member's finished training;
 # each member's impute job waits for it, finds that checkpoint, trains no step and only samples, and writes
 # its own row. Its output is its record (the parent's); a failed ensemble is recorded, and its members' impute

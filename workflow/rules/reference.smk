@@ -1,4 +1,4 @@
-# The reference-augmentation protocol (stbench/reference_generators/protocol.py): each setting of the
+# The reference-augmentation protocol (stbench/data/reference_generators/protocol.py): each setting of the
 # config's `reference_settings` gives one reference per (dataset, setting, seed), written once here and read
 # by every reference method of that dataset and seed. The step reads the prepared scRNA-seq reference only
 # (reference.h5ad beside prepared.h5ad), never the spatial data or a mask.

@@ -87,7 +87,7 @@ rule rank_stability:
         "../scripts/rank_stability.py"
 
 
-# cost table, spatial maps, mask-ratio robustness figure and the run's one-page HTML report (stbench/report.py).
+# cost table, spatial maps, mask-ratio robustness figure and the run's one-page HTML report (stbench/results/report.py).
 rule cost:
     input:
         run_files(),
@@ -171,8 +171,8 @@ rule summary:
 
 
 rule provenance:
-    """What made the tables (stbench/provenance.py). The command line of the snakemake invocation is read from the
-    process tree (stbench.provenance.invocation), not passed as a parameter: a parameter would rerun the report on
+    """What made the tables (stbench/results/provenance.py). The command line of the snakemake invocation is read from the
+    process tree (stbench.results.provenance.invocation), not passed as a parameter: a parameter would rerun the report on
     every new command line."""
     input:
         tables=table_files(),

@@ -1,5 +1,5 @@
-"""Snakemake entry point: provenance.json, what made the tables (stbench/provenance.py)."""
-from stbench.provenance import write_provenance
+"""Snakemake entry point: provenance.json, what made the tables (stbench/results/provenance.py)."""
+from stbench.results.provenance import write_provenance
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):

@@ -1,6 +1,6 @@
 """Snakemake entry point: the reference methods under each reference setting (table and figure)."""
 from stbench.atomic import write_csv, write_text
-from stbench.reference_generators.report import augmentation_figure, augmentation_table, to_markdown
+from stbench.data.reference_generators.report import augmentation_figure, augmentation_table, to_markdown
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):
