@@ -36,7 +36,7 @@ rule all:
 onsuccess:
     from snakemake.exceptions import WorkflowError
 
-    from stbench.failures import finish
+    from stbench.results.failures import finish
 
     if finish(R, os.environ.get("STBENCH_FAIL_ON") or config["fail_on"]):
         raise WorkflowError(f"rows failed: see {R}/tables/failures.md")

@@ -28,7 +28,7 @@ from bench_stmcdi import METHOD, Task, synthetic  # noqa: E402
 from bench_stmcdi_levers import MEMBERS  # noqa: E402
 
 from stbench.steps import ensemble_step, impute_step  # noqa: E402
-from stbench.task import save_task  # noqa: E402
+from stbench.data.task import save_task  # noqa: E402
 
 NAMES = ["default", "mask_spot", "mask_gene", "no_or_mask", "no_lr_mask", "no_mask", "ratio_0.1", "ratio_0.2",
          "ratio_0.4", "ratio_0.8", "ratio_0.9"]  # config.yaml's names of MEMBERS

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stbench.registry import get_method
-from stbench.task import ImputationTask
+from stbench.run.registry import get_method
+from stbench.data.task import ImputationTask
 
 ROOT = Path(__file__).resolve().parents[1]
 

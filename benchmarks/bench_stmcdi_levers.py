@@ -1,7 +1,7 @@
 """The paper run's GPU levers, measured on one device (not a test): stMCDI training throughput of
 
 * ``separate``: one training process alone (today's rate, the baseline);
-* ``slots``: J training processes at once on the same device (GPU slots, stbench/gpu_slots.py);
+* ``slots``: J training processes at once on the same device (GPU slots, stbench/run/gpu_slots.py);
 * ``ensemble``: K variants trained as one batched ensemble (methods/stmcdi/ensemble.py);
 
 each as optimiser steps per second *per fit*, so ``speedup`` is the lever's factor on the training time of

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from stbench import steps
-from stbench.loaders.h5ad import read_h5ad
-from stbench.masks import MaskSpec
-from stbench.methodkit import seeded
-from stbench.preprocess import PreprocessConfig
-from stbench.registry import discover
-from stbench.task import load_task, truth_on_scale
+from stbench.data.loaders.h5ad import read_h5ad
+from stbench.data.masks import MaskSpec
+from stbench.kit.methodkit import seeded
+from stbench.data.preprocess import PreprocessConfig
+from stbench.run.registry import discover
+from stbench.data.task import load_task, truth_on_scale
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "stdiff_dataset5" / "spatial.h5ad"
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stbench.masks import MaskSpec, make_mask
-from stbench.metrics import evaluate_imputation
-from stbench.preprocess import PreprocessConfig, preprocess
-from stbench.registry import discover
-from stbench.task import build_task, truth_on_scale
+from stbench.data.masks import MaskSpec, make_mask
+from stbench.results.metrics import evaluate_imputation
+from stbench.data.preprocess import PreprocessConfig, preprocess
+from stbench.run.registry import discover
+from stbench.data.task import TaskSpec, build_task, truth_on_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 SEQFISH = ROOT.parent / "shared" / "data" / "seqfish_field43"
@@ -25,11 +25,11 @@ RUNS = {"Mean (per gene)": ("mean", {"axis": "gene"}), "KNN": ("knn", {}), "stat
 
 
 def datasets():
-    from stbench.simulate import simulate_demo
+    from stbench.data.simulate import simulate_demo
 
     yield "demo", simulate_demo(seed=0)[0], {}
     if (SEQFISH / "counts.csv").exists():
-        from stbench.loaders.tables import load_tables
+        from stbench.data.loaders.tables import load_tables
 
         yield "seqfish_field43", load_tables({"counts": str(SEQFISH / "counts.csv"), "locations": str(SEQFISH / "locations.csv")}), {"n_genes": 200}
         yield "seqfish_field43 (all 249 genes)", load_tables({"counts": str(SEQFISH / "counts.csv"), "locations": str(SEQFISH / "locations.csv")}), {"n_genes": 1000, "min_detection": 0.0}
@@ -39,11 +39,11 @@ def main():
     methods = {**discover(), **discover(ROOT / "tests" / "cheaters")}
     rows = []
     for name, adata, prep in datasets():
+        pre, _ = preprocess(adata, PreprocessConfig(**prep))
         for lib in ("all", "observed"):
-            pre, _ = preprocess(adata, PreprocessConfig(library_size=lib, **prep))
             for seed in (0, 1, 2):
                 held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(), seed)
-                task = build_task(pre, held, train, seed=seed)
+                task = build_task(pre, held, train, spec=TaskSpec(library_size=lib), seed=seed)
                 truth = truth_on_scale(pre, task)
                 for label, (m, params) in RUNS.items():
                     out = methods[m].load_impute()(task, **methods[m].resolve(params))

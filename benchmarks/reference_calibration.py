@@ -55,7 +55,7 @@ def crop_section(sp, box, path):
 def load(spatial: str, reference: str, box=None):
     import anndata as ad
 
-    from stbench.preprocess import PreprocessConfig, preprocess
+    from stbench.data.preprocess import PreprocessConfig, preprocess
 
     sp, sc = ad.read_h5ad(spatial), ad.read_h5ad(reference)
     if "spatial" not in sp.obsm:
@@ -71,7 +71,7 @@ def load(spatial: str, reference: str, box=None):
 
 def calibrated_both_ways(method, task, calibrations):
     """Run ``method``'s impute once per mapper pass (memoised) and return {calibration: output}."""
-    import stbench.reference_protocol as rp
+    import stbench.kit.reference_protocol as rp
 
     fn = method.load_impute()
     mod = importlib.import_module(fn.__module__)
@@ -103,10 +103,10 @@ def main(argv=None):
     import torch
 
     from stbench.atomic import write_csv
-    from stbench.masks import MaskSpec, make_mask
-    from stbench.metrics import evaluate_imputation
-    from stbench.registry import discover
-    from stbench.task import build_task, truth_on_scale
+    from stbench.data.masks import MaskSpec, make_mask
+    from stbench.results.metrics import evaluate_imputation
+    from stbench.run.registry import discover
+    from stbench.data.task import build_task, truth_on_scale
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("spatial")

@@ -3,7 +3,7 @@
 Usage: python benchmarks/reference_methods_demo.py [method[:key=value,...] ...]   (needs results/demo/demo from a
 demo run, or a link to results/demo-spadit/demo, whose section and mask are the same; run with OMP_NUM_THREADS=1 as the sandbox does: on 2 shared cores more torch threads only contend)
 Runs each method in this process (not the sandbox), scores it with the evaluate step's code
-(stbench.metrics.evaluate_imputation on stbench.task.truth_on_scale), prints one line per method.
+(stbench.results.metrics.evaluate_imputation on stbench.data.task.truth_on_scale), prints one line per method.
 """
 
 import sys
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stbench.loaders.h5ad import read_h5ad
-from stbench.masks import load_mask
-from stbench.metrics import evaluate_imputation
-from stbench.registry import discover
-from stbench.task import load_task, truth_on_scale
+from stbench.data.loaders.h5ad import read_h5ad
+from stbench.data.masks import load_mask
+from stbench.results.metrics import evaluate_imputation
+from stbench.run.registry import discover
+from stbench.data.task import load_task, truth_on_scale
 
 D = Path("results/demo/demo")
 

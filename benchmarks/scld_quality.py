@@ -31,14 +31,14 @@ OUT = Path(__file__).resolve().parent / "results"
 
 def load(name: str, path: str | None):
     if name == "demo":
-        from stbench.simulate import simulate_demo
+        from stbench.data.simulate import simulate_demo
 
         return simulate_demo(0)[1], "cell_type"
     import anndata as ad
 
     ref = ad.read_h5ad(path)
-    from stbench.reference_generators.cells import louvain_labels
-    from stbench.reference_protocol import reference_counts
+    from stbench.data.reference_generators.cells import louvain_labels
+    from stbench.kit.reference_protocol import reference_counts
 
     ref.obs["louvain"] = louvain_labels(reference_counts(ref))
     return ref, "louvain"
@@ -66,10 +66,10 @@ def main():
     import torch
     from sklearn.decomposition import PCA
 
-    from stbench.reference_generators import generator_params, get_generator
-    from stbench.reference_generators.quality import log_normalise, mmd, ot_distance, rf_auc, tstr
-    from stbench.reference_generators.scld import SCLD
-    from stbench.reference_protocol import reference_counts
+    from stbench.data.reference_generators import generator_params, get_generator
+    from stbench.data.reference_generators.quality import log_normalise, mmd, ot_distance, rf_auc, tstr
+    from stbench.data.reference_generators.scld import SCLD
+    from stbench.kit.reference_protocol import reference_counts
 
     torch.set_num_threads(a.threads)
     ref, by = load(a.dataset, a.reference)
@@ -96,7 +96,7 @@ def main():
         fit_s = time.time() - t0
         order = np.concatenate([np.flatnonzero(want_labels == t) for t in sorted(want)])
         lab_sorted = want_labels[order]
-        from stbench.reference_generators.cells import draw_libraries, to_counts
+        from stbench.data.reference_generators.cells import draw_libraries, to_counts
 
         libs = draw_libraries(counts[tr], labels[tr], lab_sorted, np.random.default_rng(seed + 2))
         t0 = time.time()

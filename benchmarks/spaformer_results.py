@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from stbench.masks import MaskSpec, make_mask
-from stbench.methodkit import torch_threads
-from stbench.metrics import evaluate_imputation
-from stbench.preprocess import PreprocessConfig, preprocess
-from stbench.registry import discover
-from stbench.task import build_task, truth_on_scale
+from stbench.data.masks import MaskSpec, make_mask
+from stbench.kit.methodkit import torch_threads
+from stbench.results.metrics import evaluate_imputation
+from stbench.data.preprocess import PreprocessConfig, preprocess
+from stbench.run.registry import discover
+from stbench.data.task import build_task, truth_on_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 SEQFISH = ROOT.parent / "shared" / "data" / "seqfish_field43"
@@ -47,12 +47,12 @@ VARIANTS = {  # the README's mask-0 table
 
 
 def datasets(names):
-    from stbench.simulate import simulate_demo
+    from stbench.data.simulate import simulate_demo
 
     if "demo" in names:
         yield "demo", simulate_demo(seed=0)[0], {}
     if "seqfish_field43" in names and (SEQFISH / "counts.csv").exists():
-        from stbench.loaders.tables import load_tables
+        from stbench.data.loaders.tables import load_tables
 
         yield "seqfish_field43", load_tables({"counts": str(SEQFISH / "counts.csv"),
                                               "locations": str(SEQFISH / "locations.csv")}), {"n_genes": 200}

@@ -33,9 +33,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stbench.metrics.imputation import flat_metrics  # noqa: E402
-from stbench.registry import get_method  # noqa: E402
-from stbench.task import load_task  # noqa: E402
+from stbench.results.metrics.imputation import flat_metrics  # noqa: E402
+from stbench.run.registry import get_method  # noqa: E402
+from stbench.data.task import load_task  # noqa: E402
 
 STEPS = (10, 25, 50, 100, 200)
 SAMPLES = (1, 5, 10, 25, 100)
@@ -43,9 +43,9 @@ SAMPLES = (1, 5, 10, 25, 100)
 
 def write_truth(dataset_dir: Path, mask: str, seed: int, out: Path) -> None:
     """Copy the workflow's task file and write the held-out truth beside it (evaluation side only)."""
-    from stbench.loaders.h5ad import read_h5ad
-    from stbench.masks import load_mask
-    from stbench.task import truth_on_scale
+    from stbench.data.loaders.h5ad import read_h5ad
+    from stbench.data.masks import load_mask
+    from stbench.data.task import truth_on_scale
 
     task_file = dataset_dir / "tasks" / mask / f"seed{seed}.npz"
     pre = read_h5ad(dataset_dir / "preprocessed.h5ad")
@@ -82,7 +82,7 @@ class Setup:
         if threads:
             torch.set_num_threads(threads)
         torch.manual_seed(seed)
-        from stbench.diffusion.common import Prepared
+        from stbench.kit.diffusion.common import Prepared
 
         d = Prepared(task, p["standardise"])  # as impute.run standardises
         self.g, self.train, self.mu, self.sd, m, xs = d.x.shape[1], d.train, d.mu, d.sd, d.m, d.xs

@@ -8,10 +8,14 @@ user's colleagues on a shared filesystem."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -64,11 +68,6 @@ def write_h5ad(path, adata) -> None:
 def write_npz(path, **arrays) -> None:
     """A compressed .npz (read with ``np.load``) whose bytes depend only on the arrays: no timestamps,
     so that equal content gives a bit-identical file (the task-file leakage test relies on it)."""
-    import io
-    import zipfile
-
-    import numpy as np
-
     with atomic_path(path, suffix=".npz") as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for name, arr in arrays.items():
@@ -86,8 +85,6 @@ def write_csv(path, df, **kwargs) -> None:
 
 
 def _json_default(o):
-    import numpy as np
-
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):

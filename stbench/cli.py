@@ -6,7 +6,12 @@ The workflow itself runs through Snakemake; this is for checking inputs before a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+
+from stbench.errors import ConfigError, StbenchError
+# Each subcommand imports its modules lazily, so that `stbench methods` does not load the loaders' pandas/anndata (~2 s).
 
 
 def main(argv=None) -> int:
@@ -36,24 +41,22 @@ def main(argv=None) -> int:
     n.add_argument("--env", default="envs/core.yaml", help="its conda environment file, relative to the project root")
     args = ap.parse_args(argv)
 
-    from stbench.errors import ConfigError, StbenchError
-
     try:
         if args.cmd == "methods":
-            from stbench.registry import discover
+            from stbench.run.registry import discover
 
             for m in discover().values():
                 needs = [k for k in ("reference", "gpu") if (m.manifest.get("needs") or {}).get(k)]
                 print(f"{m.name:12s} {m.title:30s} needs: {', '.join(needs) or '-'}")
         elif args.cmd == "recipes":
-            from stbench import datasets
+            from stbench.data import datasets
 
             for rid in datasets.list_recipes():
                 r = datasets.get_recipe(rid)
                 print(f"{rid:4s} {r.get('title', '')}")
         elif args.cmd == "validate":
-            from stbench.contract import validate_dataset
-            from stbench.loaders import get_loader
+            from stbench.data.contract import validate_dataset
+            from stbench.data.loaders import get_loader
 
             if args.locations:
                 adata = get_loader("tables")({"counts": args.path, "locations": args.locations})
@@ -64,7 +67,7 @@ def main(argv=None) -> int:
         elif args.cmd == "estimate":
             import yaml
 
-            from stbench import cost_estimate
+            from stbench.results import cost_estimate
 
             with open(args.config) as fh:
                 config = yaml.safe_load(fh)
@@ -77,10 +80,7 @@ def main(argv=None) -> int:
             k = int(with_defaults(config)["gpu_slots_per_device"])
             print(cost_estimate.report(cost_estimate.estimate(config, device, args.rates), device, args.gpus, k))
         elif args.cmd == "failures":
-            import os
-            from pathlib import Path
-
-            from stbench.failures import default_fail_on, finish
+            from stbench.results.failures import default_fail_on, finish
 
             if not (Path(args.run_dir) / "tables" / "failures.csv").exists():
                 raise ConfigError(f"{args.run_dir}/tables/failures.csv does not exist: run the workflow (its `failures` rule) first")
@@ -94,10 +94,8 @@ def main(argv=None) -> int:
                   f" in a config (workflow/demo.yaml runs the demo) and run snakemake; the contract tests"
                   f" (tests/test_methods_contract.py) pick the folder up by themselves.")
         elif args.cmd == "simulate":
-            from pathlib import Path
-
             from stbench.atomic import write_h5ad
-            from stbench.simulate import simulate_demo
+            from stbench.data.simulate import simulate_demo
 
             a, ref = simulate_demo(seed=args.seed)
             out = Path(args.out)

@@ -1,21 +1,33 @@
 """The workflow configuration: which datasets, masks, seeds, methods and variants run.
 
 ``validate`` checks the config against ``workflow/schemas/config.schema.yaml`` completed with the
-protocol options declared in ``PreprocessConfig`` and ``MaskSpec`` (their one home), then every
+protocol options declared in ``PreprocessConfig``, ``TaskSpec`` and ``MaskSpec`` (their one home), then every
 name and every method parameter value, so a bad config fails before any job runs.
+
+The ``preprocess`` block (global, a recipe's, a dataset's) is where users write the whole data protocol; its
+``scale`` and ``library_size`` belong to the task step (:class:`stbench.data.task.TaskSpec`, the task rule's
+parameters), the rest to preprocessing (:class:`stbench.data.preprocess.PreprocessConfig`).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from stbench.ensembles import groups as ensemble_rule_groups
+import jsonschema
+import yaml
+
+from stbench.data.dataset_blocks import check_spec
+from stbench.data.datasets import get_recipe
+from stbench.run.ensembles import groups as ensemble_rule_groups
 from stbench.errors import ConfigError
-from stbench.masks import MaskSpec
+from stbench.data.masks import MaskSpec
 from stbench.options import json_schema
-from stbench.preprocess import PreprocessConfig
-from stbench.registry import discover
+from stbench.data.preprocess import PreprocessConfig
+from stbench.data.reference_generators.protocol import expand_variants
+from stbench.run.registry import discover
+from stbench.data.task import TaskSpec, split_protocol
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 VARIANT_KEYS = ("params", "table", "label", "figure", "x", "preset", "use_defaults")
@@ -36,29 +48,31 @@ class Variant:
     env: str = ""
     container: str | None = None
     timeout_s: float | None = None
-    reference_setting: str = ""   # reference_settings name (stbench/reference_generators/protocol.py); "": as prepared
+    reference_setting: str = ""   # reference_settings name (stbench/data/reference_generators/protocol.py); "": as prepared
 
 
 def schema() -> dict:
-    """The config's JSON Schema: the YAML file plus the preprocess and mask options from their dataclasses."""
-    import yaml
-
+    """The config's JSON Schema: the YAML file plus the preprocess, task and mask options from their dataclasses."""
     with open(SCHEMA) as fh:
         s = yaml.safe_load(fh)
-    s["properties"]["preprocess"] = {**json_schema(PreprocessConfig), "default": {}}
+    s["properties"]["preprocess"] = {**protocol_schema(), "default": {}}
     s["properties"]["masks"]["items"] = json_schema(MaskSpec)
     s["properties"]["masks"]["default"] = [{}]
     ds = s["properties"]["datasets"]["additionalProperties"]["properties"]
-    ds["preprocess"] = {**json_schema(PreprocessConfig), "description": "per-dataset overrides of `preprocess`"}
+    ds["preprocess"] = {**protocol_schema(), "description": "per-dataset overrides of `preprocess`"}
     for p in ds["preprocess"]["properties"].values():
         p.pop("default", None)
     return s
 
 
+def protocol_schema() -> dict:
+    """The ``preprocess`` block's schema: the preprocess step's options and the task step's (scale, library_size)."""
+    pre, task = json_schema(PreprocessConfig), json_schema(TaskSpec)
+    return {**pre, "properties": {**pre["properties"], **task["properties"]}}
+
+
 def validate(config: dict, methods_dir=None) -> None:
     """Raise ConfigError with the offending path and value, for the schema and every name and parameter."""
-    import jsonschema
-
     try:
         jsonschema.validate(config, schema())
     except jsonschema.ValidationError as e:
@@ -67,6 +81,7 @@ def validate(config: dict, methods_dir=None) -> None:
     check_datasets(config)
     for d in config["datasets"]:
         preprocess_config(config, d)
+        task_spec(config, d)
     masks(config)
     variants(config, methods_dir)
 
@@ -79,8 +94,6 @@ def dataset_spec(config: dict, name: str) -> dict:
 
 
 def check_datasets(config: dict) -> None:
-    from stbench.dataset_blocks import check_spec
-
     for name, spec in (config.get("datasets") or {}).items():
         check_spec(name, spec or {})
 
@@ -96,27 +109,40 @@ def masks(config: dict) -> dict[str, MaskSpec]:
     return out
 
 
-def preprocess_config(config: dict, dataset: str) -> PreprocessConfig:
-    """The dataset's resolved preprocessing: the global block, then a recipe's pinned protocol (the paper's
+def protocol_block(config: dict, dataset: str) -> dict:
+    """The dataset's resolved ``preprocess`` block: the global block, then a recipe's pinned protocol (the paper's
     rule for the paper's datasets), then the dataset block's own overrides."""
     block = dict(config.get("preprocess") or {})
     spec = dataset_spec(config, dataset)
     if "recipe" in spec:
-        from stbench.datasets import get_recipe
-
         block.update(get_recipe(spec["recipe"]).get("preprocess") or {})
     block.update(spec.get("preprocess") or {})
+    return block
+
+
+def _protocol(config: dict, dataset: str) -> tuple[PreprocessConfig, TaskSpec]:
     try:
-        return PreprocessConfig.from_dict(block)
+        return split_protocol(protocol_block(config, dataset))
     except ValueError as e:
         raise ConfigError(f"dataset '{dataset}': {e}") from None
 
 
+def preprocess_config(config: dict, dataset: str) -> PreprocessConfig:
+    """The dataset's resolved preprocessing options (the preprocess rule's parameters)."""
+    return _protocol(config, dataset)[0]
+
+
+def task_spec(config: dict, dataset: str) -> TaskSpec:
+    """The dataset's evaluation scale and library sizes (the task rule's parameters)."""
+    return _protocol(config, dataset)[1]
+
+
 def protocols(config: dict) -> dict:
-    """Per dataset: its resolved preprocess options, the masks and the seeds (what every table names)."""
+    """Per dataset: its resolved preprocess options, its task spec (the task step's), the masks and the seeds
+    (what every table names)."""
     ms = [asdict(m) for m in masks(config).values()]
-    return {d: {"preprocess": asdict(preprocess_config(config, d)), "masks": ms, "seeds": seeds(config)}
-            for d in config["datasets"]}
+    return {d: {"preprocess": asdict(preprocess_config(config, d)), "task": asdict(task_spec(config, d)), "masks": ms,
+                "seeds": seeds(config)} for d in config["datasets"]}
 
 
 def variants(config: dict, methods_dir=None) -> list[Variant]:
@@ -152,7 +178,6 @@ def variants(config: dict, methods_dir=None) -> list[Variant]:
                                container=method.container, timeout_s=_timeout(block, method)))
     if not out:
         raise ConfigError(f"config selects no method; available methods: {', '.join(available)}")
-    from stbench.reference_generators.protocol import expand_variants
 
     return expand_variants(config, out, available)  # reference methods: once per reference setting
 
@@ -180,8 +205,6 @@ def seeds(config: dict) -> list[int]:
 def expand_sweep(config: dict) -> dict:
     """``protocol_sweep: {option: [values]}`` -> one dataset per protocol, ``<dataset>__<v1>_<v2>``, each with
     those preprocess options and ``sweep_of: <dataset>`` (the rank-stability figure groups by it)."""
-    import itertools
-
     sweep = dict(config.get("protocol_sweep") or {})
     if not sweep:
         return config

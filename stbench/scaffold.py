@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from stbench.errors import ConfigError
-from stbench.registry import DEFAULT_ENV, NAME_RE, PROJECT_ROOT, default_methods_dir
+from stbench.run.registry import DEFAULT_ENV, NAME_RE, PROJECT_ROOT, default_methods_dir
 
 _MANIFEST = """\
 name: {name}

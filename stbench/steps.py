@@ -10,18 +10,26 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 
-from stbench.atomic import write_h5ad, write_json
-from stbench.contract import validate_dataset, validate_reference
-from stbench.dataset_blocks import DEFAULT_CACHE_DIR
+from stbench.atomic import write_csv, write_h5ad, write_json, write_text
+from stbench.data.contract import validate_dataset, validate_reference
+from stbench.data.dataset_blocks import DEFAULT_CACHE_DIR, load_dataset
+from stbench.errors import DatasetError
+from stbench.run.gpu_slots import pinned
+from stbench.data.loaders.h5ad import read_h5ad
+from stbench.data.masks import load_mask, load_split, make_mask, make_split, save_mask
+from stbench.results.metrics import evaluate_imputation
+from stbench.data.preprocess import preprocess
+from stbench.run.registry import get_method
+from stbench.run.runner import _gpu_model, run_method
+from stbench.run.sandbox import run_in_sandbox
+from stbench.data.task import TaskSpec, build_task, input_half, load_task, save_task, truth_on_scale
 
 
 def prepare(name: str, spec: dict, out_prepared, out_report, *, base=None, cache_dir=DEFAULT_CACHE_DIR) -> dict:
     """Load, validate and write the prepared dataset (+ reference.h5ad beside it when there is one)."""
-    import scipy.sparse as sp
-
-    from stbench.dataset_blocks import load_dataset
-
     adata, ref, where = load_dataset(name, spec, base=base, cache_dir=cache_dir)
     validate_dataset(adata, where)
     adata.uns["input"] = str(where)  # the user's file, named by later steps' errors
@@ -48,11 +56,6 @@ def prepare(name: str, spec: dict, out_prepared, out_report, *, base=None, cache
 
 
 def preprocess_step(prepared, options, out_h5ad, out_qc) -> dict:
-    from stbench.loaders.h5ad import read_h5ad
-    from stbench.preprocess import preprocess
-
-    from stbench.errors import DatasetError
-
     adata = read_h5ad(prepared)
     where = f"{adata.uns['input']} (prepared as {prepared})" if "input" in adata.uns else prepared
     validate_dataset(adata, where)
@@ -69,9 +72,6 @@ def preprocess_step(prepared, options, out_h5ad, out_qc) -> dict:
 
 
 def mask_step(preprocessed, spec, seed: int, out_npz, dataset: str = "") -> None:
-    from stbench.loaders.h5ad import read_h5ad
-    from stbench.masks import make_mask, make_split, save_mask
-
     pre = read_h5ad(preprocessed)
     counts = np.asarray(pre.layers["counts"].toarray() if hasattr(pre.layers["counts"], "toarray") else pre.layers["counts"])
     split = None
@@ -82,22 +82,17 @@ def mask_step(preprocessed, spec, seed: int, out_npz, dataset: str = "") -> None
     save_mask(out_npz, held, train, spec, seed, dataset, split=split)
 
 
-def task_step(preprocessed, mask_npz, out_task, *, dataset: str = "") -> None:
-    """Write the truth-free task file of one (dataset, mask, seed): the only input of a method run."""
-    from stbench.loaders.h5ad import read_h5ad
-    from stbench.masks import load_mask, load_split
-    from stbench.task import build_task, input_half, save_task
-
+def task_step(preprocessed, mask_npz, out_task, *, spec=None, dataset: str = "") -> None:
+    """Write the truth-free task file of one (dataset, mask, seed): the only input of a method run. ``spec``: the
+    task rule's ``TaskSpec`` (scale, library sizes) from the config; None: its defaults."""
     pre = read_h5ad(preprocessed)
     held, train, meta = load_mask(mask_npz)
     split = load_split(mask_npz)
     if split is not None:  # count splitting: the task is built from the input half alone
         pre = input_half(pre, split)
     if held.shape != pre.shape:
-        from stbench.errors import DatasetError
-
         raise DatasetError(mask_npz, f"mask shape {held.shape} does not match {preprocessed} {pre.shape}")
-    task = build_task(pre, held, train, seed=meta["seed"], dataset=dataset or meta.get("dataset", ""),
+    task = build_task(pre, held, train, spec=spec if spec is not None else TaskSpec(), seed=meta["seed"], dataset=dataset or meta.get("dataset", ""),
                       mask_spec=meta["spec"])
     save_task(out_task, task)
 
@@ -110,11 +105,7 @@ def impute_step(task_file, method_name: str, variant: str, params: dict, out_dir
 
     ``timeout_s``: the config's or else method.yaml's limit; ``mem_mb``: the declared memory (the data limit's base).
     A GPU job (``gpu_slots`` > 0, on a cuda/auto device) first leases its slots on the least-loaded GPU
-    (stbench.gpu_slots) and runs with ``CUDA_VISIBLE_DEVICES`` set to it; the sandbox passes that on."""
-    from stbench.gpu_slots import pinned
-    from stbench.registry import get_method
-    from stbench.runner import run_method
-
+    (stbench.run.gpu_slots) and runs with ``CUDA_VISIBLE_DEVICES`` set to it; the sandbox passes that on."""
     method = get_method(method_name, methods_dir)
     with pinned(gpu_slots if device != "cpu" else 0, slots_per_device):
         return run_method(method, params, task_file, out_dir, reference_file=reference, device=device, threads=threads,
@@ -126,20 +117,13 @@ def impute_step(task_file, method_name: str, variant: str, params: dict, out_dir
 def ensemble_step(task_file, method_name: str, members: dict[str, dict], checkpoint_dirs: dict, out_json, *,
                   device: str = "auto", threads: int = 1, hide=(), isolation: str = "auto", methods_dir=None,
                   log_file=None, timeout_s=None, mem_mb=None, gpu_slots: int = 0, slots_per_device: int = 1) -> dict:
-    """Train the variants ``members`` (name -> resolved params: one ensemble group of stbench.ensembles) of one
+    """Train the variants ``members`` (name -> resolved params: one ensemble group of stbench.run.ensembles) of one
     (dataset, mask, seed) as one batched model, in the sandbox on the same truth-free task file as their impute
     jobs. The child may write only the members' checkpoint folders (``checkpoint_dirs``: variant -> folder, the
     impute jobs' own), where it leaves each member's finished training; each variant's impute job then finds it
     and only samples, and writes its own row. ``out_json``: this job's record (the parent's, as a row's run.json:
     status, error, cost). A failed ensemble is recorded, not raised: its members' impute jobs then train on their
     own (resuming from any checkpoint it left), so a failure costs time, never a row."""
-    from stbench.atomic import write_json
-    from stbench.gpu_slots import pinned
-    from stbench.registry import get_method
-    from stbench.runner import _gpu_model
-    from stbench.sandbox import run_in_sandbox
-    from stbench.task import load_task
-
     method = get_method(method_name, methods_dir)
     if set(members) != set(checkpoint_dirs):
         raise ValueError(f"ensemble of {method_name}: members {sorted(members)} and checkpoint folders "
@@ -181,14 +165,6 @@ def suspicious(metrics: dict, n_held_out: int) -> bool:
 
 def evaluate_step(preprocessed, mask_npz, task_file, imputed_npz, run_json, out_metrics, out_per_gene=None) -> dict:
     """Score one imputation on the held-out entries (with masking, the only step that reads the truth)."""
-    import pandas as pd
-
-    from stbench.atomic import write_csv
-    from stbench.loaders.h5ad import read_h5ad
-    from stbench.masks import load_mask, load_split
-    from stbench.metrics import evaluate_imputation
-    from stbench.task import load_task, truth_on_scale
-
     run = json.loads(Path(run_json).read_text())
     out = {k: run.get(k) for k in ("method", "variant", "seed", "dataset", "status", "error", "wall_time_s",
                                    "peak_rss_mb", "peak_cuda_mb", "device", "isolation", "method_info")}
@@ -214,8 +190,6 @@ def evaluate_step(preprocessed, mask_npz, task_file, imputed_npz, run_json, out_
     else:
         out["metrics"] = {}
         if out_per_gene:
-            from stbench.atomic import write_text
-
             write_text(out_per_gene, "gene\n")
     write_json(out_metrics, out)
     return out

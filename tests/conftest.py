@@ -10,14 +10,14 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 @pytest.fixture(scope="session")
 def small_dataset():
-    from stbench.simulate import simulate_demo
+    from stbench.data.simulate import simulate_demo
 
     return simulate_demo(seed=3, n_rows=8, n_cols=9, n_genes=60, n_cells=200)
 
 
 @pytest.fixture(scope="session")
 def small_pre(small_dataset):
-    from stbench.preprocess import PreprocessConfig, preprocess
+    from stbench.data.preprocess import PreprocessConfig, preprocess
 
     pre, _ = preprocess(small_dataset[0], PreprocessConfig(n_genes=50, min_detection=0.1))
     return pre
@@ -25,6 +25,6 @@ def small_pre(small_dataset):
 
 @pytest.fixture(scope="session")
 def small_mask(small_pre):
-    from stbench.masks import MaskSpec, make_mask
+    from stbench.data.masks import MaskSpec, make_mask
 
     return make_mask(np.asarray(small_pre.layers["counts"]) > 0, MaskSpec("random", 0.1), seed=0)

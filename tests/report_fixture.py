@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from stbench.cost_table import write_cost
-from stbench.figures import clustered_heatmap, ratio_curve
-from stbench.provenance import write_provenance
-from stbench.report import build_report
-from stbench.report_figures import SPATIAL_RULE, mask_ratio_figure, spatial_maps, summary_figure
-from stbench.tables import write_rank_summary, write_tables
+from stbench.results.cost_table import write_cost
+from stbench.results.figures import clustered_heatmap, ratio_curve
+from stbench.results.provenance import write_provenance
+from stbench.results.report import build_report
+from stbench.results.report_figures import SPATIAL_RULE, mask_ratio_figure, spatial_maps, summary_figure
+from stbench.results.tables import write_rank_summary, write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = [

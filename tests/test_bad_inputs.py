@@ -152,7 +152,7 @@ def test_degenerate_coordinates_are_errors(tmp_path, xy, msg):
 
 
 def test_spots_on_one_line_are_a_named_warning(tmp_path):
-    from stbench.contract import CoordinateWarning
+    from stbench.data.contract import CoordinateWarning
 
     c = _good_counts()
     locs = pd.DataFrame({"x": np.arange(30.0), "y": np.zeros(30)}, index=c.index)
@@ -161,7 +161,7 @@ def test_spots_on_one_line_are_a_named_warning(tmp_path):
 
 
 def test_zero_genes_after_filtering_names_the_users_file_and_leaves_nothing(tmp_path):
-    from stbench.preprocess import PreprocessConfig
+    from stbench.data.preprocess import PreprocessConfig
     from stbench.steps import preprocess_step
 
     spec = _tables(tmp_path, _good_counts())

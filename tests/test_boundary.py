@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stbench.masks import MaskSpec, make_mask
-from stbench.preprocess import PreprocessConfig, preprocess
-from stbench.registry import discover
-from stbench.sandbox import bwrap_available
-from stbench.task import build_task, truth_on_scale
+from stbench.data.masks import MaskSpec, make_mask
+from stbench.data.preprocess import PreprocessConfig, preprocess
+from stbench.run.registry import discover
+from stbench.run.sandbox import bwrap_available
+from stbench.data.task import TaskSpec, build_task, truth_on_scale
 from tests.workflow_path import CHEATERS, run, with_other_truth, write_inputs
 
 CHEAT = discover(CHEATERS)
@@ -40,11 +40,11 @@ def _rmse(a, b, held):
 @pytest.mark.parametrize("scale", ["log", "zscore"])
 @pytest.mark.parametrize("cheater", ["memory_cheater", "filesystem_cheater", "statistics_cheater"])
 def test_cheaters_get_nothing_through_the_workflow_path(cheater, scale, small_dataset, near_tmp):
-    pre, _ = preprocess(small_dataset[0], PreprocessConfig(n_genes=50, scale=scale))
+    pre, _ = preprocess(small_dataset[0], PreprocessConfig(n_genes=50))
     held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(), seed=0)
     other = with_other_truth(pre, held)
-    write_inputs(near_tmp / "a", pre, held, train)
-    write_inputs(near_tmp / "b", other, held, train)
+    write_inputs(near_tmp / "a", pre, held, train, spec=TaskSpec(scale=scale))
+    write_inputs(near_tmp / "b", other, held, train, spec=TaskSpec(scale=scale))
     out_a, ev_a = run(near_tmp / "a", cheater, {}, methods_dir=CHEATERS)
     out_b, _ = run(near_tmp / "b", cheater, {}, methods_dir=CHEATERS)
     assert ev_a["status"] == "ok", ev_a.get("error")
@@ -118,10 +118,10 @@ def test_library_size_all_leaks_spot_totals_when_every_gene_is_kept(small_datase
     per-gene mean; under `observed` it does not."""
     rmse = {}
     for lib in ("all", "observed"):
-        pre, _ = preprocess(small_dataset[0], PreprocessConfig(n_genes=10_000, min_detection=0.0, library_size=lib))
+        pre, _ = preprocess(small_dataset[0], PreprocessConfig(n_genes=10_000, min_detection=0.0))
         assert (pre.obs["other_counts"] == 0).all()
         held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(), seed=0)
-        write_inputs(near_tmp / lib, pre, held, train)
+        write_inputs(near_tmp / lib, pre, held, train, spec=TaskSpec(library_size=lib))
         _, ev = run(near_tmp / lib, "statistics_cheater", {}, methods_dir=CHEATERS)
         _, ev_mean = run(near_tmp / lib, "mean", {"axis": "gene"})
         rmse[lib] = (ev["metrics"]["rmse"], ev_mean["metrics"]["rmse"])
@@ -142,7 +142,7 @@ def test_near_perfect_output_is_flagged_suspect_not_a_winner(small_pre, small_ma
     ev = evaluate_step(d / "preprocessed.h5ad", d / "masks" / "m" / "seed0.npz", d / "tasks" / "m" / "seed0.npz",
                        out / "imputed.npz", out / "run.json", out / "metrics.json")
     assert held.sum() >= 100 and ev["status"] == SUSPECT
-    from stbench.tables import collect, summarise, table1_wide
+    from stbench.results.tables import collect, summarise, table1_wide
 
     s = summarise(collect([out / "metrics.json"], [{"method": "oracle", "name": "default", "label": "Oracle"}]))
     assert (s["status"] == SUSPECT).all() and s["mean"].isna().all()
@@ -151,7 +151,7 @@ def test_near_perfect_output_is_flagged_suspect_not_a_winner(small_pre, small_ma
 
 def test_a_requested_level_that_cannot_be_had_fails_before_any_child(small_pre, small_mask, tmp_path, monkeypatch):
     """No silent fallback: `isolation: bwrap` where bubblewrap cannot run fails the job, and no method ran."""
-    import stbench.sandbox as sandbox
+    import stbench.run.sandbox as sandbox
 
     write_inputs(tmp_path, small_pre, *small_mask)
     monkeypatch.setattr(sandbox, "bwrap_probe", lambda: (False, "bwrap is not installed (test)"))
@@ -165,7 +165,7 @@ def test_an_environment_under_tmp_is_bound_over_the_fresh_tmp(monkeypatch):
     """A virtual environment kept under /tmp (a clone there, say) must stay visible: bubblewrap applies its
     arguments in order, so the environment's read-only bind must come after the fresh tmpfs on /tmp (before the
     fix the probe failed with "execvp ...: No such file", and `auto` quietly meant `process`)."""
-    from stbench import sandbox
+    from stbench.run import sandbox
 
     monkeypatch.setattr(sandbox, "_bwrap_exe", lambda: "/usr/bin/bwrap")
     monkeypatch.setattr(sandbox, "_prefixes", lambda: [Path("/tmp/some-clone/.venv")])

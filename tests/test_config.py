@@ -7,8 +7,9 @@ import yaml
 
 from stbench import config as cfg
 from stbench.errors import ConfigError
-from stbench.masks import AMONG, STRATEGIES, MaskSpec
-from stbench.preprocess import LIBRARY_SIZES, SCALES, PreprocessConfig
+from stbench.data.masks import AMONG, STRATEGIES, MaskSpec
+from stbench.data.preprocess import PreprocessConfig
+from stbench.data.task import LIBRARY_SIZES, SCALES, TaskSpec
 
 
 def _config(**kw):
@@ -18,20 +19,20 @@ def _config(**kw):
 def test_schema_defaults_and_choices_are_the_dataclasses():
     s = cfg.schema()
     pre = s["properties"]["preprocess"]["properties"]
-    assert {k: v["default"] for k, v in pre.items()} == asdict(PreprocessConfig())
+    assert {k: v["default"] for k, v in pre.items()} == {**asdict(PreprocessConfig()), **asdict(TaskSpec())}
     assert pre["scale"]["enum"] == list(SCALES) and pre["library_size"]["enum"] == list(LIBRARY_SIZES)
     mask = s["properties"]["masks"]["items"]["properties"]
     assert {k: v["default"] for k, v in mask.items()} == asdict(MaskSpec())
     assert mask["strategy"]["enum"] == list(STRATEGIES) and mask["among"]["enum"] == list(AMONG)
     raw = yaml.safe_load(cfg.SCHEMA.read_text())  # the YAML file itself does not repeat them
     assert "properties" not in raw["properties"]["preprocess"] and "items" not in raw["properties"]["masks"]
-    assert {f.name for f in fields(PreprocessConfig)} == set(pre)
+    assert {f.name for f in fields(PreprocessConfig)} | {f.name for f in fields(TaskSpec)} == set(pre)
 
 
 def test_with_defaults_fills_the_top_level_from_the_schema():
     c = cfg.with_defaults(_config())
     assert (c["run"], c["device"], c["isolation"], c["seeds"]) == ("default", "auto", "auto", [0])
-    from stbench.dataset_blocks import DEFAULT_CACHE_DIR
+    from stbench.data.dataset_blocks import DEFAULT_CACHE_DIR
 
     assert c["cache_dir"] == DEFAULT_CACHE_DIR
 
@@ -59,9 +60,13 @@ def test_dataset_override_wins_for_that_dataset_only():
     c = _config(preprocess={"n_genes": 300}, datasets={"a": {"format": "simulate"},
                                                         "b": {"format": "simulate", "preprocess": {"scale": "zscore"}}})
     assert cfg.preprocess_config(c, "a") == PreprocessConfig(n_genes=300)
-    assert cfg.preprocess_config(c, "b") == PreprocessConfig(n_genes=300, scale="zscore")
+    assert cfg.preprocess_config(c, "b") == PreprocessConfig(n_genes=300)  # scale is the task step's
+    assert cfg.task_spec(c, "b") == TaskSpec(scale="zscore") and cfg.task_spec(c, "a") == TaskSpec()
     p = cfg.protocols(c)
-    assert p["b"]["preprocess"]["scale"] == "zscore" and p["a"]["preprocess"]["scale"] == "log"
+    assert p["b"]["task"]["scale"] == "zscore" and p["a"]["task"]["scale"] == "log"
+    assert "scale" not in p["b"]["preprocess"]
+    with pytest.raises(ConfigError, match="dataset 'a': unknown preprocess option.*scal"):
+        cfg.task_spec(_config(datasets={"a": {"format": "simulate", "preprocess": {"scal": "log"}}}), "a")
 
 
 def test_variant_defaults_apply_once_and_can_be_refused():
@@ -84,7 +89,7 @@ def test_a_method_priority_reaches_its_variants():
 
 
 def test_the_shipped_configs_validate():
-    from stbench.registry import default_methods_dir
+    from stbench.run.registry import default_methods_dir
 
     root = default_methods_dir().parent
     demo = yaml.safe_load((root / "workflow" / "demo.yaml").read_text())
@@ -99,7 +104,8 @@ def test_protocol_sweep_expands_datasets_and_groups_them():
     c = cfg.expand_sweep(_config(protocol_sweep={"gene_selection": ["cv", "hvg"], "scale": ["log", "zscore"]},
                                  datasets={"demo": {"format": "simulate", "preprocess": {"n_genes": 100}}}))
     assert sorted(c["datasets"]) == ["demo__cv_log", "demo__cv_zscore", "demo__hvg_log", "demo__hvg_zscore"]
-    assert cfg.preprocess_config(c, "demo__hvg_zscore") == PreprocessConfig(n_genes=100, gene_selection="hvg", scale="zscore")
+    assert cfg.preprocess_config(c, "demo__hvg_zscore") == PreprocessConfig(n_genes=100, gene_selection="hvg")
+    assert cfg.task_spec(c, "demo__hvg_zscore") == TaskSpec(scale="zscore")
     assert set(cfg.sweep_groups(c).values()) == {"demo"}
     with pytest.raises(ConfigError, match="sim__pca/preprocess/gene_selection: 'pca' is not one of"):
         cfg.validate(cfg.with_defaults(cfg.expand_sweep(_config(protocol_sweep={"gene_selection": ["pca"]}))))

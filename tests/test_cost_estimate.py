@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from stbench import cost_estimate
+from stbench.results import cost_estimate
 from stbench.cli import main
-from stbench.registry import get_method
+from stbench.run.registry import get_method
 
 FIELDS = ["device", "preset", "n_spots", "n_genes", "channels", "layers", "heads", "batch_size", "T",
           "train_steps_per_s", "n_samples", "ddpm_s_per_1000_spots"]

@@ -4,7 +4,7 @@
 import pytest
 import yaml
 
-from stbench import cost_estimate as ce
+from stbench.results import cost_estimate as ce
 from stbench.cli import main
 
 EST = {"stagate": {"cpu_seconds": 100, "ref_spots": 100, "ref_genes": 50, "spots_exponent": 2, "genes_exponent": 1,

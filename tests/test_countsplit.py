@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from stbench.atomic import write_h5ad, write_npz
-from stbench.masks import MaskSpec, load_split, make_split, thin
-from stbench.metrics import evaluate_imputation
-from stbench.preprocess import PreprocessConfig, preprocess
+from stbench.data.masks import MaskSpec, load_split, make_split, thin
+from stbench.results.metrics import evaluate_imputation
+from stbench.data.preprocess import PreprocessConfig, preprocess
 from stbench.steps import evaluate_step, mask_step, task_step
-from stbench.task import build_task, load_task, truth_on_scale
+from stbench.data.task import TaskSpec, build_task, load_task, truth_on_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = MaskSpec("countsplit", 0.1, fraction=0.7)
@@ -76,11 +76,11 @@ def pre(small_dataset):
     return pre
 
 
-def _files(tmp_path, pre, spec=SPEC, name="a"):
+def _files(tmp_path, pre, spec=SPEC, name="a", task_spec=None):
     d = tmp_path / name
     write_h5ad(d / "pre.h5ad", pre)
     mask_step(d / "pre.h5ad", spec, 0, d / "mask.npz", dataset="ds")
-    task_step(d / "pre.h5ad", d / "mask.npz", d / "task.npz", dataset="ds")
+    task_step(d / "pre.h5ad", d / "mask.npz", d / "task.npz", spec=task_spec, dataset="ds")
     return d
 
 
@@ -99,8 +99,9 @@ def _with_other_target(pre, split, seed=5):
 @pytest.mark.parametrize("scale,library_size", [("log", "observed"), ("zscore", "observed"), ("log", "all")])
 def test_task_holds_only_the_input_half_and_is_bit_identical_whatever_the_target(small_dataset, tmp_path, scale,
                                                                                    library_size):
-    pre, _ = preprocess(small_dataset[0], PreprocessConfig(n_genes=50, scale=scale, library_size=library_size))
-    a = _files(tmp_path, pre)
+    pre, _ = preprocess(small_dataset[0], PreprocessConfig(n_genes=50))
+    task_spec = TaskSpec(scale=scale, library_size=library_size)
+    a = _files(tmp_path, pre, task_spec=task_spec)
     split = load_split(a / "mask.npz")
     raw = np.asarray(pre.layers["counts"])
     task = load_task(a / "task.npz")
@@ -113,7 +114,7 @@ def test_task_holds_only_the_input_half_and_is_bit_identical_whatever_the_target
     b = tmp_path / "b"
     write_h5ad(b / "pre.h5ad", other)
     shutil.copy(a / "mask.npz", b / "mask.npz")
-    task_step(b / "pre.h5ad", b / "mask.npz", b / "task.npz", dataset="ds")
+    task_step(b / "pre.h5ad", b / "mask.npz", b / "task.npz", spec=task_spec, dataset="ds")
     assert hashlib.sha256((a / "task.npz").read_bytes()).digest() == hashlib.sha256((b / "task.npz").read_bytes()).digest()
     # ... while the truth it is scored against does
     assert not np.array_equal(truth_on_scale(pre, task, split)[task.observed_mask == 0],
@@ -153,7 +154,7 @@ def test_evaluate_scores_against_the_rescaled_target_half(pre, tmp_path):
 
 def test_build_task_with_the_default_mask_is_unchanged(pre):
     """Entry masking keeps reading the raw counts (count splitting adds a path, it changes none)."""
-    from stbench.masks import make_mask
+    from stbench.data.masks import make_mask
 
     held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(), seed=0)
     task = build_task(pre, held, train)
@@ -188,7 +189,7 @@ def test_workflow_runs_both_protocols_and_scores_countsplit_against_the_target(t
     run = d / "countsplit-0.1-all-p0.5" / "seed0" / "knn" / "default"
     rec = json.loads((run / "metrics.json").read_text())
     assert rec["status"] == "ok" and rec["mask"]["strategy"] == "countsplit"
-    from stbench.loaders.h5ad import read_h5ad
+    from stbench.data.loaders.h5ad import read_h5ad
 
     pre = read_h5ad(d / "preprocessed.h5ad")
     task = load_task(task_file)

@@ -8,9 +8,9 @@ import pytest
 import torch
 import yaml
 
-from stbench.methodkit import gene_means
-from stbench.registry import Method, validate_manifest
-from stbench.task import build_task, truth_on_scale
+from stbench.kit.methodkit import gene_means
+from stbench.run.registry import Method, validate_manifest
+from stbench.data.task import build_task, truth_on_scale
 
 FOLDER = Path(__file__).resolve().parents[1] / "methods" / "cpg_transformer"
 METHOD = Method("cpg_transformer", FOLDER,

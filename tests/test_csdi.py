@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from stbench.methodkit import gene_means
-from stbench.registry import discover
-from stbench.task import build_task
+from stbench.kit.methodkit import gene_means
+from stbench.run.registry import discover
+from stbench.data.task import build_task
 
 METHOD = discover()["csdi"]
 
@@ -24,7 +24,7 @@ def _rmse(pred, truth, held):
 
 
 def test_shares_stmcdis_diffusion_code(mod):
-    import stbench.diffusion as shared
+    import stbench.kit.diffusion as shared
 
     model = sys.modules["stbench_methods.csdi.model"]
     assert model.Denoiser is shared.Denoiser and model.ddpm_sample is shared.ddpm_sample
@@ -36,7 +36,7 @@ def test_shares_stmcdis_diffusion_code(mod):
 
 
 def test_random_strategy_draws_a_ratio_per_spot():
-    from stbench.diffusion.masks import train_targets
+    from stbench.kit.diffusion.masks import train_targets
 
     obs = torch.rand(400, 50) > 0.2
     ratio = torch.rand(400, generator=torch.Generator().manual_seed(0))
@@ -96,7 +96,7 @@ def test_min_steps_is_a_floor_in_whole_epochs(mod, small_pre, small_mask, tmp_pa
 
 def test_the_estimate_counts_the_steps_this_loop_trains(mod, small_pre, small_mask, tmp_path):
     """`stbench estimate` asks CSDI's cost module (whole epochs up to min_steps), not stMCDI's formula."""
-    from stbench import cost_estimate as ce
+    from stbench.results import cost_estimate as ce
 
     held, train = small_mask
     task = build_task(small_pre, held, train, seed=0, device="cpu", scratch=tmp_path)

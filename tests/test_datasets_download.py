@@ -1,4 +1,4 @@
-"""stbench.datasets.fetch against a local HTTP server: verified, corrupted and truncated downloads."""
+"""stbench.data.datasets.fetch against a local HTTP server: verified, corrupted and truncated downloads."""
 
 import hashlib
 import io
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from stbench.datasets import fetch
-from stbench.datasets.download import LOCK_NAME, download_file, read_lock
+from stbench.data.datasets import fetch
+from stbench.data.datasets.download import LOCK_NAME, download_file, read_lock
 from stbench.errors import ConfigError, DatasetError
 
 COUNTS = b"Gad1\tSst\tVip\n1\t2\t3\n4\t5\t6\n7\t8\t9\n"
@@ -154,8 +154,8 @@ def test_missing_file_and_git_blob_check(server, tmp_path):
 
 
 def test_zip_archive_is_unpacked_and_loaded(server, tmp_path):
-    from stbench.contract import validate_dataset
-    from stbench.datasets import load_recipe
+    from stbench.data.contract import validate_dataset
+    from stbench.data.datasets import load_recipe
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -189,7 +189,7 @@ def test_unknown_source_and_source_without_spatial(tmp_path):
 def test_reference_from_another_source_downloads_only_its_reference_files(server, tmp_path):
     """A dataset's reference from the `geo` source: only that source's reference files are fetched
     (manifest_reference.json), read as genes x cells with cell-type labels; unlabelled cells dropped."""
-    from stbench.datasets import load_recipe
+    from stbench.data.datasets import load_recipe
 
     c, loc = sb_files()
     genes = [f"G{j}" for j in range(12)]
@@ -240,8 +240,8 @@ def test_reference_from_another_source_downloads_only_its_reference_files(server
 def test_paper_datasets_need_their_reference_download(tmp_path):
     """Every stMCDI recipe takes its reference from `geo` by default, so a paper run downloads it (SpaDiT's
     recipes carry their reference in the same Zenodo record: tests/test_spadit_datasets.py)."""
-    from stbench.datasets import list_recipes
-    from stbench.dataset_blocks import dataset_inputs
+    from stbench.data.datasets import list_recipes
+    from stbench.data.dataset_blocks import dataset_inputs
 
     for rid in [r for r in list_recipes() if not r.startswith("SpaDiT_")]:
         files = dataset_inputs({"recipe": rid, "source": "authors"}, str(tmp_path))
@@ -249,7 +249,7 @@ def test_paper_datasets_need_their_reference_download(tmp_path):
                          str(tmp_path / rid / "geo" / "manifest_reference.json")], rid
         assert dataset_inputs({"recipe": rid, "source": "authors", "reference_source": "none"}, str(tmp_path)) == files[:1]
     with pytest.raises(ConfigError, match="dataset 'x': recipe 'MOB': reference_source 'zenodo'"):
-        from stbench.dataset_blocks import check_spec
+        from stbench.data.dataset_blocks import check_spec
 
         check_spec("x", {"recipe": "MOB", "reference_source": "zenodo"})
 

@@ -10,9 +10,9 @@ import zipfile
 
 import pytest
 
-from stbench.datasets import fetch, get_recipe, list_recipes, load_recipe
-from stbench.datasets import listings
-from stbench.datasets.recipes import check_recipe
+from stbench.data.datasets import fetch, get_recipe, list_recipes, load_recipe
+from stbench.data.datasets import listings
+from stbench.data.datasets.recipes import check_recipe
 from stbench.errors import ConfigError, DatasetError
 from tests.test_datasets_download import Server, leftovers, sb_files
 
@@ -192,7 +192,7 @@ def test_changed_listing_two_matches_or_renamed(sources, tmp_path):
     sources.publish()
     r = toy_recipe()
     r["sources"]["authors"]["files"][0].update(resolve={"zenodo": RECORD, "pattern": r"TOY_.\.zip", "count": 2}, unpack=False)
-    from stbench.datasets.download import _fetch_entry, read_lock
+    from stbench.data.datasets.download import _fetch_entry, read_lock
 
     out = _fetch_entry(r["sources"]["authors"]["files"][0], "dataset TOY", "TOY", "authors", tmp_path,
                        tmp_path / "f", read_lock(tmp_path), 0, 0, False)

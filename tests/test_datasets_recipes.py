@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from stbench.contract import SOURCE_KEYS, validate_dataset, validate_reference
-from stbench.datasets import get_recipe, list_recipes, load_recipe
-from stbench.datasets.download import file_digests
+from stbench.data.contract import SOURCE_KEYS, validate_dataset, validate_reference
+from stbench.data.datasets import get_recipe, list_recipes, load_recipe
+from stbench.data.datasets.download import file_digests
 from stbench.errors import ConfigError, DatasetError
-from stbench.loaders import LOADERS
+from stbench.data.loaders import LOADERS
 
 PAPER = {"MOB": 6225, "HBC": 4785, "HP": 2278, "HO": 1646, "ML": 2178, "MK": 1889}  # stMCDI Table 4
 

@@ -1,9 +1,9 @@
-"""The denoiser's CPU dropout (stbench/diffusion/dropout.py): F.dropout's distribution, cheaper mask."""
+"""The denoiser's CPU dropout (stbench/kit/diffusion/dropout.py): F.dropout's distribution, cheaper mask."""
 
 import pytest
 import torch
 
-from stbench.diffusion.dropout import dropout, keep_threshold
+from stbench.kit.diffusion.dropout import dropout, keep_threshold
 
 
 def test_identity_when_not_training_or_p_zero():
@@ -52,7 +52,7 @@ def test_p_one_drops_everything():
 
 def test_other_devices_use_torch_dropout(monkeypatch):
     """CUDA (here: the meta device) keeps F.dropout's fused kernel."""
-    import stbench.diffusion.dropout as mod
+    import stbench.kit.diffusion.dropout as mod
 
     calls = []
     monkeypatch.setattr(mod.F, "dropout", lambda x, p, training: calls.append((x.device.type, p)) or x)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from stbench.diffusion import Schedule, ddpm_sample
+from stbench.kit.diffusion import Schedule, ddpm_sample
 
 
 def test_quad_is_spadit_eq31():

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from stbench.failures import finish, should_fail, write_summary
+from stbench.results.failures import finish, should_fail, write_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ BOOM_PY = '''def impute(task):
 def helper(task):
     raise RuntimeError("kaboom: the test method fails on purpose")
 '''
-NAPP_PY = '''from stbench.methodkit import NotApplicable
+NAPP_PY = '''from stbench.kit.methodkit import NotApplicable
 
 
 def impute(task):
@@ -55,7 +55,7 @@ def test_fail_on_counts_failed_and_suspect_rows_never_skipped_ones():
 
 def test_fail_on_is_declared_once_in_the_config_schema():
     from stbench.config import schema
-    from stbench.failures import FAIL_ON, default_fail_on
+    from stbench.results.failures import FAIL_ON, default_fail_on
 
     prop = schema()["properties"]["fail_on"]
     assert tuple(prop["enum"]) == FAIL_ON and default_fail_on() == prop["default"] == "failed"

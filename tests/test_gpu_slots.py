@@ -1,4 +1,4 @@
-"""GPU slot allocator (stbench/gpu_slots.py) on CPU with fake device lists: balance, limits, concurrent processes."""
+"""GPU slot allocator (stbench/run/gpu_slots.py) on CPU with fake device lists: balance, limits, concurrent processes."""
 
 import multiprocessing as mp
 import os
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from stbench import gpu_slots as gs
+from stbench.run import gpu_slots as gs
 
 
 def test_leases_spread_over_devices_and_never_exceed_the_slots(tmp_path):
@@ -108,7 +108,7 @@ def test_impute_step_runs_a_gpu_job_pinned_to_its_leased_device(tmp_path, monkey
     """Through the workflow's own impute step and sandbox: the method's process sees the leased device only,
     and a CPU method (0 slots) sees the machine's list unchanged."""
     from stbench.steps import impute_step
-    from stbench.task import build_task, save_task
+    from stbench.data.task import build_task, save_task
 
     methods = tmp_path / "methods"
     (methods / "probe").mkdir(parents=True)

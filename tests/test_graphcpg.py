@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from stbench.registry import discover
-from stbench.task import build_task, truth_on_scale
+from stbench.run.registry import discover
+from stbench.data.task import build_task, truth_on_scale
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def _rmse(truth, pred, held):
 
 
 def test_trained_beats_untrained_and_gene_mean(method, small_pre, small_mask, tmp_path):
-    from stbench.methodkit import gene_means, seeded
+    from stbench.kit.methodkit import gene_means, seeded
 
     m, fn, mod = method
     task = _task(small_pre, small_mask, tmp_path)
@@ -64,7 +64,7 @@ def test_trained_beats_untrained_and_gene_mean(method, small_pre, small_mask, tm
 
 
 def test_loss_gradients_ignore_held_out_entries(method, small_pre, small_mask, tmp_path):
-    from stbench.methodkit import seeded
+    from stbench.kit.methodkit import seeded
 
     m, _, mod = method
     task = _task(small_pre, small_mask, tmp_path)
@@ -225,7 +225,7 @@ def test_validation_entries_are_hidden_during_training(method, small_pre, small_
     and moving one *training* entry does change the training losses (the comparison can tell)."""
     import dataclasses
 
-    from stbench.methodkit import seeded
+    from stbench.kit.methodkit import seeded
 
     m, _, mod = method
     task = _task(small_pre, small_mask, tmp_path)

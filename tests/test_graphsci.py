@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from stbench.registry import discover
-from stbench.task import build_task, truth_on_scale
+from stbench.run.registry import discover
+from stbench.data.task import build_task, truth_on_scale
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def _rmse(truth, pred, held):
 
 
 def test_trained_beats_untrained_and_gene_mean(method, small_pre, small_mask, tmp_path):
-    from stbench.methodkit import gene_means, seeded
+    from stbench.kit.methodkit import gene_means, seeded
 
     m, fn, mod = method
     task = _task(small_pre, small_mask, tmp_path)
@@ -56,7 +56,7 @@ def test_trained_beats_untrained_and_gene_mean(method, small_pre, small_mask, tm
 
 
 def test_loss_gradients_ignore_held_out_targets(method, small_pre, small_mask, tmp_path):
-    from stbench.methodkit import seeded
+    from stbench.kit.methodkit import seeded
 
     m, _, mod = method
     task = _task(small_pre, small_mask, tmp_path)

@@ -10,7 +10,7 @@ import scipy.io
 import scipy.sparse as sp
 
 from stbench.errors import DatasetError
-from stbench.loaders import LOADERS
+from stbench.data.loaders import LOADERS
 
 RNG = np.random.default_rng(0)
 
@@ -160,7 +160,7 @@ def test_scrna_folder_of_10x_h5_samples(tmp_path):
 
 def test_scrna_labels_from_obs_column_and_bad_label_tables(tmp_path):
     """Cell-type labels land in obs['cell_type'] (Tangram's clusters mode); a wrong column or table is named."""
-    from stbench.loaders.scrna import attach_labels
+    from stbench.data.loaders.scrna import attach_labels
 
     m = counts(6, 3)
     a = ad.AnnData(X=sp.csr_matrix(m.astype(np.float32)))

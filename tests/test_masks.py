@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stbench.masks import MaskSpec, load_mask, make_mask, save_mask
+from stbench.data.masks import MaskSpec, load_mask, make_mask, save_mask
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_same_inputs_same_mask_bit_for_bit_and_seeds_differ(detected, tmp_path):
 
 
 def test_held_out_and_observed_are_disjoint_in_the_task(small_pre, small_mask):
-    from stbench.task import build_task
+    from stbench.data.task import build_task
 
     held, train = small_mask
     task = build_task(small_pre, held, train)

@@ -1,9 +1,9 @@
-"""stbench.methodkit's pairwise-complete Pearson and correlation order (one copy for GraphSCI, GraphCpG and CpG
+"""stbench.kit.methodkit's pairwise-complete Pearson and correlation order (one copy for GraphSCI, GraphCpG and CpG
 Transformer): observed pairs only, equal to numpy's on complete data, co-expressed columns side by side."""
 
 import numpy as np
 
-from stbench.methodkit import correlation_order, pairwise_complete_pearson
+from stbench.kit.methodkit import correlation_order, pairwise_complete_pearson
 
 
 def test_pairwise_pearson_uses_observed_pairs_only():

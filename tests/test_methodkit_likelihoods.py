@@ -1,11 +1,11 @@
-"""stbench.likelihoods (DCA's and GraphSCI's NB / ZINB NLL) and stbench.graph_autoencoder (scGNN's and
+"""stbench.kit.likelihoods (DCA's and GraphSCI's NB / ZINB NLL) and stbench.kit.graph_autoencoder (scGNN's and
 GraphSCI's (V)GAE loss): the one copy of each, tested once against independent references."""
 
 import numpy as np
 import torch
 
-from stbench.graph_autoencoder import balance, reconstruction_terms
-from stbench.likelihoods import nb_nll, zinb_nll
+from stbench.kit.graph_autoencoder import balance, reconstruction_terms
+from stbench.kit.likelihoods import nb_nll, zinb_nll
 
 
 def _draws():

@@ -1,4 +1,4 @@
-"""The shared pieces of stbench.methodkit and stbench.early_stopping that several methods call: the observed-only
+"""The shared pieces of stbench.kit.methodkit and stbench.kit.early_stopping that several methods call: the observed-only
 z-score, the seeded validation split, k-NN without the self-hit, Louvain labels, seeding and threads, and
 early stopping with the best weights kept. Each is tested here once."""
 
@@ -7,8 +7,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from stbench.early_stopping import EarlyStopping, Plateau
-from stbench.methodkit import (knn_edge_index, knn_others, louvain_labels, observed_zscore, seeded, torch_threads,
+from stbench.kit.early_stopping import EarlyStopping, Plateau
+from stbench.kit.methodkit import (knn_edge_index, knn_others, louvain_labels, observed_zscore, seeded, torch_threads,
                                validation_split)
 
 
@@ -117,7 +117,7 @@ def test_early_stopping_keeps_the_best_weights_and_counts_patience():
 
 
 def test_column_order_dispatch_and_glorot_linear():
-    from stbench.methodkit import column_order, correlation_order, glorot_linear
+    from stbench.kit.methodkit import column_order, correlation_order, glorot_linear
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 6))

@@ -3,7 +3,7 @@ inductive split honoured (``test_inductive_split_is_honoured``, in process; its 
 
 Methods run with their ``test`` preset (tiny settings) through the workflow's own code path: the
 task rule writes the truth-free task file and the impute rule runs the method in its sandboxed
-child process (stbench.sandbox). The leakage test runs each method on two datasets that differ
+child process (stbench.run.sandbox). The leakage test runs each method on two datasets that differ
 only in the held-out truth: the task files must be bit-identical and the outputs equal.
 """
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from stbench.registry import discover
-from stbench.task import build_task
+from stbench.run.registry import discover
+from stbench.data.task import build_task
 from tests.workflow_path import run, with_other_truth, write_inputs
 
 METHODS = discover()

@@ -3,7 +3,7 @@ import math
 import numpy as np
 from scipy.spatial.distance import jensenshannon
 
-from stbench.metrics import accuracy_score, evaluate_imputation, flat_metrics, per_gene_metrics
+from stbench.results.metrics import accuracy_score, evaluate_imputation, flat_metrics, per_gene_metrics
 
 
 def test_flat_metrics_against_hand_computed_values():

@@ -1,4 +1,4 @@
-"""SpaDiT's metric definitions (stbench/metrics/spadit.py) pinned on hand-computed vectors, beside
+"""SpaDiT's metric definitions (stbench/results/metrics/spadit.py) pinned on hand-computed vectors, beside
 SpatialBenchmarking's (which must stay what they were), and the per-dataset Accuracy Score."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stbench.metrics import accuracy_score_spadit, evaluate_imputation, js_spadit, per_gene_metrics, ssim_spadit
+from stbench.results.metrics import accuracy_score_spadit, evaluate_imputation, js_spadit, per_gene_metrics, ssim_spadit
 
 
 def _col(*vectors):
@@ -86,7 +86,7 @@ def test_tables_write_spadit_files_only_when_asked(tmp_path):
     table1.md names its definitions; the default run writes neither file."""
     import json
 
-    from stbench.tables import write_tables
+    from stbench.results.tables import write_tables
 
     files = []
     for name, pcc, rmse, seed in [("good", 0.9, 0.1, 0), ("good", 0.8, 0.2, 1), ("bad", 0.1, 0.9, 0), ("bad", 0.1, 0.9, 1)]:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from stbench.errors import ConfigError
-from stbench.registry import discover
+from stbench.run.registry import discover
 from stbench.scaffold import new_method
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def _snakemake(python, wd, *extra):
 
 
 def test_new_method_shows_its_row_on_the_first_run_through_a_symlinked_venv(tmp_path):
-    from stbench.sandbox import resolve_isolation
+    from stbench.run.sandbox import resolve_isolation
 
     methods = tmp_path / "methods"
     dest = new_method("mymethod", methods)

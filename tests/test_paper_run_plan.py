@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from stbench import config as cfg
-from stbench.gpu_slots import slots_requested
+from stbench.run.gpu_slots import slots_requested
 
 ROOT = Path(__file__).resolve().parent.parent
 # the 15 systems of the paper's Table 1 (stMCDI and its 14 baselines)

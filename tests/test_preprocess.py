@@ -2,7 +2,7 @@ import numpy as np
 import anndata as ad
 import pytest
 
-from stbench.preprocess import PreprocessConfig, coefficient_of_variation, log_normalise, preprocess, select_genes
+from stbench.data.preprocess import PreprocessConfig, coefficient_of_variation, log_normalise, preprocess, select_genes
 
 
 def test_log_normalise_matches_eq41_by_hand():
@@ -27,7 +27,7 @@ def test_cv_and_selection_respect_detection_filter():
 
 def test_preprocess_selects_top_genes_and_keeps_spot_totals(small_dataset):
     a = small_dataset[0]
-    pre, qc = preprocess(a, PreprocessConfig(n_genes=20, min_detection=0.1, scale="zscore"))
+    pre, qc = preprocess(a, PreprocessConfig(n_genes=20, min_detection=0.1))
     assert pre.shape == (a.n_obs, 20)
     assert qc["genes_kept"] == 20 and qc["spots_kept"] == a.n_obs
     assert 0 < qc["zero_fraction_selected"] < 1
@@ -36,16 +36,30 @@ def test_preprocess_selects_top_genes_and_keeps_spot_totals(small_dataset):
     total = np.asarray(a.layers["counts"].sum(1)).ravel()
     np.testing.assert_allclose(pre.obs["total_counts"], total)
     np.testing.assert_allclose(pre.obs["other_counts"] + pre.layers["counts"].sum(1), total)
-    assert pre.uns["protocol"]["preprocess"]["scale"] == "zscore"  # applied per task (stbench.task), not here
+
+
+def test_preprocess_neither_takes_nor_writes_the_task_steps_options(small_dataset):
+    """scale and library_size belong to the task step (stbench.data.task.TaskSpec): preprocessing does not accept them,
+    and neither the h5ad (uns, obs, var, layers) nor qc.json names them."""
+    with pytest.raises(ValueError, match="unknown preprocess option"):
+        PreprocessConfig.from_dict({"scale": "zscore"})
+    with pytest.raises(TypeError):
+        PreprocessConfig(library_size="all")
+    pre, qc = preprocess(small_dataset[0], PreprocessConfig(n_genes=20, min_detection=0.1))
+
+    def keys(x):
+        if isinstance(x, dict):
+            return set(x) | {k for v in x.values() for k in keys(v)}
+        return set()
+    stored = keys(dict(pre.uns)) | set(pre.obs) | set(pre.var) | set(pre.layers) | set(pre.obsm)
+    assert not {"scale", "library_size"} & stored, sorted(stored)
+    assert not {"scale", "library_size"} & set(qc["config"])
+    assert "protocol" not in pre.uns
 
 
 def test_preprocess_config_rejects_unknown_options():
     with pytest.raises(ValueError, match="unknown preprocess option"):
         PreprocessConfig.from_dict({"n_gene": 10})
-    with pytest.raises(ValueError, match=r"preprocess.scale must be one of \['log', 'zscore'\], got 'cpm'"):
-        PreprocessConfig(scale="cpm")
-    with pytest.raises(ValueError, match="preprocess.library_size"):
-        PreprocessConfig(library_size="median")
     with pytest.raises(ValueError, match="preprocess.n_genes must be of type integer"):
         PreprocessConfig(n_genes="many")
 

@@ -1,5 +1,5 @@
 """A run a user can watch and resume: progress lines at a steady wall-clock interval in the job log
-(stbench/progress.py), and training checkpoints in a per-job folder outside the sandbox, so that a job
+(stbench/kit/progress.py), and training checkpoints in a per-job folder outside the sandbox, so that a job
 killed mid-training (SIGKILL of the impute process and its child) resumes where it stopped and ends
 with the result of an uninterrupted run."""
 
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import yaml
 
-from stbench.progress import Progress, hms
-from stbench.registry import get_method
-from stbench.task import build_task, save_task
+from stbench.kit.progress import Progress, hms
+from stbench.run.registry import get_method
+from stbench.data.task import build_task, save_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,7 +137,7 @@ def test_checkpoints_go_to_the_job_folder_and_hold_model_state_only(tmp_path, sm
     array of the task's shape, and the folder is kept after a failure (a forced rerun resumes) but not after a result."""
     import torch
 
-    from stbench.sandbox import bwrap_available
+    from stbench.run.sandbox import bwrap_available
     from stbench.steps import impute_step
 
     if isolation == "bwrap" and not bwrap_available():
@@ -183,7 +183,7 @@ def test_csdi_resumes_from_an_epoch_checkpoint_and_equals_an_uninterrupted_run(t
                                                                                 monkeypatch, capsys):
     import dataclasses
 
-    from stbench.registry import discover
+    from stbench.run.registry import discover
 
     m = discover()["csdi"]
     m.load_impute()
@@ -281,7 +281,7 @@ def test_checkpoint_clock_and_a_time_limit_shorter_than_a_tenth_of_training(tmp_
     time limit kills before its first tenth still resumes from where it was."""
     import dataclasses
 
-    from stbench.diffusion.common import CheckpointClock
+    from stbench.kit.diffusion.common import CheckpointClock
 
     clock = FakeClock()
     c = CheckpointClock(600, clock=clock)

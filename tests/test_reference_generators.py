@@ -15,10 +15,10 @@ import scipy.sparse as sp
 import torch
 
 from stbench.errors import ConfigError
-from stbench.reference_generators import generate, generator_params
-from stbench.reference_generators.protocol import parse_settings, reference_transform_step
-from stbench.reference_generators.scld import SCLD
-from stbench.reference_generators.thinning import ReferenceTransform, kept_per_type, thin
+from stbench.data.reference_generators import generate, generator_params
+from stbench.data.reference_generators.protocol import parse_settings, reference_transform_step
+from stbench.data.reference_generators.scld import SCLD
+from stbench.data.reference_generators.thinning import ReferenceTransform, kept_per_type, thin
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,8 +90,8 @@ def test_post_guidance_keeps_the_best_80_percent():
 def test_guidance_changes_the_class_balance():
     """Asking for the rarest type: the unguided model (w = -1) makes cells in about the data's proportions,
     the guided one (w = 2) mostly of that type (nearest type centroid of the real cells)."""
-    from stbench.reference_generators.cells import log_expression
-    from stbench.reference_protocol import reference_counts
+    from stbench.data.reference_generators.cells import log_expression
+    from stbench.kit.reference_protocol import reference_counts
 
     ref = toy_reference(sizes=(40, 160, 200))
     counts, labels = reference_counts(ref), ref.obs["cell_type"].to_numpy()
@@ -134,7 +134,7 @@ def test_thinning_keeps_the_requested_counts_per_type():
 def test_the_generator_receives_only_the_thinned_reference(monkeypatch, tmp_path):
     """The step reads reference.h5ad only (prepared.h5ad, which holds the spatial truth, is unreadable junk
     here), and the generator is handed the thinned reference object and per-type counts, nothing else."""
-    import stbench.reference_generators as rg
+    import stbench.data.reference_generators as rg
 
     ref = toy_reference()
     ref.write_h5ad(tmp_path / "reference.h5ad")
@@ -231,7 +231,7 @@ def test_every_reference_method_reads_the_same_transformed_reference(tmp_path):
 
 def test_synthetic_counts_keep_the_library_size_and_stay_finite():
     """A decoder far off the data (log expression 200) still gives finite cells of the drawn library size."""
-    from stbench.reference_generators.cells import to_counts
+    from stbench.data.reference_generators.cells import to_counts
 
     logx = np.array([[200.0, 1.0, 0.0], [0.5, 0.5, 0.5]])
     c = to_counts(logx, np.array([1000.0, 30.0]), 500.0, upper=np.array([5.0, 5.0, 5.0]))

@@ -10,19 +10,19 @@ import importlib.util
 import numpy as np
 import pytest
 
-from stbench.methodkit import torch_threads
-from stbench.metrics import evaluate_imputation
-from stbench.registry import discover
-from stbench.task import build_task, truth_on_scale
+from stbench.kit.methodkit import torch_threads
+from stbench.results.metrics import evaluate_imputation
+from stbench.run.registry import discover
+from stbench.data.task import build_task, truth_on_scale
 
 NEEDS = {"spage": None, "tangram": "tangram", "gimvi": "scvi", "stplus": None}
 
 
 @pytest.fixture(scope="module")
 def pair():
-    from stbench.masks import MaskSpec, make_mask
-    from stbench.preprocess import PreprocessConfig, preprocess
-    from stbench.simulate import simulate_demo
+    from stbench.data.masks import MaskSpec, make_mask
+    from stbench.data.preprocess import PreprocessConfig, preprocess
+    from stbench.data.simulate import simulate_demo
 
     spatial, ref = simulate_demo(seed=5, n_rows=12, n_cols=12, n_genes=80, n_cells=400)
     pre, _ = preprocess(spatial, PreprocessConfig(n_genes=60, min_detection=0.1))
@@ -70,7 +70,7 @@ def test_tangram_clusters_mode_without_labels_is_not_applicable():
     a column the user names but the reference lacks stays an error."""
     import pandas as pd
 
-    from stbench.methodkit import NotApplicable
+    from stbench.kit.methodkit import NotApplicable
 
     find_label = discover()["tangram"].load_module("impute").find_label
     assert find_label(pd.DataFrame({"orig.ident": ["a"], "cell_type": ["T"]}), "auto") == "cell_type"
@@ -89,9 +89,9 @@ def test_tangram_a_large_reference_never_zeroes_high_expression_spots():
         pytest.skip("tangram needs the 'tangram' package, not installed here")
     import anndata as ad
 
-    from stbench.masks import MaskSpec, make_mask
-    from stbench.preprocess import PreprocessConfig, preprocess
-    from stbench.simulate import simulate_demo
+    from stbench.data.masks import MaskSpec, make_mask
+    from stbench.data.preprocess import PreprocessConfig, preprocess
+    from stbench.data.simulate import simulate_demo
 
     spatial, ref = simulate_demo(seed=3, n_rows=4, n_cols=5, n_genes=40, n_cells=200)
     pre, _ = preprocess(spatial, PreprocessConfig(n_genes=30, min_detection=0.1))

@@ -1,10 +1,10 @@
-"""The truth-free reference protocol (stbench.reference_protocol) shared by gimVI, Tangram, SpaGE, stPlus."""
+"""The truth-free reference protocol (stbench.kit.reference_protocol) shared by gimVI, Tangram, SpaGE, stPlus."""
 
 import numpy as np
 import pytest
 
-from stbench.reference_protocol import MapperInput, reference_impute, spatial_knn_fill
-from stbench.task import build_task
+from stbench.kit.reference_protocol import MapperInput, reference_impute, spatial_knn_fill
+from stbench.data.task import build_task
 
 
 def _task(small_pre, small_dataset, held, reference=True):
@@ -116,8 +116,8 @@ def test_auto_calibration_is_linear_and_shrinks_a_weak_prediction(small_pre, sma
     """``auto`` calibrates entry masks ``linear`` (chosen on real paired data, README): a prediction weakly
     correlated with the truth (r ~ 0.3) is shrunk toward the gene's observed mean, so its held-out RMSE stays at
     the per-gene mean's, where ``moments`` (the full observed spread) is clearly worse."""
-    from stbench.methodkit import gene_means
-    from stbench.task import truth_on_scale
+    from stbench.kit.methodkit import gene_means
+    from stbench.data.task import truth_on_scale
 
     held = small_mask[0]
     task = _task(small_pre, small_dataset, held)

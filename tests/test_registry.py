@@ -3,7 +3,7 @@
 import pytest
 
 from stbench.errors import ConfigError, MethodError
-from stbench.registry import discover, get_method, validate_manifest
+from stbench.run.registry import discover, get_method, validate_manifest
 
 
 def test_resolution_order_is_defaults_then_preset_then_overrides():

@@ -48,7 +48,7 @@ def test_report_lists_failed_and_suspect_runs_with_their_reasons(report):
 
 
 def test_paper_comparison_flags_large_differences():
-    from stbench.report import flag
+    from stbench.results.report import flag
 
     assert flag(0.049, 0.0) == [] and flag(0.051, 0.0) == ["|diff| > 0.05"]
     assert flag(0.03, 0.01) == ["|diff| > 2 std"] and flag(0.019, 0.01) == []
@@ -56,7 +56,7 @@ def test_paper_comparison_flags_large_differences():
 
 
 def test_paper_comparison_cells(report):
-    from stbench.report import paper_comparison
+    from stbench.results.report import paper_comparison
 
     cmp_ = paper_comparison(report.parent / "tables" / "table1_vs_paper.csv")
     rows = {(r["block"], r["label"]): r["cells"] for r in cmp_["rows"]}
@@ -72,7 +72,7 @@ def test_paper_comparison_cells(report):
 
 
 def test_cost_table_means_over_seeds(report):
-    from stbench.cost_table import cost_table
+    from stbench.results.cost_table import cost_table
 
     cost = pd.read_csv(report.parent / "tables" / "cost.csv")
     st = cost[(cost["dataset"] == "MOB") & (cost["method"] == "stmcdi") & (cost["variant"] == "default")].iloc[0]
@@ -89,7 +89,7 @@ def test_cost_table_means_over_seeds(report):
 
 
 def test_spatial_genes_rule():
-    from stbench.report_figures import spatial_genes
+    from stbench.results.report_figures import spatial_genes
 
     # without coordinates: more held-out entries first, ties by the larger variance
     truth = np.zeros((10, 5))
@@ -114,7 +114,7 @@ def test_spatial_genes_rule():
 
 
 def test_spatial_maps_grid(tmp_path):
-    from stbench.report_figures import spatial_maps
+    from stbench.results.report_figures import spatial_maps
 
     rng = np.random.default_rng(1)
     coords = np.array([(i, j) for i in range(10) for j in range(10)], dtype=float)
@@ -131,7 +131,7 @@ def test_spatial_maps_grid(tmp_path):
 
 
 def test_mask_ratio_figure_needs_two_ratios(tmp_path, report):
-    from stbench.report_figures import mask_ratio_figure
+    from stbench.results.report_figures import mask_ratio_figure
 
     long = pd.read_csv(report.parent / "tables" / "table1_long.csv")
     assert (report.parent / "figures" / "mask_ratio.png").read_bytes()[:4] == b"\x89PNG"
@@ -141,7 +141,7 @@ def test_mask_ratio_figure_needs_two_ratios(tmp_path, report):
 
 
 def test_dataset_card_markdown():
-    from stbench.report import markdown_to_html
+    from stbench.results.report import markdown_to_html
 
     html = markdown_to_html("# T\n\n**Bold** `code` <x> [l](https://a.b/c)\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- one\n  more\n- two\n")
     assert "<h3>T</h3>" in html and "<strong>Bold</strong> <code>code</code> &lt;x&gt;" in html
@@ -175,7 +175,7 @@ def test_summary_ranks_methods_across_datasets_and_metrics(report):
 
 
 def test_ranks_skip_skipped_rows_and_unknown_metrics():
-    from stbench.tables import rank_summary, ranks
+    from stbench.results.tables import rank_summary, ranks
 
     rows = []
     for lab, v, st in (("A", 0.9, "ok"), ("B", 0.5, "ok"), ("C", np.nan, "skipped: no reference")):
@@ -190,7 +190,7 @@ def test_ranks_skip_skipped_rows_and_unknown_metrics():
 
 def test_cost_totals_per_method_and_for_the_run(report):
     tot = pd.read_csv(report.parent / "tables" / "cost_totals.csv").set_index("label")
-    from stbench.cost_table import RUN_TOTAL
+    from stbench.results.cost_table import RUN_TOTAL
 
     # stMCDI: MOB and sim 2 ratios x seeds 0, 1 (wall 10, 11), solo one run (wall 10)
     assert tot.loc["stMCDI", "n_runs"] == 9 and tot.loc["stMCDI", "total_wall_time_s"] == 4 * 21 + 10
@@ -205,7 +205,7 @@ def test_provenance_names_the_commit_and_the_config_hash(report):
     import json
     import subprocess
 
-    from stbench.provenance import config_hash
+    from stbench.results.provenance import config_hash
     from tests.report_fixture import CONFIG, ROOT
 
     rec = json.loads((report.parent / "tables" / "provenance.json").read_text())
@@ -228,7 +228,7 @@ def test_provenance_names_the_commit_and_the_config_hash(report):
 
 
 def test_provenance_outside_git(tmp_path):
-    from stbench.provenance import git_info
+    from stbench.results.provenance import git_info
 
     info = git_info(tmp_path)
     assert info["commit"] is None and info["dirty"] is None and "not a git checkout" in info["note"]
@@ -237,7 +237,7 @@ def test_provenance_outside_git(tmp_path):
 def test_invocation_skips_the_job_process_and_its_shell(monkeypatch):
     """A local snakemake job runs as `sh -c '... snakemake --target-jobs ...'` under the user's snakemake: the
     recorded command line is the user's."""
-    from stbench import provenance
+    from stbench.results import provenance
 
     tree = {10: (["/bin/sh", "-c", "python -m snakemake --target-jobs x"], 9),
             9: (["python", "-m", "snakemake", "--cores", "2", "--configfile", "c.yaml"], 1)}
@@ -248,3 +248,8 @@ def test_invocation_skips_the_job_process_and_its_shell(monkeypatch):
     assert provenance.invocation() == "python -m snakemake --cores 2 --configfile c.yaml"
     monkeypatch.setattr(provenance.sys, "argv", ["snakemake", "--cores", "1"])
     assert provenance.invocation() == "snakemake --cores 1"  # not a job process: its own command line
+    # the provenance rule's script: python .snakemake/scripts/tmp….py under `sh -c`, under the job process
+    tree.update({12: (["/bin/sh", "-c", "python .snakemake/scripts/tmpab.provenance.py"], 10)})
+    monkeypatch.setattr(provenance.sys, "argv", [".snakemake/scripts/tmpab.provenance.py"])
+    monkeypatch.setattr(provenance.os, "getppid", lambda: 12)
+    assert provenance.invocation() == "python -m snakemake --cores 2 --configfile c.yaml"

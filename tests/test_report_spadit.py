@@ -3,8 +3,8 @@ its Table 1 and Accuracy Score in SpaDiT's definitions, with the definitions nam
 
 import json
 
-from stbench.report import build_report
-from stbench.tables import write_tables
+from stbench.results.report import build_report
+from stbench.results.tables import write_tables
 
 VARIANTS = [
     {"method": "spadit", "name": "default", "label": "SpaDiT", "table": "table1", "figure": None, "x": None},

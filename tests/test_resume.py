@@ -98,7 +98,7 @@ def _boxes_of_session(method: str, session: int) -> set:
 def test_stale_sandbox_folders_are_removed_only_when_their_owner_is_gone(tmp_path):
     import socket
 
-    from stbench.sandbox import remove_stale_boxes
+    from stbench.run.sandbox import remove_stale_boxes
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from stbench.registry import discover, get_method
-from stbench.runner import run_method
-from stbench.task import build_task, save_task
+from stbench.run.registry import discover, get_method
+from stbench.run.runner import run_method
+from stbench.data.task import build_task, save_task
 
 
 def _task_file(tmp_path, small_pre, small_mask, seed=0):
@@ -66,7 +66,7 @@ def test_method_that_dies_is_failed_and_one_that_needs_a_missing_reference_is_sk
 
 def test_a_method_that_does_not_apply_is_skipped_with_its_reason(tmp_path, small_pre, small_mask):
     """methodkit.NotApplicable (e.g. Tangram's clusters mode without cell-type labels) gives a skipped row."""
-    body = ("from stbench.methodkit import NotApplicable\n"
+    body = ("from stbench.kit.methodkit import NotApplicable\n"
             "def impute(task):\n    raise NotApplicable('no cell-type labels in the reference (obs columns: none)')\n")
     m = get_method("na", _write_method(tmp_path / "m", "na", body).parent)
     rec = run_method(m, {}, _task_file(tmp_path, small_pre, small_mask), tmp_path / "o")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from stbench.methodkit import gene_means, observed_fill
-from stbench.registry import get_method
-from stbench.task import build_task
+from stbench.kit.methodkit import gene_means, observed_fill
+from stbench.run.registry import get_method
+from stbench.data.task import TaskSpec, build_task
 
 METHOD = get_method("scgnn")
 METHOD.load_impute()
@@ -135,8 +135,7 @@ def test_deterministic_zscore_and_inductive(small_pre, small_mask, tmp_path):
     z = small_pre.copy()
     x = np.asarray(z.X, dtype=np.float64)
     z.X = ((x - x.mean(0)) / (x.std(0) + 1e-8)).astype(np.float32)
-    z.uns["protocol"] = {"preprocess": {"scale": "zscore"}}
-    tz = build_task(z, held, train, seed=0, device="cpu", scratch=tmp_path)
+    tz = build_task(z, held, train, spec=TaskSpec(scale="zscore"), seed=0, device="cpu", scratch=tmp_path)
     out = sc.impute(tz, **p)
     assert np.isfinite(out).all() and (out[held] < 0).any()  # negative values are reachable on the z scale
     ind = train.copy()

@@ -12,8 +12,8 @@ pytestmark = pytest.mark.skipif(not (DATA / "counts.csv").exists(), reason="../s
 
 
 def test_seqfish_through_prepare_preprocess_mask_impute_evaluate(tmp_path):
-    from stbench.masks import MaskSpec
-    from stbench.preprocess import PreprocessConfig
+    from stbench.data.masks import MaskSpec
+    from stbench.data.preprocess import PreprocessConfig
     from stbench.steps import evaluate_step, impute_step, mask_step, prepare, preprocess_step, task_step
 
     spec = {"format": "tables", "counts": str(DATA / "counts.csv"), "locations": str(DATA / "locations.csv"),

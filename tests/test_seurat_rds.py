@@ -18,8 +18,8 @@ from stbench.errors import DatasetError
 with contextlib.redirect_stdout(io.StringIO()):  # rds2py prints notes about its optional packages
     _native = pytest.importorskip("rds2py.lib_rds_parser")
 
-from stbench.loaders import seurat_rds  # noqa: E402
-from stbench.loaders.seurat_rds import read_seurat_rds  # noqa: E402
+from stbench.data.loaders import seurat_rds  # noqa: E402
+from stbench.data.loaders.seurat_rds import read_seurat_rds  # noqa: E402
 
 NA_INT = -(2**31)
 GENES = ["Lrp2", "Slc34a1", "Umod", "Nphs1", "Havcr1"]
@@ -201,7 +201,7 @@ def test_clear_errors_name_the_file_and_the_problem(tmp_path, monkeypatch):
 
 
 def test_load_scrna_reads_an_rds_reference(tmp_path):
-    from stbench.loaders.scrna import load_scrna
+    from stbench.data.loaders.scrna import load_scrna
 
     genes = ["ENSMUSG00000027070.9", *GENES[1:]]  # a versioned Ensembl id is harmonised
     assays = {"RNA": assay(dgc(COUNTS, genes, CELLS), genes, CELLS)}
@@ -343,9 +343,9 @@ def test_closures_bytecode_and_format_version_2_are_read(tmp_path):
 
 def test_packaged_mk_reference_spec_reads_counts_and_cluster_labels(tmp_path):
     """MK's recipe (`geo` reference: GSE151658's Seurat .rds.gz, RNA counts, labels integrated_snn_res.1)."""
-    from stbench.datasets import get_recipe
-    from stbench.datasets.prepare import _resolved_spec
-    from stbench.loaders import get_loader
+    from stbench.data.datasets import get_recipe
+    from stbench.data.datasets.prepare import _resolved_spec
+    from stbench.data.loaders import get_loader
 
     spec = get_recipe("MK")["sources"]["geo"]["reference"]
     gzip_again(write_rds(seurat_obj(), tmp_path / "x.rds"), tmp_path / spec["path"])

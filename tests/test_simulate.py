@@ -1,7 +1,7 @@
 import numpy as np
 
-from stbench.contract import validate_dataset, validate_reference
-from stbench.simulate import hex_grid, simulate_demo
+from stbench.data.contract import validate_dataset, validate_reference
+from stbench.data.simulate import hex_grid, simulate_demo
 
 
 def test_same_seed_identical_other_seed_different(tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from stbench.methodkit import torch_threads
-from stbench.registry import discover
+from stbench.kit.methodkit import torch_threads
+from stbench.run.registry import discover
 
 M = discover()["spadit"]
 IMP = M.load_module("impute")
@@ -107,11 +107,11 @@ SIGNAL = {"hidden_size": 104, "epochs": 150, "diffusion_steps": 50, "beta_end": 
 
 
 def test_beats_the_per_gene_mean_and_a_shuffled_reference(tmp_path):
-    from stbench.masks import MaskSpec, make_mask
-    from stbench.metrics import evaluate_imputation
-    from stbench.preprocess import PreprocessConfig, preprocess
-    from stbench.simulate import simulate_demo
-    from stbench.task import build_task, truth_on_scale
+    from stbench.data.masks import MaskSpec, make_mask
+    from stbench.results.metrics import evaluate_imputation
+    from stbench.data.preprocess import PreprocessConfig, preprocess
+    from stbench.data.simulate import simulate_demo
+    from stbench.data.task import build_task, truth_on_scale
 
     spatial, ref = simulate_demo(seed=5, n_rows=10, n_cols=10, n_genes=80, n_cells=400)
     pre, _ = preprocess(spatial, PreprocessConfig(n_genes=60, min_detection=0.1))
@@ -163,11 +163,11 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_result(tmp_pa
 def test_a_checkpoint_is_never_resumed_with_another_reference(tmp_path):
     """The checkpoint key hashes the reference (names and counts): a run on a gene-shuffled reference once resumed
     the real reference's checkpoint from the same scratch folder."""
-    from stbench.diffusion.common import checkpoint_file
-    from stbench.masks import MaskSpec, make_mask
-    from stbench.preprocess import PreprocessConfig, preprocess
-    from stbench.simulate import simulate_demo
-    from stbench.task import build_task
+    from stbench.kit.diffusion.common import checkpoint_file
+    from stbench.data.masks import MaskSpec, make_mask
+    from stbench.data.preprocess import PreprocessConfig, preprocess
+    from stbench.data.simulate import simulate_demo
+    from stbench.data.task import build_task
 
     spatial, ref = simulate_demo(seed=5, n_rows=6, n_cols=6, n_genes=40, n_cells=60)
     pre, _ = preprocess(spatial, PreprocessConfig(n_genes=30, min_detection=0.1))

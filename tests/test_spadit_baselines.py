@@ -9,10 +9,10 @@ import importlib.util
 import numpy as np
 import pytest
 
-from stbench.methodkit import torch_threads
-from stbench.metrics import evaluate_imputation
-from stbench.registry import discover
-from stbench.task import build_task, truth_on_scale
+from stbench.kit.methodkit import torch_threads
+from stbench.results.metrics import evaluate_imputation
+from stbench.run.registry import discover
+from stbench.data.task import build_task, truth_on_scale
 
 NEEDS = {"scvi": "scvi", "novosparc": "novosparc", "spaotsc": "ot", "stdiff": "torch", "spatialscope": "torch"}
 # settings that learn something on a 144-spot pair in seconds (the `test` presets only check the contract)
@@ -29,9 +29,9 @@ OVERRIDES = {"scvi": {"max_epochs": 30, "n_folds": 2}, "novosparc": {"max_iter":
 
 @pytest.fixture(scope="module")
 def pair():
-    from stbench.masks import MaskSpec, make_mask
-    from stbench.preprocess import PreprocessConfig, preprocess
-    from stbench.simulate import simulate_demo
+    from stbench.data.masks import MaskSpec, make_mask
+    from stbench.data.preprocess import PreprocessConfig, preprocess
+    from stbench.data.simulate import simulate_demo
 
     spatial, ref = simulate_demo(seed=5, n_rows=12, n_cols=12, n_genes=80, n_cells=400)
     pre, _ = preprocess(spatial, PreprocessConfig(n_genes=60, min_detection=0.1))

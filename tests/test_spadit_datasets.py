@@ -1,4 +1,4 @@
-"""SpaDiT's ten dataset recipes (stbench/datasets/recipes/SpaDiT_*.yaml) resolve against a local Zenodo-shaped
+"""SpaDiT's ten dataset recipes (stbench/data/datasets/recipes/SpaDiT_*.yaml) resolve against a local Zenodo-shaped
 listing of record 12792074: each pattern picks exactly its own archive among names shaped like the release's
 (``dataset40_MC``, ``dataset45_ML``, ...) and stops, printing the listing, when its archive is missing. No network."""
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from stbench.datasets import get_recipe, list_recipes
-from stbench.datasets import listings
-from stbench.datasets.recipes import check_recipe
+from stbench.data.datasets import get_recipe, list_recipes
+from stbench.data.datasets import listings
+from stbench.data.datasets.recipes import check_recipe
 from tests.test_datasets_download import Server
 
 IDS = ["MG", "MH", "MHPR", "MVC", "MHM", "HBC", "ME", "MPMC", "MC", "ML"]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from stbench.masks import MaskSpec, make_mask
-from stbench.methodkit import gene_means
-from stbench.registry import discover
-from stbench.task import build_task, truth_on_scale
+from stbench.data.masks import MaskSpec, make_mask
+from stbench.kit.methodkit import gene_means
+from stbench.run.registry import discover
+from stbench.data.task import TaskSpec, build_task, truth_on_scale
 
 METHOD = discover()["spaformer"]
 
@@ -177,13 +177,13 @@ def test_tiles_partition_and_multi_tile_run(mod, spatial_mod, task):
 
 def test_zscore_scale_allows_negative_output(mod, small_pre, small_mask, tmp_path):
     """On the z-score scale the decoder has no output ReLU (values are centred)."""
-    from stbench.preprocess import PreprocessConfig, preprocess
-    from stbench.simulate import simulate_demo
+    from stbench.data.preprocess import PreprocessConfig, preprocess
+    from stbench.data.simulate import simulate_demo
 
     adata, _ = simulate_demo(seed=3, n_rows=8, n_cols=9, n_genes=60, n_cells=200)
-    pre, _ = preprocess(adata, PreprocessConfig(n_genes=50, min_detection=0.1, scale="zscore"))
+    pre, _ = preprocess(adata, PreprocessConfig(n_genes=50, min_detection=0.1))
     held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec("random", 0.1), seed=0)
-    task = build_task(pre, held, train, seed=0, device="cpu", scratch=tmp_path)
+    task = build_task(pre, held, train, spec=TaskSpec(scale="zscore"), seed=0, device="cpu", scratch=tmp_path)
     r = mod.run(task, **{**METHOD.params("test"), "max_epoch": 2})
     assert (r["reconstruction"] < 0).any()
 

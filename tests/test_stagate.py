@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from stbench.masks import MaskSpec, make_mask
-from stbench.methodkit import gene_means
-from stbench.registry import discover
-from stbench.task import build_task, truth_on_scale
+from stbench.data.masks import MaskSpec, make_mask
+from stbench.kit.methodkit import gene_means
+from stbench.run.registry import discover
+from stbench.data.task import build_task, truth_on_scale
 
 METHOD = discover()["stagate"]
 

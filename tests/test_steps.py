@@ -1,10 +1,10 @@
-"""The workflow steps as plain functions, and the one home of dataset entry (stbench.loaders)."""
+"""The workflow steps as plain functions, and the one home of dataset entry (stbench.data.loaders)."""
 
 import numpy as np
 import pytest
 
 from stbench.errors import DatasetError
-from stbench.dataset_blocks import FORMATS, dataset_inputs, format_of, input_folders, load_dataset
+from stbench.data.dataset_blocks import FORMATS, dataset_inputs, format_of, input_folders, load_dataset
 from stbench.steps import mask_step, prepare, preprocess_step, task_step
 
 
@@ -37,8 +37,8 @@ def test_simulate_is_a_format_with_a_reference(tmp_path):
 
 def test_task_step_refuses_a_mask_of_another_shape(tmp_path, small_dataset):
     from stbench.atomic import write_h5ad
-    from stbench.masks import MaskSpec, make_mask, save_mask
-    from stbench.preprocess import PreprocessConfig
+    from stbench.data.masks import MaskSpec, make_mask, save_mask
+    from stbench.data.preprocess import PreprocessConfig
 
     write_h5ad(tmp_path / "prepared.h5ad", small_dataset[0])
     preprocess_step(tmp_path / "prepared.h5ad", PreprocessConfig(n_genes=30), tmp_path / "pre.h5ad", tmp_path / "qc.json")

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from stbench.registry import get_method
-from stbench.task import ImputationTask
+from stbench.run.registry import get_method
+from stbench.data.task import ImputationTask
 
 METHOD = get_method("stmcdi")
 METHOD.load_impute()
 from stbench_methods.stmcdi import impute as stm  # noqa: E402
 from stbench_methods.stmcdi.graph import knn_edge_index  # noqa: E402
-from stbench.diffusion.masks import train_targets  # noqa: E402
+from stbench.kit.diffusion.masks import train_targets  # noqa: E402
 from stbench_methods.stmcdi.model import STMCDI, count_parameters  # noqa: E402
 
 TEST = METHOD.params("test")
@@ -292,7 +292,7 @@ def test_config_variants_table1_label_and_figure3():
     import yaml
 
     from stbench import config as cfg
-    from stbench.registry import default_methods_dir
+    from stbench.run.registry import default_methods_dir
 
     conf = yaml.safe_load((default_methods_dir().parent / "config.yaml").read_text())
     vs = [v for v in cfg.variants(conf) if v.method == "stmcdi"]
@@ -415,8 +415,8 @@ def test_generator_needs_the_values_target():
 
 def test_figure4_is_written(small_pre, small_mask, tmp_path):
     """Figure 4: clustered heatmaps of the generators' held-out predictions beside stMCDI's diffusion."""
-    from stbench.figures import figure4_from_files
-    from stbench.task import load_task
+    from stbench.results.figures import figure4_from_files
+    from stbench.data.task import load_task
     from tests.workflow_path import write_inputs
 
     held, train = small_mask

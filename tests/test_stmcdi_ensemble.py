@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stbench.registry import get_method
+from stbench.run.registry import get_method
 from tests.test_stmcdi import make_task, smooth_data
 
 METHOD = get_method("stmcdi")

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from stbench.errors import ConfigError
-from stbench.registry import get_method
-from stbench.sandbox import bwrap_available
+from stbench.run.registry import get_method
+from stbench.run.sandbox import bwrap_available
 from stbench.steps import ensemble_step, impute_step
-from stbench.task import save_task
+from stbench.data.task import save_task
 from tests.test_stmcdi import make_task, smooth_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def train_ensemble(task, members, checkpoint_dirs):
 
 
 def test_sandbox_refuses_a_member_name_that_is_a_path(tmp_path):
-    from stbench.sandbox import run_in_sandbox
+    from stbench.run.sandbox import run_in_sandbox
 
     with pytest.raises(ValueError, match="plain names"):
         run_in_sandbox(METHOD, {}, _task_file(tmp_path), checkpoint_dir={"../x": tmp_path / "x"}, entry="ensemble",
@@ -197,7 +197,7 @@ def test_workflow_groups_follow_the_method_rule():
 
 
 def test_estimate_prices_the_workflows_ensemble_jobs_and_says_whether_the_switch_is_on():
-    from stbench import cost_estimate as ce
+    from stbench.results import cost_estimate as ce
 
     c = yaml.safe_load((ROOT / "config.yaml").read_text())
     c["methods"] = {"stmcdi": c["methods"]["stmcdi"]}
@@ -218,7 +218,7 @@ def test_estimate_prices_the_workflows_ensemble_jobs_and_says_whether_the_switch
 
 def test_a_method_yaml_ensemble_rule_is_checked(tmp_path):
     from stbench.errors import MethodError
-    from stbench.registry import validate_manifest
+    from stbench.run.registry import validate_manifest
 
     folder = tmp_path / "m"
     folder.mkdir()

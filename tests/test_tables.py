@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stbench.figures import ratio_curve
-from stbench.tables import write_tables
+from stbench.results.figures import ratio_curve
+from stbench.results.tables import write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,14 +83,14 @@ def test_skipped_rows_and_reference_gene_counts(tmp_path):
 
 
 def _qc(genes_kept, **config):
-    """A qc.json record as stbench.preprocess writes it."""
+    """A qc.json record as stbench.data.preprocess writes it."""
     return {"genes_in": 2000, "genes_kept": genes_kept, "genes_eligible_min_detection": genes_kept,
             "config": {"gene_selection": "cv", "n_genes": 1000, "min_detection": 0.1, "hvg_flavor": "seurat", **config}}
 
 
 def test_a_dataset_that_overrides_scale_gets_its_own_header():
     from stbench import config as cfg
-    from stbench.tables import protocol_text
+    from stbench.results.tables import protocol_text
 
     config = {"preprocess": {"n_genes": 500}, "masks": [{"ratio": 0.2}], "seeds": [0],
               "datasets": {"A": {"format": "simulate"}, "B": {"format": "simulate", "preprocess": {"scale": "zscore"}}},
@@ -122,8 +122,8 @@ def test_header_states_the_genes_qc_json_says_were_kept_not_the_configs_n_genes(
 
 
 def test_rank_stability_marks_a_method_whose_rank_flips(tmp_path):
-    from stbench.figures import rank_stability_figure
-    from stbench.tables import collect, rank_stability, summarise
+    from stbench.results.figures import rank_stability_figure
+    from stbench.results.tables import collect, rank_stability, summarise
 
     files = []
     for proto, (a, b) in {"cv_log": (0.6, 0.3), "hvg_log": (0.2, 0.5)}.items():
@@ -167,7 +167,7 @@ def test_latex_tables_booktabs_bold_best_and_never_a_failed_or_suspect_winner(tm
 
 
 def test_best_is_decided_by_a_margin_larger_than_the_seeds_spread():
-    from stbench.tables import best_cells, spans
+    from stbench.results.tables import best_cells, spans
 
     def rec(mean, std, n, status="ok"):
         return {"mean": mean, "std": std, "n_seeds": n, "status": status}
@@ -187,7 +187,7 @@ def test_best_is_decided_by_a_margin_larger_than_the_seeds_spread():
 
 
 def test_a_metric_the_tables_do_not_know_gets_its_own_name_and_no_best(tmp_path):
-    from stbench.tables import _table1_cells, cell_grid, collect, summarise, table1_wide
+    from stbench.results.tables import _table1_cells, cell_grid, collect, summarise, table1_wide
 
     files = []
     for m, v in (("knn", 0.6), ("mean", 0.2)):
@@ -212,7 +212,7 @@ def test_masks_that_differ_only_in_fraction_or_n_folds_get_their_own_rows_keyed_
     from dataclasses import asdict
 
     from stbench import config as cfg
-    from stbench.report import paper_comparison, results_grids
+    from stbench.results.report import paper_comparison, results_grids
 
     specs = list(cfg.masks({"masks": [{"strategy": "countsplit"}, {"strategy": "countsplit", "fraction": 0.5},
                                       {"strategy": "inductive"}, {"strategy": "inductive", "n_folds": 3}]}).values())

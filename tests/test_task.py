@@ -6,16 +6,17 @@ import hashlib
 import numpy as np
 import pytest
 
-from stbench.masks import MaskSpec, make_mask
-from stbench.preprocess import PreprocessConfig, preprocess
-from stbench.task import build_task, load_task, save_task, truth_on_scale
+from stbench.data.masks import MaskSpec, make_mask
+from stbench.data.preprocess import PreprocessConfig, preprocess
+from stbench.data.task import TaskSpec, build_task, load_task, save_task, truth_on_scale
 
 OPTIONS = [(s, lib) for s in ("log", "zscore") for lib in ("observed", "all")]
 
 
 def _pre(small_dataset, scale, library_size):
-    pre, _ = preprocess(small_dataset[0], PreprocessConfig(n_genes=50, scale=scale, library_size=library_size))
-    return pre
+    """The preprocessed data and the task step's spec (preprocessing knows nothing of the scale)."""
+    pre, _ = preprocess(small_dataset[0], PreprocessConfig(n_genes=50))
+    return pre, TaskSpec(scale=scale, library_size=library_size)
 
 
 def _other_truth(pre, held, *, keep_spot_totals: bool, seed=7):
@@ -43,41 +44,40 @@ def _sha(path) -> str:
 
 @pytest.mark.parametrize("scale,library_size", OPTIONS)
 def test_task_file_is_bit_identical_when_only_held_out_values_change(small_dataset, scale, library_size, tmp_path):
-    pre = _pre(small_dataset, scale, library_size)
+    pre, spec = _pre(small_dataset, scale, library_size)
     held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(), seed=0)
     other = _other_truth(pre, held, keep_spot_totals=(library_size == "all"))
-    assert not np.array_equal(truth_on_scale(pre, build_task(pre, held, train))[held],
-                              truth_on_scale(other, build_task(other, held, train))[held])
-    save_task(tmp_path / "a.npz", build_task(pre, held, train, seed=3, dataset="d"))
-    save_task(tmp_path / "b.npz", build_task(other, held, train, seed=3, dataset="d"))
+    assert not np.array_equal(truth_on_scale(pre, build_task(pre, held, train, spec=spec))[held],
+                              truth_on_scale(other, build_task(other, held, train, spec=spec))[held])
+    save_task(tmp_path / "a.npz", build_task(pre, held, train, spec=spec, seed=3, dataset="d"))
+    save_task(tmp_path / "b.npz", build_task(other, held, train, spec=spec, seed=3, dataset="d"))
     assert _sha(tmp_path / "a.npz") == _sha(tmp_path / "b.npz")
 
 
 def test_library_size_all_carries_the_spot_totals_observed_does_not(small_dataset):
     """Documented weak leak of the paper's protocol: under `all`, a changed held-out total moves the task."""
-    pre = _pre(small_dataset, "log", "all")
+    pre, spec = _pre(small_dataset, "log", "all")
     held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(), seed=0)
     other = _other_truth(pre, held, keep_spot_totals=False)
-    a, b = build_task(pre, held, train), build_task(other, held, train)
+    a, b = build_task(pre, held, train, spec=spec), build_task(other, held, train, spec=spec)
     assert not np.array_equal(a.library_size, b.library_size)
-    pre_o, other_o = pre.copy(), other.copy()
-    for x in (pre_o, other_o):
-        x.uns["protocol"] = {"preprocess": {**x.uns["protocol"]["preprocess"], "library_size": "observed"}}
-    np.testing.assert_array_equal(build_task(pre_o, held, train).library_size, build_task(other_o, held, train).library_size)
+    spec = TaskSpec(library_size="observed")
+    np.testing.assert_array_equal(build_task(pre, held, train, spec=spec).library_size,
+                                  build_task(other, held, train, spec=spec).library_size)
 
 
 def test_log_scale_with_all_entries_is_the_papers_matrix(small_dataset):
-    pre = _pre(small_dataset, "log", "all")
+    pre, spec = _pre(small_dataset, "log", "all")
     held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(), seed=0)
-    task = build_task(pre, held, train)
+    task = build_task(pre, held, train, spec=spec)
     np.testing.assert_allclose(truth_on_scale(pre, task), pre.X, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(task.observed[~held], np.asarray(pre.X)[~held], rtol=1e-5, atol=1e-5)
 
 
 def test_zscore_statistics_come_from_observed_entries(small_dataset):
-    pre = _pre(small_dataset, "zscore", "observed")
+    pre, spec = _pre(small_dataset, "zscore", "observed")
     held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(), seed=0)
-    task = build_task(pre, held, train)
+    task = build_task(pre, held, train, spec=spec)
     obs = np.where(task.observed_mask, task.observed, np.nan)
     np.testing.assert_allclose(np.nanmean(obs, 0), 0, atol=1e-5)
     np.testing.assert_allclose(np.nanstd(obs, 0)[np.nanstd(obs, 0) > 0], 1, atol=1e-4)
@@ -90,9 +90,9 @@ def test_zscore_statistics_come_from_observed_entries(small_dataset):
 
 
 def test_counts_to_scale_reproduces_observed_and_task_file_round_trips(small_dataset, tmp_path):
-    pre = _pre(small_dataset, "zscore", "observed")
+    pre, spec = _pre(small_dataset, "zscore", "observed")
     held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec("spot", 0.2), seed=1)
-    task = build_task(pre, held, train, seed=5, dataset="x", mask_spec={"strategy": "spot"})
+    task = build_task(pre, held, train, spec=spec, seed=5, dataset="x", mask_spec={"strategy": "spot"})
     np.testing.assert_array_equal(task.counts_to_scale(task.observed_counts), task.observed)
     assert np.isnan(task.observed[held]).all() and np.isnan(task.observed_counts[held]).all()
     save_task(tmp_path / "t.npz", task)
@@ -118,7 +118,7 @@ def test_inductive_train_inputs_do_not_read_the_test_fold(small_dataset, scale, 
     fold's counts (observed ones included, and their spot totals) leaves every train spot's task values,
     N and the z-score statistics unchanged. The same change with every spot a train spot (transductive)
     must move them, so the check can fail."""
-    pre = _pre(small_dataset, scale, library_size)
+    pre, spec = _pre(small_dataset, scale, library_size)
     held, train = make_mask(np.asarray(pre.layers["counts"]) > 0, MaskSpec(strategy="inductive"), seed=0)
     assert train.any() and not train.all()
     other = pre.copy()
@@ -126,7 +126,7 @@ def test_inductive_train_inputs_do_not_read_the_test_fold(small_dataset, scale, 
     c[~train] = c[~train] * 3 + 2                      # every count of the test fold, observed or not
     other.layers["counts"] = c
     other.obs["total_counts"] = other.obs["other_counts"] + c.sum(1)
-    a, b = build_task(pre, held, train), build_task(other, held, train)
+    a, b = build_task(pre, held, train, spec=spec), build_task(other, held, train, spec=spec)
     assert a.median_library_size == b.median_library_size
     np.testing.assert_array_equal(a.gene_mean, b.gene_mean)
     np.testing.assert_array_equal(a.gene_sd, b.gene_sd)
@@ -134,7 +134,14 @@ def test_inductive_train_inputs_do_not_read_the_test_fold(small_dataset, scale, 
     np.testing.assert_array_equal(a.observed_counts[train], b.observed_counts[train])
     assert not np.array_equal(np.nan_to_num(a.observed[~train]), np.nan_to_num(b.observed[~train]))
     everyone = np.ones_like(train)
-    ta, tb = build_task(pre, held, everyone), build_task(other, held, everyone)
+    ta, tb = build_task(pre, held, everyone, spec=spec), build_task(other, held, everyone, spec=spec)
     assert not np.array_equal(np.nan_to_num(ta.observed[train]), np.nan_to_num(tb.observed[train]))
     # transductive: the statistics are those of all observed entries, as before
     assert ta.median_library_size == float(np.median(ta.library_size))
+
+
+def test_task_spec_rejects_unknown_values():
+    with pytest.raises(ValueError, match="scale"):
+        TaskSpec(scale="cpm")
+    with pytest.raises(ValueError, match="library_size"):
+        TaskSpec(library_size="median")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import stbench.sandbox as sandbox
+import stbench.run.sandbox as sandbox
 from stbench.atomic import write_h5ad
 from tests.workflow_path import CHEATERS, run, with_other_truth, write_inputs
 
@@ -293,8 +293,8 @@ def test_network_is_off_unless_declared(small_pre, small_mask, near_tmp):
 def test_the_simulator_and_loaders_are_not_in_the_box(isolation, small_pre, small_mask, near_tmp):
     _inputs(near_tmp, small_pre, small_mask)
     _, ev = run(near_tmp, "regenerate_cheater", {}, methods_dir=CHEATERS, isolation=isolation)
-    assert ev["method_info"]["importable"] == {"stbench.simulate": False, "stbench.loaders": False,
-                                              "stbench.datasets": False}
+    assert ev["method_info"]["importable"] == {"stbench.data.simulate": False, "stbench.data.loaders": False,
+                                              "stbench.data.datasets": False}
     assert ev["metrics"]["rmse"] > 0.1
 
 
@@ -303,12 +303,12 @@ def test_with_the_simulator_in_the_box_the_truth_is_rebuilt(small_pre, small_mas
     _inputs(near_tmp, small_pre, small_mask)
     monkeypatch.setattr(sandbox, "CHILD_MODULES", None)
     _, ev = run(near_tmp, "regenerate_cheater", {}, methods_dir=CHEATERS)
-    assert ev["method_info"]["importable"]["stbench.simulate"] and ev["method_info"]["seed"] == 3
+    assert ev["method_info"]["importable"]["stbench.data.simulate"] and ev["method_info"]["seed"] == 3
     assert ev["metrics"]["rmse"] < 1e-5
 
 
 def test_every_table_header_names_the_isolation_level(tmp_path):
-    from stbench.tables import isolation_text
+    from stbench.results.tables import isolation_text
 
     files = []
     for i, (m, lvl) in enumerate([("mean", "bwrap"), ("knn", "bwrap"), ("shuffle", "process")]):
@@ -325,7 +325,7 @@ def test_every_table_header_names_the_isolation_level(tmp_path):
 def test_the_nonzero_mean_control_shows_what_among_nonzero_gives_away(small_pre, tmp_path):
     """Under `among: nonzero` the control beats the per-gene Mean by knowing only the rule; under `among: all`
     it does not. The margin is the protocol's leak (README)."""
-    from stbench.masks import MaskSpec, make_mask
+    from stbench.data.masks import MaskSpec, make_mask
 
     counts = np.asarray(small_pre.layers["counts"])
     rmse = {}
@@ -345,7 +345,7 @@ def test_the_nonzero_mean_control_shows_what_among_nonzero_gives_away(small_pre,
 
 def test_a_secret_simulation_seed_is_drawn_at_run_time_and_kept_out_of_the_methods_files(tmp_path):
     from stbench import config as cfg
-    from stbench.simulate import simulate_demo
+    from stbench.data.simulate import simulate_demo
     from stbench.steps import prepare
 
     spec = {"format": "simulate", "seed": "secret", "n_rows": 6, "n_cols": 6, "n_genes": 30, "n_cells": 60}
@@ -388,7 +388,7 @@ def test_the_task_file_is_read_only_in_the_box(small_pre, small_mask, near_tmp, 
 def test_timeout_s_comes_from_the_config_block_else_method_yaml(tmp_path):
     from stbench import config as cfg
     from stbench.errors import ConfigError, MethodError
-    from stbench.registry import discover as disc
+    from stbench.run.registry import discover as disc
 
     base = {"datasets": {"d": {"format": "simulate"}}}
     d = tmp_path / "methods"
@@ -413,18 +413,36 @@ def test_every_stbench_module_a_method_imports_is_in_the_box():
     sandbox.CHILD_MODULES, or the method fails in its sandbox; the simulator and loaders must never be."""
     import re
 
-    root = Path(sandbox.__file__).resolve().parent
-    allowed = {m.removesuffix(".py") for m in sandbox.CHILD_MODULES}
+    import stbench
+
+    root = Path(stbench.__file__).resolve().parent
+    box = {m.removesuffix(".py") for m in sandbox.CHILD_MODULES}  # "task", "data/task", "kit/diffusion", ...
+
+    def in_box(mod: str) -> bool:
+        """``mod`` ("data.task", "kit.diffusion.common", or a package) is a copied file, or lies in a copied folder."""
+        parts = mod.split(".")
+        covered = any("/".join(parts[:i]) in box for i in range(1, len(parts) + 1)) or "/".join(parts) + "/__init__" in box
+        return covered and (
+            (root.joinpath(*parts).with_suffix(".py").exists() or (root.joinpath(*parts) / "__init__.py").exists()))
+
     files = list((root.parent / "methods").rglob("*.py"))
     files += [p for m in sandbox.CHILD_MODULES for p in ([root / m] if m.endswith(".py") else (root / m).rglob("*.py"))]
     needed = set()
     for f in files:
-        for mod in re.findall(r"^\s*(?:from|import)\s+stbench\.([a-z_]+)", f.read_text(), flags=re.M):
-            if mod != "sandbox":  # runner.run_method's parent-side import, never run in the child
+        text = f.read_text()
+        mods = re.findall(r"^\s*(?:from|import)\s+stbench\.([a-z_.]+)", text, flags=re.M)
+        for pkg, names in re.findall(r"^\s*from\s+stbench\.([a-z_.]+)\s+import\s+([\w ,]+)$", text, flags=re.M):
+            # `from stbench.run import ensembles` imports the module run/ensembles.py
+            mods += [f"{pkg}.{n}" for n in (x.split(" as ")[0].strip() for x in names.split(","))
+                     if root.joinpath(*pkg.split("."), f"{n}.py").exists()]
+        for mod in mods:
+            if not mod.endswith("sandbox"):  # runner.run_method's parent-side import, never run in the child
                 needed.add((mod, f.name))
-    missing = sorted((m, f) for m, f in needed if m not in allowed)
+    missing = sorted((m, f) for m, f in needed if not in_box(m))
     assert not missing, f"imported in the box but not in sandbox.CHILD_MODULES: {missing}"
-    assert not allowed & {"simulate", "loaders", "datasets"}
+    for package in [f"{mod}/__init__" for m in box for mod in ["/".join(m.split("/")[:i]) for i in range(1, m.count("/") + 1)]]:
+        assert package in box, f"{package}.py must be in sandbox.CHILD_MODULES: the box imports a module below it"
+    assert not {m.split("/")[-1] for m in box} & {"simulate", "loaders", "datasets"}
 
 
 def test_predictions_are_read_only_when_they_are_what_the_task_asks(tmp_path):

@@ -78,7 +78,7 @@ def test_every_run_writes_provenance_json(tiny_run):
     import hashlib
     import stat
 
-    from stbench.provenance import config_hash
+    from stbench.results.provenance import config_hash
 
     rec = json.loads((tiny_run / "tables" / "provenance.json").read_text())
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)

@@ -5,21 +5,22 @@ from pathlib import Path
 import numpy as np
 
 from stbench.atomic import write_h5ad
-from stbench.masks import MaskSpec, save_mask
+from stbench.data.masks import MaskSpec, save_mask
 from stbench.steps import evaluate_step, impute_step, task_step
 
 CHEATERS = Path(__file__).resolve().parent / "cheaters"
 
 
-def write_inputs(root: Path, pre, held, train, dataset="ds", reference=None):
+def write_inputs(root: Path, pre, held, train, dataset="ds", reference=None, spec=None):
     """results/<run>/<dataset>/{preprocessed.h5ad, masks/..., tasks/..., reference.h5ad if given} under ``root``
-    (as the rules lay them out)."""
+    (as the rules lay them out); ``spec``: the task rule's TaskSpec (None: its defaults)."""
     d = root / "results" / "run" / dataset
     write_h5ad(d / "preprocessed.h5ad", pre)
     if reference is not None:
         write_h5ad(d / "reference.h5ad", reference)
     save_mask(d / "masks" / "m" / "seed0.npz", held, train, MaskSpec(), 0, dataset)
-    task_step(d / "preprocessed.h5ad", d / "masks" / "m" / "seed0.npz", d / "tasks" / "m" / "seed0.npz", dataset=dataset)
+    task_step(d / "preprocessed.h5ad", d / "masks" / "m" / "seed0.npz", d / "tasks" / "m" / "seed0.npz", spec=spec,
+              dataset=dataset)
     return d
 
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from stbench.methodkit import seeded, torch_threads
+from stbench.kit.methodkit import seeded, torch_threads
 
 from .train import build, fit, predict, prepare, to_torch
 

@@ -24,8 +24,8 @@ import math
 import numpy as np
 import torch
 
-from stbench.early_stopping import EarlyStopping
-from stbench.methodkit import COLUMN_ORDERS, column_order, validation_split
+from stbench.kit.early_stopping import EarlyStopping
+from stbench.kit.methodkit import COLUMN_ORDERS, column_order, validation_split
 
 from .model import CpGTransformer
 

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import torch
 
-from stbench.diffusion.common import (CheckpointClock, Prepared, check_finite, checkpoint_file, default_chunk,
+from stbench.kit.diffusion.common import (CheckpointClock, Prepared, check_finite, checkpoint_file, default_chunk,
                                       determinism, restore_rng_states, rng_states, sample_rows)
-from stbench.progress import Progress
+from stbench.kit.progress import Progress
 
 from .cost import epochs_and_steps
 from .model import CSDI

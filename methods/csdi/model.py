@@ -1,7 +1,7 @@
 """CSDI (Tashiro et al. 2021) with genes as its features K and spots as its samples (L = 1).
 
 The denoiser, the noise schedule, the samplers and the random training mask are stMCDI's,
-imported from one place (``stbench.diffusion``). What is CSDI's own: the side information (the
+imported from one place (``stbench.kit.diffusion``). What is CSDI's own: the side information (the
 time embedding of the spot's single "time point", a learned feature embedding, the conditional
 mask; no gene-index embedding, no graph latent) and the per-sample ratio of its ``random`` target
 strategy (``get_randmask``: one uniform ratio per sample).
@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from stbench.diffusion import Denoiser, Schedule, ddim_sample, ddpm_sample, sinusoidal_table
-from stbench.diffusion.masks import train_targets
+from stbench.kit.diffusion import Denoiser, Schedule, ddim_sample, ddpm_sample, sinusoidal_table
+from stbench.kit.diffusion.masks import train_targets
 
 
 class CSDI(nn.Module):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stbench.methodkit import seeded, torch_threads
+from stbench.kit.methodkit import seeded, torch_threads
 
 from .model import DCA
 from .train import fit, prepare_inputs, split_rows

@@ -13,7 +13,7 @@ hidden layer feeds the output heads:
   a per-gene constant exp(w) clipped to [1e-3, 1e4] (``nb`` / ``zinb``)
 * ``pi`` (ZINB only): sigmoid, the dropout probability of the zero component.
 
-The NB / ZINB likelihoods are ``stbench.likelihoods`` (DCA's form, shared with GraphSCI).
+The NB / ZINB likelihoods are ``stbench.kit.likelihoods`` (DCA's form, shared with GraphSCI).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stbench.likelihoods import nb_nll, zinb_nll
-from stbench.methodkit import glorot_linear as _dense  # Keras Dense: glorot_uniform kernel, zero bias
+from stbench.kit.likelihoods import nb_nll, zinb_nll
+from stbench.kit.methodkit import glorot_linear as _dense  # Keras Dense: glorot_uniform kernel, zero bias
 
 AE_TYPES = ("zinb-conddisp", "zinb", "nb-conddisp", "nb")
 ACTIVATIONS = ("relu", "elu", "selu", "tanh", "sigmoid", "leakyrelu", "prelu")

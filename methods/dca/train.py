@@ -15,9 +15,9 @@ import math
 import numpy as np
 import torch
 
-from stbench.early_stopping import EarlyStopping, Plateau
-from stbench.methodkit import observed_zscore
-from stbench.methodkit import validation_split as draw_validation
+from stbench.kit.early_stopping import EarlyStopping, Plateau
+from stbench.kit.methodkit import observed_zscore
+from stbench.kit.methodkit import validation_split as draw_validation
 
 from .model import masked_count_loss
 

@@ -1,5 +1,5 @@
 """gimVI (Lopez et al. 2019), wrapped: scvi-tools' scvi.external.GIMVI (setup_anndata, train,
-get_imputed_values) under the harness's truth-free reference protocol (stbench.reference_protocol):
+get_imputed_values) under the harness's truth-free reference protocol (stbench.kit.reference_protocol):
 in each gene fold, the spatial AnnData holds only the other shared genes, the scRNA-seq AnnData every
 reference gene, and the fold's genes are read from the spatial half's imputed values.
 """
@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from stbench.reference_protocol import reference_counts, reference_impute
+from stbench.kit.reference_protocol import reference_counts, reference_impute
 
 
 def _accelerator(requested: str) -> str:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stbench.early_stopping import EarlyStopping
-from stbench.methodkit import validation_split
+from stbench.kit.early_stopping import EarlyStopping
+from stbench.kit.methodkit import validation_split
 
 from .order import locus_order
 
@@ -227,7 +227,7 @@ def impute_with(model, task, prep: Prepared, p: dict) -> np.ndarray:
 
 def run(task, **params) -> tuple[np.ndarray, dict]:
     """impute(), also returning the training history and the locus order."""
-    from stbench.methodkit import seeded
+    from stbench.kit.methodkit import seeded
 
     dev = task.torch_device()
     w = int(params["segment_size"])

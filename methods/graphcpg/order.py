@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stbench.methodkit import COLUMN_ORDERS, column_order
+from stbench.kit.methodkit import COLUMN_ORDERS, column_order
 
 LOCUS_ORDERS = COLUMN_ORDERS
 

@@ -3,14 +3,14 @@
 Upstream (tutorial.ipynb, "Construction of gene-to-gene relationships") correlates every gene pair
 over all cells of the raw count matrix and links pairs with |r| > 0.3 (no self-loops). Here some
 entries are held out, so each pair's correlation is computed over the spots where BOTH genes are
-observed (pairwise-complete Pearson, ``stbench.methodkit.pairwise_complete_pearson``).
+observed (pairwise-complete Pearson, ``stbench.kit.methodkit.pairwise_complete_pearson``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from stbench.methodkit import pairwise_complete_pearson
+from stbench.kit.methodkit import pairwise_complete_pearson
 
 
 def gene_graph(x: np.ndarray, mask: np.ndarray, threshold: float = 0.3):

@@ -50,8 +50,8 @@ def prepare(task, corr_threshold: float, graph_on: str, device=None) -> Prepared
     """Everything the network trains on, computed from observed entries only."""
     import torch
 
-    from stbench.graph_autoencoder import balance
-    from stbench.methodkit import observed_zscore
+    from stbench.kit.graph_autoencoder import balance
+    from stbench.kit.methodkit import observed_zscore
 
     from .graph import gene_graph
 
@@ -128,7 +128,7 @@ def impute(task, *, hidden1: int, hidden2: int, lr: float, epochs: int, dropout:
            lr_decay_rate: float, lr_decay_steps: int, corr_threshold: float, graph_on: str):
     import torch
 
-    from stbench.methodkit import seeded
+    from stbench.kit.methodkit import seeded
 
     dev = task.torch_device()
     prep = prepare(task, float(corr_threshold), graph_on, dev)

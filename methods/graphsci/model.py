@@ -23,9 +23,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch_geometric.nn import GCNConv
 
-from stbench.graph_autoencoder import reconstruction_terms
-from stbench.likelihoods import zinb_nll
-from stbench.methodkit import glorot_linear as _dense  # upstream Dense: Glorot-uniform weights, zero bias
+from stbench.kit.graph_autoencoder import reconstruction_terms
+from stbench.kit.likelihoods import zinb_nll
+from stbench.kit.methodkit import glorot_linear as _dense  # upstream Dense: Glorot-uniform weights, zero bias
 
 
 class GraphSCINet(nn.Module):
@@ -92,7 +92,7 @@ def graphsci_loss(out: dict, counts: torch.Tensor, mask: torch.Tensor, adj_label
     n_obs = m.sum().clamp_min(1.0)
     y = torch.where(mask, counts, torch.zeros_like(counts))
     n_spots = counts.shape[0]
-    # graph decoder: Z itself are the edge logits; the (V)GAE terms of stbench.graph_autoencoder
+    # graph decoder: Z itself are the edge logits; the (V)GAE terms of stbench.kit.graph_autoencoder
     cost_adj, kl_adj = reconstruction_terms(out["z_adj"], adj_label, pos_weight, norm, out["z_mean"], out["z_logstd"])
     nll = zinb_nll(y, out["counts"], out["disp"], out["pi"], lgamma_y1=lgamma_y1)  # ZINB on mu * size factor
     cost_expr = torch.where(mask, nll, torch.zeros_like(nll)).sum() / n_obs

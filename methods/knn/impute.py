@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from stbench.methodkit import knn_others
+from stbench.kit.methodkit import knn_others
 
 
 def neighbour_matrix(coords: np.ndarray, k: int) -> sp.csr_matrix:

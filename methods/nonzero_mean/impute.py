@@ -4,7 +4,7 @@ under ``inductive`` the test fold is input, never fitted on)."""
 
 import numpy as np
 
-from stbench.methodkit import fit_mask, gene_means
+from stbench.kit.methodkit import fit_mask, gene_means
 
 
 def impute(task):

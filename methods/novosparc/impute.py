@@ -4,7 +4,7 @@ graph (novosparc.rc.setup_for_OT_reconstruction, 5 neighbours each side), the in
 between cells and spots (Euclidean, each side divided by its maximum), and
 novosparc.rc._GWadjusted.gromov_wasserstein_adjusted_norm (alpha_linear 0.5, square loss, epsilon 5e-3) the
 coupling; each spot's prediction is the coupling-weighted mean of the cells' expression.
-Runs under the harness's truth-free reference protocol (stbench.reference_protocol).
+Runs under the harness's truth-free reference protocol (stbench.kit.reference_protocol).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import io
 
 import numpy as np
 
-from stbench.reference_protocol import normalise_cells, reference_counts, reference_impute
+from stbench.kit.reference_protocol import normalise_cells, reference_counts, reference_impute
 
 
 def _dispersed(x: np.ndarray, n: int) -> np.ndarray:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from stbench.methodkit import knn_others, louvain_labels
+from stbench.kit.methodkit import knn_others, louvain_labels
 
 METRICS = ("euclidean", "cosine", "correlation")
 PRUNE = ("stats", "none")
@@ -73,7 +73,7 @@ def embedding_graph(z: np.ndarray, k: int, metric: str, prune: str) -> sp.csr_ma
 
 def spatial_graph(coords: np.ndarray, k: int) -> sp.csr_matrix:
     """Spatial k-NN graph of the spots (the harness's ``knn_edge_index``) as a csr adjacency."""
-    from stbench.methodkit import knn_edge_index
+    from stbench.kit.methodkit import knn_edge_index
 
     n = coords.shape[0]
     ei = knn_edge_index(np.asarray(coords, dtype=np.float64), int(k)).numpy()

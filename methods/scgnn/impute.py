@@ -32,7 +32,7 @@ import torch
 
 from sklearn.metrics import adjusted_rand_score
 
-from stbench.methodkit import observed_fill, seeded, torch_threads
+from stbench.kit.methodkit import observed_fill, seeded, torch_threads
 
 from . import graph as G
 from .model import AE, ae_forward, gae_embedding, train_ae

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from stbench.graph_autoencoder import balance, reconstruction_terms
+from stbench.kit.graph_autoencoder import balance, reconstruction_terms
 
 
 class AE(nn.Module):
@@ -179,7 +179,7 @@ def gae_embedding(features: np.ndarray, adj: sp.csr_matrix, *, epochs: int, hidd
                   dropout: float, model: str, edge_holdout: float, rng: np.random.Generator, device) -> np.ndarray:
     """Train the graph autoencoder on (features, adj) and return the node embedding ``mu``.
 
-    Loss (upstream ``gae/optimizer.loss_function``, ``stbench.graph_autoencoder``): norm * BCE-with-logits(Z Z^T,
+    Loss (upstream ``gae/optimizer.loss_function``, ``stbench.kit.graph_autoencoder``): norm * BCE-with-logits(Z Z^T,
     A + I) with the positive weight (n^2 - |A|) / |A|, plus the KL term of the variational model.
     """
     n = features.shape[0]

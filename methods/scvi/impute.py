@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from stbench.reference_protocol import reference_counts, reference_impute
+from stbench.kit.reference_protocol import reference_counts, reference_impute
 
 
 def _accelerator(requested: str) -> str:

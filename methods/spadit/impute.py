@@ -5,7 +5,7 @@ noise, conditioned on the gene's single-cell vector (Phi, concatenated) and on t
 
 One gene is one sample: the model trains on the genes the spatial data and the reference share (the mapper's
 input genes) and generates the spatial vectors of the genes it predicts. It runs under the harness's
-truth-free reference protocol (stbench.reference_protocol), like Tangram and stPlus.
+truth-free reference protocol (stbench.kit.reference_protocol), like Tangram and stPlus.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stbench.reference_protocol import normalise_cells, reference_counts, reference_impute
+from stbench.kit.reference_protocol import normalise_cells, reference_counts, reference_impute
 
 # Supplementary Table 1, per dataset: batch size, depth, diffusion steps, epochs, heads, hidden size, learning rate,
 # mask-zero ratio, mask-non-zero ratio, latent layers (transcribed 2026-12-06 from ../shared/papers/SpaDiT_supplementary.txt)
@@ -82,9 +82,9 @@ def spadit_fit_predict(st: np.ndarray, sc_in: np.ndarray, sc_out: np.ndarray, sc
     import torch
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    from stbench.diffusion import Schedule, ddpm_sample
-    from stbench.diffusion.common import CheckpointClock, restore_rng_states, rng_states
-    from stbench.progress import Progress
+    from stbench.kit.diffusion import Schedule, ddpm_sample
+    from stbench.kit.diffusion.common import CheckpointClock, restore_rng_states, rng_states
+    from stbench.kit.progress import Progress
 
     from .model import SpaDiTNet
 
@@ -247,7 +247,7 @@ def impute(task, *, table1_row: str, batch_size, depth, diffusion_steps, epochs,
     sc_log = normalise_cells(counts, log=True)                   # cells x genes
     col = {str(g): i for i, g in enumerate(ref.var_names)}
     folds = []
-    from stbench.diffusion.common import checkpoint_file
+    from stbench.kit.diffusion.common import checkpoint_file
 
     keyed = {**given, **dict(table1_row=table1_row, backbone=backbone, condition=condition,
              condition_genes=condition_genes, concat=concat, schedule=schedule, beta_start=beta_start, beta_end=beta_end,

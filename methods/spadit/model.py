@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from stbench.diffusion import DiffusionEmbedding
+from stbench.kit.diffusion import DiffusionEmbedding
 
 from .ssm import SelectiveSSM
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stbench.early_stopping import EarlyStopping
-from stbench.methodkit import gene_means, seeded
+from stbench.kit.early_stopping import EarlyStopping
+from stbench.kit.methodkit import gene_means, seeded
 
 from .model import SpaFormer, corrupt, masked_loss
 from .spatial import graph_radius, spatial_tiles, tile_inputs

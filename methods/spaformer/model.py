@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from stbench.methodkit import masked_mse
+from stbench.kit.methodkit import masked_mse
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "prelu": nn.PReLU, "elu": nn.ELU}
 

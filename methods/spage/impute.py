@@ -1,7 +1,7 @@
 """SpaGE (Abdelaal et al. 2020), reimplemented: PRECISE principal vectors between the scRNA-seq and the
 spatial data, both projected on the reference's principal vectors, then a cosine kNN regression from
 reference cells to spots. Runs under the harness's truth-free reference protocol
-(stbench.reference_protocol): the genes it predicts are never among the genes it aligns on.
+(stbench.kit.reference_protocol): the genes it predicts are never among the genes it aligns on.
 
 Step by step against the published code (SpaGE/main.py, principal_vectors.py; README.md has the table).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stbench.reference_protocol import cosine_knn_transfer, normalise_cells, reference_counts, reference_impute
+from stbench.kit.reference_protocol import cosine_knn_transfer, normalise_cells, reference_counts, reference_impute
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:

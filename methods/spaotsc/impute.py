@@ -2,7 +2,7 @@
 (Benchmarking/SpatialGenes.py, SpaOTsc_impute): Spearman correlation of each cell with each spot over the shared
 genes, cost exp(1 - rho)^2, marginals from the weights exp(rho), unbalanced entropic OT (alpha = 0: no
 Gromov-Wasserstein term), each spot's column of the plan normalised to 1, prediction = the plan-weighted mean of
-the cells' expression. Runs under the harness's truth-free reference protocol (stbench.reference_protocol).
+the cells' expression. Runs under the harness's truth-free reference protocol (stbench.kit.reference_protocol).
 
 Hand-written: the row-wise Spearman matrix (ranks, then one matrix product; scipy.stats.spearmanr would build the
 (cells + spots)^2 matrix). The transport itself is POT's ``ot.unbalanced.sinkhorn_unbalanced``.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stbench.reference_protocol import normalise_cells, reference_counts, reference_impute
+from stbench.kit.reference_protocol import normalise_cells, reference_counts, reference_impute
 
 
 def _row_ranks(x: np.ndarray) -> np.ndarray:

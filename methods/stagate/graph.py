@@ -4,7 +4,7 @@ Graphs are PyG-style ``edge_index`` tensors (2, E): row 0 = source j, row 1 = ta
 aggregates the messages of its sources. As in STAGATE_pyG (``Cal_Spatial_Net`` +
 ``Transfer_pytorch_Data``), every spot also gets a self-loop.
 
-* ``radius``: spots closer than the cutoff (``stbench.methodkit.radius_edge_index``, symmetric).
+* ``radius``: spots closer than the cutoff (``stbench.kit.methodkit.radius_edge_index``, symmetric).
   The cutoff is absolute (``rad_cutoff``, upstream's coordinate units) or, when ``rad_cutoff`` is
   None, ``rad_cutoff_nn`` times the median nearest-neighbour distance (scale-aware).
 * ``knn``: upstream builds the edge list (spot, one of its k nearest spots) and feeds it as
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from stbench.methodkit import knn_others, louvain_labels, radius_edge_index
+from stbench.kit.methodkit import knn_others, louvain_labels, radius_edge_index
 
 
 def median_nn_distance(coords: np.ndarray) -> float:
@@ -86,7 +86,7 @@ def pre_cluster(x: np.ndarray, resolution: float, n_pcs: int, n_neighbors: int, 
     """
     import scipy.sparse as sp
 
-    from stbench.methodkit import knn_edge_index
+    from stbench.kit.methodkit import knn_edge_index
 
     x = np.asarray(x, dtype=np.float64)
     n, g = x.shape

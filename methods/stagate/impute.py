@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stbench.methodkit import observed_fill, seeded
+from stbench.kit.methodkit import observed_fill, seeded
 
 from .graph import induced_subgraph, pre_cluster, prune_by_labels, spatial_net, with_self_loops
 from .model import STAGATE, fit

@@ -123,7 +123,7 @@ def masked_loss(model: STAGATE, x_in, target, mask, edge_index, pruned_index=Non
     """Reconstruction MSE over the entries where ``mask`` is True (STAGATE_pyG: MSE over all entries).
     The input ``x_in`` may hold a truth-free fill at unobserved entries; ``target`` is only read where
     ``mask`` is True."""
-    from stbench.methodkit import masked_mse
+    from stbench.kit.methodkit import masked_mse
 
     _, out = model(x_in, edge_index, pruned_index)
     return masked_mse(out, target, mask)

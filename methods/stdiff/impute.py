@@ -2,7 +2,7 @@
 model/, process/data.py): a conditional diffusion model of the reference cells over the spatial genes, trained to
 denoise the genes to predict while the other genes are kept clean and also given as the condition; each spot's
 unmeasured genes are then sampled by DDPM with its measured genes re-imposed at every step. Runs under the
-harness's truth-free reference protocol (stbench.reference_protocol). The PyPI package stDiff-sc 1.1.4 pins torch
+harness's truth-free reference protocol (stbench.kit.reference_protocol). The PyPI package stDiff-sc 1.1.4 pins torch
 1.9.0, numpy 1.19.5 and scanpy 1.7.2, so it cannot be installed beside this environment (README).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stbench.reference_protocol import reference_counts, reference_impute
+from stbench.kit.reference_protocol import reference_counts, reference_impute
 
 
 def _prepare(counts: np.ndarray, target_sum: float = 1e4):

@@ -40,17 +40,17 @@ import torch
 import yaml
 from torch.func import functional_call, stack_module_state, vmap
 
-from stbench import ensembles as rules
-from stbench.diffusion.common import (
+from stbench.run import ensembles as rules
+from stbench.kit.diffusion.common import (
     CheckpointClock,
     Prepared,
     checkpoint_file,
     restore_rng_states,
     rng_states,
 )
-from stbench.diffusion.common import determinism as _determinism
-from stbench.diffusion.masks import train_targets
-from stbench.progress import Progress
+from stbench.kit.diffusion.common import determinism as _determinism
+from stbench.kit.diffusion.masks import train_targets
+from stbench.kit.progress import Progress
 
 from .graph import knn_edge_index, subgraph_for
 from .impute import _SAMPLING_ONLY, impute_with
@@ -338,7 +338,7 @@ def _fit_members(task, names: list[str], ps: list[dict], checkpoint_dirs: dict |
     train_idx = torch.as_tensor(np.flatnonzero(d.train), device=device)
     ckpts = None
     if checkpoint_dirs is not None:
-        # in each member's folder, the name its own run looks for (stbench.diffusion.common.checkpoint_file)
+        # in each member's folder, the name its own run looks for (stbench.kit.diffusion.common.checkpoint_file)
         ckpts = [checkpoint_file(dataclasses.replace(task, checkpoint_dir=Path(checkpoint_dirs[v])), q, "stmcdi",
                                  _SAMPLING_ONLY) for v, q in zip(names, ps)]
         if any(c is None for c in ckpts):
@@ -348,7 +348,7 @@ def _fit_members(task, names: list[str], ps: list[dict], checkpoint_dirs: dict |
 
 
 def train_ensemble(task, members: dict[str, dict], checkpoint_dirs: dict[str, str]) -> dict:
-    """The workflow's ensemble job (``stbench.child``, entry ``ensemble``): train the members (variant name ->
+    """The workflow's ensemble job (``stbench.run.child``, entry ``ensemble``): train the members (variant name ->
     resolved params, one group) as one batched model and leave each member's finished training in its own
     checkpoint folder (``checkpoint_dirs[variant]``), where its impute job finds it. Samples nothing; returns
     facts for the job's record."""

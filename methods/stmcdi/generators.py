@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from stbench.methodkit import masked_mse
+from stbench.kit.methodkit import masked_mse
 
 GENERATORS = ("diffusion", "gain", "vae", "mlp")
 

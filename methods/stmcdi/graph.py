@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from stbench.methodkit import knn_edge_index  # noqa: F401  (the one spatial k-NN graph, shared by methods)
+from stbench.kit.methodkit import knn_edge_index  # noqa: F401  (the one spatial k-NN graph, shared by methods)
 
 
 def subgraph_for(batch: torch.Tensor, edge_index: torch.Tensor, n_nodes: int, hops: int,

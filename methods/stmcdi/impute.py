@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stbench.diffusion.common import Prepared, check_finite, checkpoint_file, default_chunk, sample_rows
-from stbench.diffusion.common import determinism as _determinism
+from stbench.kit.diffusion.common import Prepared, check_finite, checkpoint_file, default_chunk, sample_rows
+from stbench.kit.diffusion.common import determinism as _determinism
 
 from .generators import optimiser_params
 from .graph import knn_edge_index

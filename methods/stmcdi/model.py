@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from stbench.diffusion import Denoiser, Schedule, ddim_sample, ddpm_sample, sinusoidal_table
-from stbench.diffusion.masks import train_targets
+from stbench.kit.diffusion import Denoiser, Schedule, ddim_sample, ddpm_sample, sinusoidal_table
+from stbench.kit.diffusion.masks import train_targets
 from .encoder import GraphEncoder
 from .generators import GENERATORS, Generator
 

@@ -1,6 +1,6 @@
 """Training loop: AdamW with the paper's step decay, EMA of the parameters, gradient clipping,
 bf16 autocast on CUDA, neighbour-subgraph mini-batches of spots, resumable checkpoints (model state only; in the job's
-checkpoint folder when the runner gives one), progress lines in the job log (stbench.progress)."""
+checkpoint folder when the runner gives one), progress lines in the job log (stbench.kit.progress)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from stbench.diffusion.common import CheckpointClock, restore_rng_states, rng_states
-from stbench.progress import Progress
+from stbench.kit.diffusion.common import CheckpointClock, restore_rng_states, rng_states
+from stbench.kit.progress import Progress
 
 from .cost import total_steps
 from .graph import subgraph_for

@@ -6,16 +6,16 @@ The model: an auto-encoder (genes -> 1000 -> genes, ReLU) trained jointly on spa
 (reconstruct the shared genes) and reference cells whose non-shared genes are zeroed (predict them,
 with a sparsity-weighted loss); the t_min lowest-loss models each embed spots and cells, and the
 genes are predicted by SpaGE's cosine kNN weighting over the reference cells; the t_min predictions
-are averaged. Runs under the harness's truth-free reference protocol (stbench.reference_protocol).
+are averaged. Runs under the harness's truth-free reference protocol (stbench.kit.reference_protocol).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from stbench.early_stopping import EarlyStopping, snapshot
-from stbench.methodkit import seeded
-from stbench.reference_protocol import cosine_knn_transfer, normalise_cells, reference_counts, reference_impute
+from stbench.kit.early_stopping import EarlyStopping, snapshot
+from stbench.kit.methodkit import seeded
+from stbench.kit.reference_protocol import cosine_knn_transfer, normalise_cells, reference_counts, reference_impute
 
 
 def _net(n_features: int, hidden: int):

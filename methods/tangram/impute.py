@@ -1,5 +1,5 @@
 """Tangram (Biancalani et al. 2021), wrapped: tangram-sc's pp_adatas, map_cells_to_space (cells or clusters
-mode) and project_genes, under the harness's truth-free reference protocol (stbench.reference_protocol):
+mode) and project_genes, under the harness's truth-free reference protocol (stbench.kit.reference_protocol):
 in each gene fold, Tangram is trained on the other shared genes and projects the fold's genes.
 """
 
@@ -9,8 +9,8 @@ import logging
 
 import numpy as np
 
-from stbench.methodkit import NotApplicable, seeded
-from stbench.reference_protocol import normalise_cells, reference_counts, reference_impute
+from stbench.kit.methodkit import NotApplicable, seeded
+from stbench.kit.reference_protocol import normalise_cells, reference_counts, reference_impute
 
 LABEL_KEYS = ("cell_type", "celltype", "cell_types", "CellType", "cell_subclass", "cell_class", "cluster", "clusters",
               "label", "labels", "annotation")

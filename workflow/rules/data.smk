@@ -15,6 +15,8 @@ rule prepare:
         mem_mb=8000,
     log:
         f"{LOGS}/prepare/{{dataset}}.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/prepare.py"
 
@@ -31,6 +33,8 @@ rule preprocess:
         mem_mb=8000,
     log:
         f"{LOGS}/preprocess/{{dataset}}.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/preprocess.py"
 
@@ -44,6 +48,8 @@ rule mask:
         spec=lambda wc: MASKS[wc.mask],
     log:
         f"{LOGS}/mask/{{dataset}}_{{mask}}_seed{{seed}}.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/mask.py"
 
@@ -54,7 +60,11 @@ rule task:
         mask=rules.mask.output[0],
     output:
         f"{R}/{{dataset}}/tasks/{{mask}}/seed{{seed}}.npz",
+    params:
+        spec=lambda wc: cfg.task_spec(config, wc.dataset),  # scale, library_size: the task step's (stbench.data.task.TaskSpec)
     log:
         f"{LOGS}/task/{{dataset}}_{{mask}}_seed{{seed}}.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/task.py"

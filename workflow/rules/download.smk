@@ -1,9 +1,9 @@
-# download: fetch and verify one recipe source (stbench/datasets/recipes/<recipe>.yaml) into the cache.
+# download: fetch and verify one recipe source (stbench/data/datasets/recipes/<recipe>.yaml) into the cache.
 # The only rule that touches the network; `prepare` reads the manifest and never downloads.
 # A dataset block `{recipe: MOB, source: authors}` needs {cache_dir}/MOB/authors/manifest.json, and
 # its scRNA-seq reference, when it comes from another source (the recipe's `reference_source`, or the
 # block's), {cache_dir}/MOB/geo/manifest_reference.json: that source's reference files only.
-from stbench.datasets.recipes import RECIPE_DIR
+from stbench.data.datasets.recipes import RECIPE_DIR
 
 
 rule download:
@@ -12,7 +12,7 @@ rule download:
     output:
         f"{CACHE}/{{recipe}}/{{source}}/manifest.json",
     params:
-        cache=CACHE,
+        cache=lambda wc, output: str(Path(output[0]).parents[2]),  # {cache_dir}/{recipe}/{source}/manifest.json
     wildcard_constraints:
         recipe=r"[A-Za-z0-9_]+",
         source=r"[A-Za-z0-9_]+",
@@ -20,6 +20,8 @@ rule download:
     retries: 2
     log:
         f"{CACHE}/logs/{{recipe}}_{{source}}.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/download.py"
 

@@ -1,6 +1,6 @@
 # impute: one job per (dataset, mask, seed, method, variant), in the method's own environment
 # (`env:` / `container:` of method.yaml with --use-conda / --use-apptainer) and its own sandboxed
-# process (stbench/sandbox.py). Its only data input is the truth-free task file (and, for a member of a
+# process (stbench/run/sandbox.py). Its only data input is the truth-free task file (and, for a member of a
 # batched ensemble, the record of the ensemble job that left its trained model in its checkpoint folder).
 
 
@@ -54,5 +54,7 @@ rule evaluate:
         per_gene=f"{R}/{{dataset}}/{{mask}}/seed{{seed}}/{{method}}/{{variant}}/per_gene.csv",
     log:
         f"{LOGS}/evaluate/{{dataset}}_{{mask}}_seed{{seed}}_{{method}}_{{variant}}.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/evaluate.py"

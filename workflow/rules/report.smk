@@ -15,19 +15,15 @@ rule tables:
         qc={d: f"{R}/{d}/qc.json" for d in DATASETS},
         sweeps=SWEEP,
         metric_definitions=config.get("metric_definitions", "spatialbenchmarking"),
-        out_dir=f"{R}/tables",
+        out_dir=lambda wc, output: str(Path(output[0]).parent),
         paper_dir=str(Path(workflow.basedir) / "results" / "paper"),
         spadit_paper_dir=str(Path(workflow.basedir) / "results" / "paper-spadit"),
     log:
         f"{LOGS}/tables.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/tables.py"
-
-
-def heatmap_inputs(wc):
-    seed = SEEDS[0]
-    return {v.label: f"{run_dir(wc.dataset, wc.mask, seed, v.method, v.name)}/imputed.npz"
-            for v in VARIANTS if v.table == "table1"}
 
 
 rule heatmap:
@@ -42,6 +38,8 @@ rule heatmap:
         labels=lambda wc: list(heatmap_inputs(wc)),
     log:
         f"{LOGS}/heatmap/{{dataset}}_{{mask}}.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/heatmap.py"
 
@@ -53,16 +51,10 @@ rule figure3:
         f"{R}/figures/figure3.png",
     log:
         f"{LOGS}/figure3.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/figure3.py"
-
-
-def figure4_inputs(wc):
-    """Figure 4's panels: the default variant of each method with figure4 variants (stMCDI's diffusion), then those variants."""
-    seed = SEEDS[0]
-    fig4 = [v for v in VARIANTS if v.figure == "figure4"]
-    base = [v for v in VARIANTS if v.name == "default" and v.method in {f.method for f in fig4}]
-    return {v.label: f"{run_dir(wc.dataset, wc.mask, seed, v.method, v.name)}/imputed.npz" for v in base + fig4}
 
 
 rule figure4:
@@ -77,6 +69,8 @@ rule figure4:
         labels=lambda wc: list(figure4_inputs(wc)),
     log:
         f"{LOGS}/figure4/{{dataset}}_{{mask}}.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/figure4.py"
 
@@ -88,24 +82,13 @@ rule rank_stability:
         f"{R}/figures/rank_stability_{{base}}.png",
     log:
         f"{LOGS}/rank_stability/{{base}}.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/rank_stability.py"
 
 
-# cost table, spatial maps, mask-ratio robustness figure and the run's one-page HTML report (stbench/report.py).
-RATIOS = sorted({m.ratio for m in MASKS.values()})
-HAS_MASK_RATIO = len(RATIOS) >= 2
-
-
-def run_files():
-    return [f"{run_dir(d, m, s, v.method, v.name)}/run.json"
-            for d in DATASETS for m in MASKS for s in SEEDS for v in VARIANTS]
-
-
-def spatial_files():
-    return [f"{R}/figures/spatial_{d}_{m}.png" for d in DATASETS for m in MASKS if d not in SWEEP]
-
-
+# cost table, spatial maps, mask-ratio robustness figure and the run's one-page HTML report (stbench/results/report.py).
 rule cost:
     input:
         run_files(),
@@ -115,9 +98,11 @@ rule cost:
         f"{R}/tables/cost_totals.csv",
     params:
         variants=[{"method": v.method, "name": v.name, "label": v.label} for v in VARIANTS],
-        out_dir=f"{R}/tables",
+        out_dir=lambda wc, output: str(Path(output[0]).parent),
     log:
         f"{LOGS}/cost.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/cost.py"
 
@@ -131,6 +116,8 @@ rule failures:
         md=f"{R}/tables/failures.md",
     log:
         f"{LOGS}/failures.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/failures.py"
 
@@ -147,6 +134,8 @@ rule spatial:
         labels=lambda wc: list(heatmap_inputs(wc)),
     log:
         f"{LOGS}/spatial/{{dataset}}_{{mask}}.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/spatial.py"
 
@@ -158,6 +147,8 @@ rule mask_ratio:
         f"{R}/figures/mask_ratio.png",
     log:
         f"{LOGS}/mask_ratio.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/mask_ratio.py"
 
@@ -171,35 +162,39 @@ rule summary:
         md=f"{R}/tables/summary.md",
         png=f"{R}/figures/summary.png",
     params:
-        out_dir=f"{R}/tables",
+        out_dir=lambda wc, output: str(Path(output.csv).parent),
     log:
         f"{LOGS}/summary.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/summary.py"
 
 
 rule provenance:
-    """What made the tables (stbench/provenance.py). A `run:` block, not a script, so that it reads the command line
-    of the snakemake invocation (stbench.provenance.invocation) without making it a parameter: a parameter would
-    rerun the report on every new command line."""
+    """What made the tables (stbench/results/provenance.py). The command line of the snakemake invocation is read from the
+    process tree (stbench.results.provenance.invocation), not passed as a parameter: a parameter would rerun the report on
+    every new command line."""
     input:
         tables=table_files(),
         runs=run_files(),
         data=[f"{R}/{d}/{f}" for d in DATASETS for f in ("prepare.json", "prepared.h5ad", "preprocessed.h5ad")],
     output:
         f"{R}/tables/provenance.json",
+    params:
+        run=RUN,
+        config=dict(config),
+        config_files=list(workflow.configfiles),
+        repo_dir=workflow.basedir,
+        protocols=cfg.protocols(config),
+        datasets={d: {"prepare": f"{R}/{d}/prepare.json", "prepared": f"{R}/{d}/prepared.h5ad",
+                      "preprocessed": f"{R}/{d}/preprocessed.h5ad"} for d in DATASETS},
     log:
         f"{LOGS}/provenance.log",
-    run:
-        from stbench.provenance import write_provenance
-
-        write_provenance(output[0], run=RUN, config=dict(config), config_files=list(workflow.configfiles),
-                         command_line=None, repo_dir=workflow.basedir, protocols=cfg.protocols(config),
-                         datasets={d: {"prepare": f"{R}/{d}/prepare.json", "prepared": f"{R}/{d}/prepared.h5ad",
-                                       "preprocessed": f"{R}/{d}/preprocessed.h5ad"} for d in DATASETS},
-                         run_files=input.runs)
-        Path(log[0]).parent.mkdir(parents=True, exist_ok=True)
-        Path(log[0]).write_text(f"wrote {output[0]}\n")
+    conda:
+        CORE_ENV
+    script:
+        "../scripts/provenance.py"
 
 
 rule report:
@@ -224,12 +219,14 @@ rule report:
         protocols=cfg.protocols(config),
         datasets={d: {"spec": cfg.dataset_spec(config, d), "qc": f"{R}/{d}/qc.json", "prepare": f"{R}/{d}/prepare.json"}
                   for d in DATASETS},
-        tables_dir=f"{R}/tables",
-        figures_dir=f"{R}/figures",
+        tables_dir=lambda wc, input: str(Path(input.tables[0]).parent),  # {R}/tables
+        figures_dir=lambda wc, input: str(Path(input.summary).parent),  # {R}/figures
         sweeps=SWEEP,
         ratios=RATIOS,
         metric_definitions=config.get("metric_definitions", "spatialbenchmarking"),
     log:
         f"{LOGS}/report.log",
+    conda:
+        CORE_ENV
     script:
         "../scripts/report.py"

@@ -1,5 +1,5 @@
 """Snakemake entry point: download and verify one recipe source (or its reference files), writing its manifest."""
-from stbench.datasets import fetch
+from stbench.data.datasets import fetch
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):

@@ -1,6 +1,6 @@
 """Snakemake entry point: train one ensemble of a method's variants in its sandboxed process (stbench.steps).
 
-Nothing of this process reaches the method: it runs in a child process started by stbench.sandbox with a copy
+Nothing of this process reaches the method: it runs in a child process started by stbench.run.sandbox with a copy
 of the truth-free task file, and may write only its members' checkpoint folders.
 """
 from stbench.steps import ensemble_step

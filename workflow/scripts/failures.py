@@ -1,5 +1,5 @@
 """Snakemake entry point: the run's summary of failed, suspect and skipped rows (tables/failures.csv, .md)."""
-from stbench.failures import write_summary
+from stbench.results.failures import write_summary
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):

@@ -1,5 +1,5 @@
 """Snakemake entry point: Figure 3, metrics against stMCDI's training mask ratio."""
-from stbench.figures import ratio_curve
+from stbench.results.figures import ratio_curve
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):

@@ -1,5 +1,5 @@
 """Snakemake entry point: Figure 4, clustered heatmaps of each generator's held-out predictions beside stMCDI's."""
-from stbench.figures import figure4_from_files
+from stbench.results.figures import figure4_from_files
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):

@@ -1,5 +1,5 @@
 """Snakemake entry point: the Figure-2-style clustered heatmap of held-out entries."""
-from stbench.figures import heatmap_from_files
+from stbench.results.figures import heatmap_from_files
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):

@@ -1,7 +1,7 @@
 """Snakemake entry point: run one method variant on a truth-free task file, in its sandboxed process.
 
 Nothing of this process (the `snakemake` object, paths, environment) reaches the method: it runs in
-a child process started by stbench.sandbox with a copy of the task file.
+a child process started by stbench.run.sandbox with a copy of the task file.
 """
 from pathlib import Path
 

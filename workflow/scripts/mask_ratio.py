@@ -1,5 +1,5 @@
 """Snakemake entry point: the mask-ratio robustness figure (PCC and RMSE against the share held out)."""
-from stbench.report_figures import mask_ratio_figure
+from stbench.results.report_figures import mask_ratio_figure
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):

@@ -1,5 +1,5 @@
 """Snakemake entry point: the rank-stability figure of one dataset's protocol sweep."""
-from stbench.figures import rank_stability_figure
+from stbench.results.figures import rank_stability_figure
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):

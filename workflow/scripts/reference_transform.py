@@ -1,5 +1,5 @@
-"""Snakemake entry point: one reference setting's reference for one dataset and seed (stbench.reference_generators)."""
-from stbench.reference_generators.protocol import reference_transform_step
+"""Snakemake entry point: one reference setting's reference for one dataset and seed (stbench.data.reference_generators)."""
+from stbench.data.reference_generators.protocol import reference_transform_step
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):

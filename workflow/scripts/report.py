@@ -1,8 +1,8 @@
 """Snakemake entry point: the run's one-page, self-contained HTML report (results/<run>/report.html)."""
 from pathlib import Path
 
-from stbench.report import build_report
-from stbench.report_figures import SPATIAL_RULE
+from stbench.results.report import build_report
+from stbench.results.report_figures import SPATIAL_RULE
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):

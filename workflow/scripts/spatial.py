@@ -1,5 +1,5 @@
 """Snakemake entry point: spatial maps (truth and each method at the spot coordinates, a few genes)."""
-from stbench.report_figures import spatial_from_files
+from stbench.results.report_figures import spatial_from_files
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):

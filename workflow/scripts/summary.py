@@ -1,6 +1,6 @@
 """Snakemake entry point: the summary across datasets and metrics (mean rank per method), table and figure."""
-from stbench.report_figures import summary_figure
-from stbench.tables import write_rank_summary
+from stbench.results.report_figures import summary_figure
+from stbench.results.tables import write_rank_summary
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):

@@ -1,5 +1,5 @@
 """Snakemake entry point: Table 1 (long, paper layout, Markdown), Tables 2-3, Figure 3 data."""
-from stbench.tables import write_tables
+from stbench.results.tables import write_tables
 from stbench.workflow_log import logged
 
 with logged(snakemake.log[0]):

@@ -9,15 +9,15 @@ from .cheatlib import as_truth, gene_mean_fill  # noqa: TID252
 
 def impute(task):
     found = {}
-    for mod in ("stbench.simulate", "stbench.loaders", "stbench.datasets"):
+    for mod in ("stbench.data.simulate", "stbench.data.loaders", "stbench.data.datasets"):
         try:
             importlib.import_module(mod)
             found[mod] = True
         except ImportError:
             found[mod] = False
     task.info["importable"] = found
-    if found["stbench.simulate"]:
-        from stbench.simulate import simulate_demo
+    if found["stbench.data.simulate"]:
+        from stbench.data.simulate import simulate_demo
 
         for seed in range(10):
             adata = simulate_demo(seed=seed, n_rows=8, n_cols=9, n_genes=60, n_cells=200)[0]

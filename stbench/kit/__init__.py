@@ -1,0 +1,1 @@
+"""The method authors' kit: helpers that methods/<name>/ import (methodkit, diffusion, reference protocol)."""

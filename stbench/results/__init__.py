@@ -1,0 +1,1 @@
+"""Results out: metrics, tables, figures, cost, provenance and the run report."""

@@ -1,0 +1,1 @@
+"""Running a method: the method registry, the sandboxed child process and the runner."""
