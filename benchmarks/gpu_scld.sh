@@ -5,7 +5,7 @@
 # resampling and the VAE. No data to carry: the demo reference is simulated. Outputs go to $OUT.
 #   bash benchmarks/gpu_scld.sh            # on the GPU machine, from the repository root (~5-10 min, unmeasured)
 # Then: put scld_cost.csv's job seconds into benchmarks/results/gpu_job_estimates.yaml (`scld`, gpu_factor 1,
-# a measured row) and the quality table into stbench/reference_generators/README.md.
+# a measured row) and the quality table into stbench/data/reference_generators/README.md.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=. CUBLAS_WORKSPACE_CONFIG=:4096:8
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"

@@ -42,10 +42,10 @@ def main():
     a = ap.parse_args()
     import torch
 
-    import stbench.reference_generators.scld as S
-    from stbench.reference_generators import generator_params
-    from stbench.reference_generators.thinning import ReferenceTransform, thin
-    from stbench.reference_protocol import reference_counts
+    import stbench.data.reference_generators.scld as S
+    from stbench.data.reference_generators import generator_params
+    from stbench.data.reference_generators.thinning import ReferenceTransform, thin
+    from stbench.kit.reference_protocol import reference_counts
     from benchmarks.scld_quality import load
 
     torch.set_num_threads(a.threads)

@@ -11,8 +11,8 @@ import re
 import pytest
 
 from stbench.errors import ConfigError
-from stbench.registry import discover
-from stbench.sandbox import run_in_sandbox
+from stbench.run.registry import discover
+from stbench.run.sandbox import run_in_sandbox
 
 METHODS = discover()
 ENTRY_FILES = ("impute.py", "ensemble.py")  # impute/run and every helper they hand parameters to live here

@@ -244,7 +244,7 @@ def test_estimate_prices_the_generator_jobs():
     gpu_job_estimates.yaml entry); a quick preset and resampling are CPU jobs; a generator with no entry is
     reported unmeasured, never guessed."""
     from stbench import config as cfg
-    from stbench.cost_estimate import load_estimates, reference_generator_costs
+    from stbench.results.cost_estimate import load_estimates, reference_generator_costs
 
     t = {"reference_transform": {"subsample": 0.1}}
     c = cfg.with_defaults(dict(_config({"full": {}, "scld": {**t, "augment": "scld"},

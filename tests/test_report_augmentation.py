@@ -4,9 +4,9 @@ import json
 
 import pandas as pd
 
-from stbench.reference_generators.protocol import parse_settings
-from stbench.reference_generators.report import augmentation_figure, augmentation_table, to_markdown
-from stbench.report import build_report
+from stbench.data.reference_generators.protocol import parse_settings
+from stbench.data.reference_generators.report import augmentation_figure, augmentation_table, to_markdown
+from stbench.results.report import build_report
 
 SETTINGS = parse_settings({"full": {}, "thin": {"reference_transform": {"subsample": 0.1}},
                            "thin_scld": {"reference_transform": {"subsample": 0.1}, "augment": "scld"}})
@@ -65,7 +65,7 @@ def test_the_augmentation_table_and_figure_reach_the_report(tmp_path):
 
 def test_one_seed_gives_no_std():
     """With one seed a cell reads 'mean (n=1)', as Table 1's, not a '±0.000' that looks like a measured spread."""
-    from stbench.reference_generators.report import augmentation_blocks
+    from stbench.data.reference_generators.report import augmentation_blocks
 
     df = pd.DataFrame({"dataset": "d", "mask_strategy": "random", "ratio": 0.1, "method": "spage",
                        "setting": ["full", "thin"], "setting_label": ["full reference", "0.1 per type"], "metric": "pcc",
@@ -76,7 +76,7 @@ def test_one_seed_gives_no_std():
 
 def test_two_variants_of_one_method_stay_two_rows():
     """Tangram at two settings under the same reference setting: two rows, each with its own number."""
-    from stbench.reference_generators.report import augmentation_blocks
+    from stbench.data.reference_generators.report import augmentation_blocks
 
     df = pd.DataFrame({"dataset": "d", "mask_strategy": "random", "ratio": 0.1, "method": "tangram",
                        "base_variant": ["default", "cheap"], "setting": "full", "setting_label": "full reference",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stbench.tables import write_tables
+from stbench.results.tables import write_tables
 
 PAPER = Path(__file__).resolve().parent.parent / "results" / "paper-spadit"
 VARIANTS = [

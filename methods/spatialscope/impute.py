@@ -3,7 +3,7 @@
 (log-normalised, centred on their cell type's mean, denoising score matching over a geometric ladder of noise
 levels), then, for each spot, its unmeasured genes sampled by annealed Langevin dynamics conditioned on the measured
 ones (the prior's score plus the gradient of the misfit to the spot's measured expression), the replicates averaged.
-Runs under the harness's truth-free reference protocol (stbench.reference_protocol); the model of the reference is
+Runs under the harness's truth-free reference protocol (stbench.kit.reference_protocol); the model of the reference is
 trained once per task, over every gene shared with the section, and serves every gene fold.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stbench.reference_protocol import match_genes, normalise_cells, reference_counts, reference_impute
+from stbench.kit.reference_protocol import match_genes, normalise_cells, reference_counts, reference_impute
 
 
 def _cell_types(ref, x_log: np.ndarray, key: str, n_types: int, seed: int) -> np.ndarray:

@@ -61,7 +61,7 @@ class JobCost:
     sample_s: float | None = None
     rate: str = ""
     basis: str = "unmeasured"  # measured | estimate | unmeasured | cpu | unsized
-    slots: int = 0  # GPU slots of one job (stbench.gpu_slots); 0: a CPU job
+    slots: int = 0  # GPU slots of one job (stbench.run.gpu_slots); 0: a CPU job
     ensemble: int = 1  # size of the batched-ensemble group this variant belongs to (1: none)
     ensemble_on: bool = False  # whether the config's switch (`ensemble: true`) trains that group in one job
 
@@ -221,7 +221,7 @@ def reference_generator_costs(config: dict, sizes: dict, table: dict) -> list[Jo
     setting and seed, on the run's device): a generator at its paper settings (no preset, or ``paper``) priced
     from its entry in ``gpu_job_estimates.yaml`` (``scld``); a smaller preset, or resampling, is CPU minutes."""
     from stbench import config as cfg
-    from stbench.reference_generators.protocol import parse_settings
+    from stbench.data.reference_generators.protocol import parse_settings
 
     n_seeds = len(cfg.seeds(config))
     out = []

@@ -359,7 +359,7 @@ def spadit_tables(tables_dir) -> dict:
 def augmentation_view(tables_dir) -> list[dict]:
     """The reference-augmentation table (``tables/reference_augmentation.csv``, written when the config has
     ``reference_settings``) as the blocks its Markdown file shows; empty when the run has none."""
-    from stbench.reference_generators.report import augmentation_blocks
+    from stbench.data.reference_generators.report import augmentation_blocks
 
     p = Path(tables_dir) / "reference_augmentation.csv"
     if not p.exists():

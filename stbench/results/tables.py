@@ -367,7 +367,7 @@ def spadit_ablation_as(summary: pd.DataFrame, table: str, labels=()) -> pd.DataF
     a variant reported in another table that this one also compares, e.g. Table 4's MLP row = Table 3's
     "w/o Flash-Attention") per dataset and mask, as its Tables 2-4 compare them; ``rank``: 1 = best, ``n_rows``:
     the rows ranked (Eq. 30's AS lies in [1, n_rows])."""
-    from stbench.metrics import SPADIT, accuracy_score_spadit
+    from stbench.results.metrics import SPADIT, accuracy_score_spadit
 
     cols = ["row", "dataset", "mask", "mask_strategy", "ratio", "among", "metric", "mean", "std", "n_seeds", "status",
             "rank", "n_rows"]
