@@ -76,7 +76,10 @@ def test_escape_cheater_finds_the_truth_under_process_isolation(small_pre, small
     _inputs(near_tmp, small_pre, small_mask)
     _, ev = run(near_tmp, "escape_cheater", {}, methods_dir=CHEATERS, isolation="process")
     assert ev["method_info"]["found"], ev
-    assert ev["metrics"]["rmse"] < 1e-5
+    # another test running beside this one (pytest -n) may leave a file with the same observed entries and another
+    # truth (with_other_truth) in $TMPDIR, found first; the claim is the finding; the use is checked on our own file
+    if Path(ev["method_info"]["found"]).resolve().is_relative_to(near_tmp.resolve()):
+        assert ev["metrics"]["rmse"] < 1e-5
 
 
 def _pth_files():
@@ -85,6 +88,7 @@ def _pth_files():
 
 
 @needs_bwrap
+@pytest.mark.xdist_group("pth")  # these write or delete the .pth in the shared environment: one worker
 def test_python_environment_is_read_only_under_bwrap(small_pre, small_mask, near_tmp):
     _inputs(near_tmp, small_pre, small_mask)
     _, rec = run(near_tmp, "pth_cheater", {}, methods_dir=CHEATERS, isolation="bwrap", evaluate=False)
@@ -93,6 +97,7 @@ def test_python_environment_is_read_only_under_bwrap(small_pre, small_mask, near
     assert not _pth_files()
 
 
+@pytest.mark.xdist_group("pth")  # these write or delete the .pth in the shared environment: one worker
 def test_python_environment_is_writable_under_process_isolation(small_pre, small_mask, near_tmp):
     """Negative control (where the environment is writable by this user, as in CI): the .pth lands."""
     _inputs(near_tmp, small_pre, small_mask)
@@ -131,6 +136,7 @@ def test_a_child_cannot_claim_another_row(small_pre, small_mask, near_tmp, monke
     assert ev["metrics"]["rmse"] > 1.0  # its own bad predictions, scored in its own row
 
 
+@pytest.mark.xdist_group("pth")  # these write or delete the .pth in the shared environment: one worker
 def test_an_honest_row_is_bit_identical_whether_or_not_cheaters_ran_beside_it(small_pre, small_mask, tmp_path):
     alone, beside = tmp_path / "alone", tmp_path / "beside"
     _inputs(alone, small_pre, small_mask)
