@@ -113,16 +113,42 @@ def test_a_csv_that_is_not_a_rates_file_is_named(tmp_path, capsys):
     assert "stmcdi_other.csv: not a rates file" in err and "no column device" in err
 
 
-def test_a_dataset_of_unknown_size_is_named_not_priced_at_zero(tmp_path):
-    """SpaDiT's config: its unverified recipes give no spot count, so its GPU jobs are listed as not priced
-    (not as 0.0 h, which would read as free)."""
+def test_spadit_config_is_priced_before_download_from_the_recipes_sizes(tmp_path):
+    """SpaDiT's config: nothing downloaded, every GPU job priced from its recipe's size: (MG's verified 8425 spots;
+    MH at the upper end of its candidate folders) and SpaDiT itself by the FLOPs of each dataset's Table 1 row."""
     import yaml
 
     cfg = yaml.safe_load(open(cost_estimate.ROOT / "workflow" / "spadit.yaml"))
     dev = next(d for d in cost_estimate.devices() if d != "cpu")
     costs = cost_estimate.estimate(cfg, dev, results_dir=tmp_path)
     gpu = [c for c in costs if c.basis != "cpu"]
+    assert gpu and all(c.basis == "estimate" and c.hours and c.hours > 0 for c in gpu)
+    size = {c.dataset: c.n_spots for c in gpu}
+    assert size["MG"] == 8425 and size["MH"] == 6000 and size["ML"] == 2177 and len(size) == 10
+    spadit = {c.dataset: c for c in gpu if c.method == "spadit" and c.variant == "default"}
+    # MVC's row (depth 64, batch 1024, 4000 epochs) costs more than ML's (depth 8, batch 256, 2000 epochs)
+    assert spadit["MVC"].train_s > spadit["ML"].train_s > 0 and spadit["MVC"].sample_s > 0
+    out = cost_estimate.report(costs, dev)
+    assert "NOT PRICED" not in out and "Not downloaded yet, priced at the recipe's size" in out
+    assert "MH: 6000 (upper end of 603-6000) spots, weak" in out and "MG: 8425 spots, verified" in out
+    # Table 1's widest rows do not fit an 80 GB device (a 10-billion-parameter network for MH), and the estimate says so
+    assert spadit["MH"].memory_gb > 150 and spadit["ML"].memory_gb < 80
+    fits = cost_estimate.report(costs, "NVIDIA H100 80GB HBM3")
+    assert "DOES NOT FIT the device's 80 GB" in fits and "spadit on MH: " in fits and "spadit on ML" not in fits
+    assert "spadit on MH" not in cost_estimate.report(costs, "a 1000GB device")
+
+
+def test_a_dataset_of_unknown_size_is_named_not_priced_at_zero(tmp_path):
+    """A dataset whose size nothing gives before it is prepared: its GPU jobs are listed as not priced (not as
+    0.0 h, which would read as free)."""
+    import yaml
+
+    cfg = yaml.safe_load(open(cost_estimate.ROOT / "workflow" / "spadit.yaml"))
+    cfg["datasets"] = {"mine": {"format": "h5ad", "path": str(tmp_path / "mine.h5ad")}}
+    dev = next(d for d in cost_estimate.devices() if d != "cpu")
+    costs = cost_estimate.estimate(cfg, dev, results_dir=tmp_path)
+    gpu = [c for c in costs if c.basis != "cpu"]
     assert gpu and all(c.basis == "unsized" and c.hours is None for c in gpu)
     out = cost_estimate.report(costs, dev)
-    assert "NOT PRICED, size unknown until downloaded" in out and "MG" in out
+    assert "NOT PRICED, size unknown until downloaded" in out and "mine" in out
     assert not any(line.split()[3:4] == ["estimate"] for line in out.splitlines() if line.startswith("tangram"))

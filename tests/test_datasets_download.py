@@ -175,7 +175,7 @@ def test_zip_archive_is_unpacked_and_loaded(server, tmp_path):
     assert ref is None and adata.shape == (25, 12)
     rep = adata.uns["prepare_report"]
     assert rep["reference"].startswith("absent")
-    assert rep["warnings"] == ["TOY (authors): 25 spots, expected 3-4 (paper Table 4 / SpatialBenchmarking folder)"]
+    assert rep["warnings"] == ["TOY (authors): 25 spots, expected 3-4 (the recipe: paper Table 4, size: or the SpatialBenchmarking folder)"]
     validate_dataset(adata, "toy")
 
 

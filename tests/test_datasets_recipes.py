@@ -7,6 +7,7 @@ import pytest
 
 from stbench.data.contract import SOURCE_KEYS, validate_dataset, validate_reference
 from stbench.data.datasets import get_recipe, list_recipes, load_recipe
+from stbench.data.datasets.recipes import check_recipe
 from stbench.data.datasets.download import file_digests
 from stbench.errors import ConfigError, DatasetError
 from stbench.data.loaders import LOADERS
@@ -186,3 +187,19 @@ def test_packaged_mob_and_ml_references_read_with_labels(tmp_path):
         assert ref.obs["cell_type"].tolist() == want, rid
         assert adata.uns["prepare_report"]["reference_gene_overlap"] == len(genes), rid
         validate_reference(ref, f"{rid} ref", adata.var_names, min_cells=5)
+
+
+@pytest.mark.parametrize("size,msg", [
+    ({"spots": 0, "genes": 10, "confidence": "strong", "evidence": "x"}, "spots must be a positive integer"),
+    ({"spots": [900, 100], "genes": 10, "confidence": "strong", "evidence": "x"}, "spots must be"),
+    ({"spots": 10, "genes": 10, "confidence": "sure", "evidence": "x"}, "confidence must be one of"),
+    ({"spots": 10, "genes": 10, "confidence": "weak", "evidence": ""}, "evidence"),
+    ({"spots": 10, "genes": 10, "confidence": "weak", "evidence": "x", "cells": 5}, "unknown key"),
+])
+def test_a_malformed_size_block_is_rejected_before_any_download(size, msg):
+    """A recipe's size: (what the estimate prices an undownloaded dataset at) is checked with the recipe."""
+    r = get_recipe("SpaDiT_MG")
+    check_recipe(r, "ok")
+    r["size"] = size
+    with pytest.raises(ConfigError, match=f"bad: size: .*{msg}"):
+        check_recipe(r, "bad")

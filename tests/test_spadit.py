@@ -181,3 +181,33 @@ def test_a_checkpoint_is_never_resumed_with_another_reference(tmp_path):
                                                                           ("counts", more), ("again", ref.copy()))}
     assert keys["ref"] == keys["again"]
     assert len({keys["ref"], keys["shuffled"], keys["counts"]}) == 3
+
+
+@pytest.mark.parametrize("backbone", ["transformer", "mamba", "unet"])
+@pytest.mark.parametrize("condition,concat", [("flash_attention", True), ("mlp", False), ("pca", True), ("none", True)])
+def test_cost_model_counts_every_weight_of_the_network(backbone, condition, concat):
+    """cost.py (what `stbench estimate` prices SpaDiT by, and what the memory check reads) against the network
+    itself: its parameter count, and the weights one token passes through (2 FLOPs each per token), equal the
+    built model's, so a layer added to model.py without cost.py fails here."""
+    from methods.spadit.model import SpaDiTNet
+
+    cost = M.load_module("cost")
+    hp = {"hidden_size": 12, "depth": 3, "latent_layers": 2, "heads": 4, "batch_size": 8, "epochs": 3,
+          "diffusion_steps": 10}
+    net = SpaDiTNet(50, 70, hidden=12, depth=3, heads=4, latent_layers=2, num_steps=10, backbone=backbone,
+                    condition=condition, concat=concat, pca_dim=5)
+    assert cost.n_parameters(50, 70, hp, backbone=backbone, condition=condition, concat=concat, pca_dim=5) == sum(
+        p.numel() for p in net.parameters())
+    weights = sum(p.numel() for n, p in net.named_parameters() if p.dim() >= 2 and not n.startswith(("psi", "t_emb")))
+    assert cost.token_weights(50, 70, hp, backbone=backbone, concat=concat) == weights
+    assert cost.forward_flops(1, 50, 70, hp, backbone=backbone, concat=concat) >= 2 * weights
+    train, sample = cost.fit_flops(20, 5, 50, 70, 10, hp, backbone=backbone, condition=condition, concat=concat)
+    assert train > sample > 0 and cost.train_steps(20, hp) == 3 * 3   # 3 epochs x (20 genes / batch 8 = 3 batches)
+
+
+def test_a_network_too_large_for_the_device_stops_before_it_is_built():
+    """Table 1's widest rows make 5-10 billion-parameter networks: the fit stops with the sizes that cause it and
+    the way out (a MemoryError naming hidden_size, depth and the GB needed), before allocating anything."""
+    with pytest.raises(MemoryError, match=r"hidden_size 2000000, depth 1 .*billion-parameter network; training it "
+                                          r"needs \d+ GB .*released_main"):
+        _run(hidden_size=2_000_000)

@@ -17,38 +17,7 @@ import numpy as np
 
 from stbench.kit.reference_protocol import normalise_cells, reference_counts, reference_impute
 
-# Supplementary Table 1, per dataset: batch size, depth, diffusion steps, epochs, heads, hidden size, learning rate,
-# mask-zero ratio, mask-non-zero ratio, latent layers (transcribed 2026-12-06 from ../shared/papers/SpaDiT_supplementary.txt)
-TABLE1_KEYS = ("batch_size", "depth", "diffusion_steps", "epochs", "heads", "hidden_size", "learning_rate",
-               "mask_zero_ratio", "mask_nonzero_ratio", "latent_layers")
-TABLE1 = {
-    "MG": (512, 32, 1000, 3000, 32, 1024, 3e-4, 0.4, 0.3, 3),
-    "MH": (512, 32, 1000, 4000, 16, 2048, 2e-6, 0.3, 0.1, 2),
-    "MHPR": (1024, 16, 2000, 3000, 8, 1024, 1e-4, 0.1, 0.2, 3),
-    "MVC": (1024, 64, 2000, 4000, 64, 1024, 3e-6, 0.3, 0.2, 4),
-    "MHM": (1024, 64, 2000, 4000, 64, 1024, 3e-6, 0.3, 0.2, 4),
-    "HBC": (1024, 64, 2000, 4000, 64, 1024, 3e-6, 0.3, 0.2, 4),
-    "ME": (256, 8, 1000, 2000, 32, 2048, 2e-5, 0.2, 0.3, 5),
-    "MPMC": (256, 8, 1000, 2000, 32, 2048, 2e-5, 0.2, 0.3, 5),
-    "MC": (256, 8, 1000, 2000, 32, 2048, 2e-5, 0.2, 0.3, 5),
-    "ML": (256, 8, 1000, 2000, 32, 2048, 2e-5, 0.2, 0.3, 5),
-}
-
-
-def table1_params(row: str, dataset: str, given: dict) -> dict:
-    """The Table 1 hyperparameters: ``given`` (explicit values win), the rest from Table 1's row ``row``
-    (``auto``: the row named like the task's dataset; ``none``: no row, every value must be given)."""
-    missing = [k for k in TABLE1_KEYS if given.get(k) is None]
-    name = str(dataset).split("__")[0].upper() if row == "auto" else str(row)
-    if missing and row != "none":
-        if name not in TABLE1:
-            raise ValueError(f"SpaDiT: table1_row={row!r} and the dataset {dataset!r} is not a row of the supplementary's "
-                             f"Table 1 ({', '.join(TABLE1)}): name a row (table1_row: MG, ...) or give "
-                             f"{', '.join(missing)} (the quick and test presets do)")
-        return {**dict(zip(TABLE1_KEYS, TABLE1[name])), **{k: v for k, v in given.items() if v is not None}}
-    if missing:
-        raise ValueError(f"SpaDiT: table1_row: none needs explicit {', '.join(missing)}")
-    return dict(given)
+from .cost import TABLE1, TABLE1_KEYS, n_parameters, table1_params, train_steps, training_bytes  # noqa: F401
 
 
 def _condition_genes(sc_log: np.ndarray, common: list, how: str, min_detection: float, hvg_fraction: float) -> np.ndarray:
@@ -109,6 +78,8 @@ def spadit_fit_predict(st: np.ndarray, sc_in: np.ndarray, sc_out: np.ndarray, sc
     T = int(hp["diffusion_steps"])
     sched = Schedule(T, beta_start, beta_end, kind=schedule)
     ab = torch.as_tensor(sched.alpha_bar, dtype=torch.float32, device=dev)
+    _check_memory(X.shape[1], XS.shape[1], hp, dev, backbone=backbone, condition=condition, concat=bool(concat),
+                  pca_dim=int(pca_dim), ema=bool(ema_decay), label=label)
     net = SpaDiTNet(X.shape[1], XS.shape[1], hidden=int(hp["hidden_size"]), depth=int(hp["depth"]),
                     heads=int(hp["heads"]), latent_layers=int(hp["latent_layers"]), num_steps=T, backbone=backbone,
                     condition=condition, concat=bool(concat), pca_dim=int(pca_dim)).to(dev)
@@ -116,8 +87,7 @@ def spadit_fit_predict(st: np.ndarray, sc_in: np.ndarray, sc_out: np.ndarray, sc
     step_lr = torch.optim.lr_scheduler.StepLR(opt, step_size=int(lr_step_epochs), gamma=0.1) if lr_step_epochs else None
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(float(ema_decay))) if ema_decay else None
     n, bs = X.shape[0], int(hp["batch_size"])
-    per_epoch = math.ceil(n / bs)
-    total = int(hp["epochs"]) * per_epoch
+    total = train_steps(n, hp)
     prog = Progress(total, label=f"{label} train", every_s=progress_interval, enabled=progress)
     huber = torch.nn.HuberLoss(delta=1.0)
     step, last = 0, float("nan")
@@ -207,6 +177,28 @@ def spadit_fit_predict(st: np.ndarray, sc_in: np.ndarray, sc_out: np.ndarray, sc
     if not np.isfinite(res).all():
         raise FloatingPointError(f"{label}: the generated expression has non-finite values: the model diverged")
     return res
+
+
+def _check_memory(n_spots: int, n_cells: int, hp: dict, dev, *, backbone: str, condition: str, concat: bool,
+                  pca_dim: int, ema: bool, label: str) -> None:
+    """Stop before building a network whose training state cannot fit the device (Table 1's widest rows give
+    5-10 billion parameters), with the sizes that cause it, instead of an out-of-memory error mid-allocation."""
+    import os
+
+    import torch
+
+    n = n_parameters(n_spots, n_cells, hp, backbone=backbone, condition=condition, concat=concat, pca_dim=pca_dim)
+    need = training_bytes(n, ema=ema)
+    if dev.type == "cuda":
+        have, where = torch.cuda.get_device_properties(dev).total_memory, torch.cuda.get_device_name(dev)
+    else:
+        have, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's RAM"
+    if need > have:
+        raise MemoryError(
+            f"{label}: hidden_size {hp['hidden_size']}, depth {hp['depth']} on {n_spots} spots and {n_cells} reference "
+            f"cells make a {n / 1e9:.2f}-billion-parameter network; training it needs {need / 1e9:.0f} GB (weights, "
+            f"gradients, AdamW{' and the EMA' if ema else ''}, fp32), more than {where} ({have / 1e9:.0f} GB). "
+            "Use a smaller hidden_size/depth, max_cells, or the preset released_main (methods/spadit/README.md)")
 
 
 def _entry_masks(zero, hp, gen):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import functools
 import inspect
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import yaml
 
 from stbench import config as cfg
 from stbench.data import datasets
+from stbench.data.datasets.recipes import size_range
 from stbench.config import ensemble_groups
 from stbench.errors import ConfigError
 from stbench.run.gpu_slots import slots_requested
@@ -39,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RATES = ROOT / "benchmarks" / "results"
 DIFFUSION_METHODS = ("stmcdi", "csdi")  # methods whose cost follows the diffusion model below (bench_stmcdi.py)
 ESTIMATES = RATES / "gpu_job_estimates.yaml"
+KNOWN_MEMORY_GB = {"H200": 141.0, "H100": 80.0}  # devices whose rate files name them without their memory
 # kernels busy 21% of a paper-preset training step on the H200 (benchmarks/README.md): the most that filling
 # the device (slots, ensembles) can give a host-bound step is 1 / 0.21
 PROFILE_BUSY = 0.21
@@ -64,6 +67,8 @@ class JobCost:
     slots: int = 0  # GPU slots of one job (stbench.run.gpu_slots); 0: a CPU job
     ensemble: int = 1  # size of the batched-ensemble group this variant belongs to (1: none)
     ensemble_on: bool = False  # whether the config's switch (`ensemble: true`) trains that group in one job
+    size_from: str = ""  # where n_spots comes from when it is not a prepared file (a recipe's size: before download)
+    memory_gb: float | None = None  # training state of one job where the method's cost module counts it
 
     @property
     def hours(self) -> float | None:
@@ -74,7 +79,8 @@ class JobCost:
 
 def dataset_sizes(config: dict, results_dir: Path | None = None) -> dict[str, tuple[int, int, str]]:
     """{dataset: (spots, genes, where the numbers come from)}: a prepared file of an earlier run if there is
-    one, else the recipe's Table 4 spot count and the protocol's gene number."""
+    one, else the recipe's ``size:`` (the upper end of a range of candidates), else its Table 4 spot count,
+    with the protocol's gene number as a cap."""
     out = {}
     for name in config["datasets"]:
         spec = cfg.dataset_spec(config, name)
@@ -87,6 +93,12 @@ def dataset_sizes(config: dict, results_dir: Path | None = None) -> dict[str, tu
                 n = len(f["obs"][f["obs"].attrs.get("_index", "_index")])
                 g = len(f["var"][f["var"].attrs.get("_index", "_index")])
             out[name] = (n, g, str(pre))
+        elif spec.get("recipe") and datasets.get_recipe(spec["recipe"]).get("size"):
+            size = datasets.get_recipe(spec["recipe"])["size"]
+            (lo, hi), (_, g_hi) = size_range(size["spots"]), size_range(size["genes"])
+            shape = f"{hi}" if lo == hi else f"{hi} (upper end of {lo}-{hi})"
+            out[name] = (hi, min(n_genes, g_hi), f"recipe {spec['recipe']} size: {shape} spots, {size['confidence']}, "
+                                                  f"{size.get('folder', '')}".rstrip(", "))
         elif spec.get("recipe"):
             r = datasets.get_recipe(spec["recipe"])
             spots = int(((r.get("paper") or {}).get("table4") or {}).get("spots") or 0)
@@ -175,6 +187,47 @@ def scaled_cost(e: dict, n_spots: int, n_genes: int) -> float:
             * (n_genes / float(e["ref_genes"])) ** float(e["genes_exponent"]) / float(e["gpu_factor"]))
 
 
+def flops_memory_gb(e: dict, v, dataset: str, n_spots: int, terms) -> float:
+    """GB of one job's training state (weights, gradients, optimiser, EMA) from the method's parameter count."""
+    p = v.params
+    hp = terms.table1_params(p["table1_row"], dataset, {k: p.get(k) for k in terms.TABLE1_KEYS})
+    n = terms.n_parameters(n_spots, int(p.get("max_cells") or e["reference_cells"]), hp, backbone=p["backbone"],
+                           condition=p["condition"], concat=bool(p["concat"]), pca_dim=int(p["pca_dim"]))
+    return terms.training_bytes(n, ema=bool(p.get("ema_decay"))) / 1e9
+
+
+def device_memory_gb(device: str) -> float | None:
+    """The memory in a device's name ("NVIDIA H100 80GB HBM3" -> 80), or None."""
+    m = re.search(r"(\d+)\s*GB", device)
+    if m:
+        return float(m.group(1))
+    return next((gb for name, gb in KNOWN_MEMORY_GB.items() if name in device), None)
+
+
+def flops_cost(e: dict, v, dataset: str, n_spots: int, n_genes: int, masks, terms) -> tuple[float, float, str]:
+    """(train s, sample s, rate) of one job of a method priced by FLOPs (its cost.py's ``fit_flops``, per dataset
+    from its own hyperparameters): the FLOPs of every fit the reference protocol runs (one direct pass for a gene
+    mask, ``n_folds`` for an entry mask), at the measured CPU rate times the assumed GPU factor."""
+    p = v.params
+    hp = terms.table1_params(p["table1_row"], dataset, {k: p.get(k) for k in terms.TABLE1_KEYS})
+    cells = int(p.get("max_cells") or e["reference_cells"])
+    train = sample = 0.0
+    for m in masks:
+        if m.strategy == "gene":
+            fits, n_pred = 1, max(1, round(float(m.ratio) * n_genes))
+        else:
+            fits, n_pred = int(p["n_folds"]), max(1, n_genes // int(p["n_folds"]))
+        tr, sa = terms.fit_flops(n_genes - n_pred, n_pred, n_spots, cells, int(e["condition_genes"]), hp,
+                                 backbone=p["backbone"], condition=p["condition"], concat=bool(p["concat"]),
+                                 n_samples=int(p["n_samples"]))
+        train, sample = train + fits * tr / len(masks), sample + fits * sa / len(masks)
+    rate = float(e["cpu_gflops"]) * 1e9 * float(e["gpu_factor"])
+    why = (f"FLOPs of its network at each dataset's own hyperparameters ({cells} reference cells"
+           f"{', ASSUMED' if not p.get('max_cells') else ''}) / measured CPU {e['cpu_gflops']} GFLOP/s "
+           f"x {e['gpu_factor']} (assumed GPU speed-up), {ESTIMATES.name}")
+    return train / rate, sample / rate, why
+
+
 def estimate(config: dict, device: str, rate_files=None, results_dir=None, estimates=None) -> list[JobCost]:
     config = cfg.with_defaults(config)
     rates = load_rates(rate_files)
@@ -192,9 +245,10 @@ def estimate(config: dict, device: str, rate_files=None, results_dir=None, estim
     out = []
     for v in variants:
         gpu = cfg.job_device(config["device"], v.resources) != "cpu"
-        for ds, (n, g, _) in sizes.items():
+        for ds, (n, g, where) in sizes.items():
             jc = JobCost(ds, v.method, v.name, n_jobs, n, g, slots=slots_requested(v.resources, k) if gpu else 0,
-                         ensemble=group_of.get((v.method, v.name), 1), ensemble_on=v.method in switched)
+                         ensemble=group_of.get((v.method, v.name), 1), ensemble_on=v.method in switched,
+                         size_from=where if " size: " in where else "")
             if not gpu:
                 jc.basis, jc.rate = "cpu", "CPU job (its method.yaml asks for no GPU)"
             elif n <= 0:  # no spot count before download (e.g. an unverified recipe): not priced, and said so
@@ -207,6 +261,15 @@ def estimate(config: dict, device: str, rate_files=None, results_dir=None, estim
                     jc.basis = "measured" if exact else "estimate"
                     if not exact:
                         jc.rate = f"nearest measured stMCDI shape ({jc.rate}); {v.method} itself not benchmarked"
+            elif (table.get(v.method) or {}).get("model") == "flops":
+                try:
+                    jc.train_s, jc.sample_s, jc.rate = flops_cost(
+                        table[v.method], v, ds, n, g, list(cfg.masks(config).values()),
+                        cost_terms(v.method, config.get("methods_dir")))
+                    jc.basis = "estimate"
+                    jc.memory_gb = flops_memory_gb(table[v.method], v, ds, n, cost_terms(v.method, config.get("methods_dir")))
+                except ValueError as e:  # e.g. SpaDiT's paper preset on a dataset that is no Table 1 row
+                    jc.rate = f"unmeasured: {e}"
             elif v.method in table:
                 jc.train_s, jc.sample_s, jc.basis = scaled_cost(table[v.method], n, g), 0.0, "estimate"
                 jc.rate = f"CPU measurement / {table[v.method]['gpu_factor']} (assumed GPU speed-up), {ESTIMATES.name}"
@@ -351,6 +414,24 @@ def report(costs: list[JobCost], device: str, gpus=(1,), slots_per_device: int =
     rates_used = sorted({f"{c.method}: {c.rate}" for c in costs if c.hours is not None and c.basis != "measured"})
     if rates_used:
         lines += ["Estimates used:"] + [f"  {r}" for r in rates_used]
+    cap = device_memory_gb(device)
+    too_big = sorted({(c.method, c.variant, c.dataset, c.memory_gb) for c in costs
+                      if cap and c.memory_gb is not None and c.memory_gb > cap})
+    if too_big:
+        lines.append(f"DOES NOT FIT the device's {cap:.0f} GB (training state: fp32 weights, gradients, AdamW, EMA; "
+                     "the job stops with this message before it allocates):")
+        by: dict = {}
+        for m, v, d, gb in too_big:
+            by.setdefault((m, d), []).append((v, gb))
+        for (m, d), vs in sorted(by.items()):
+            lo, hi = min(gb for _, gb in vs), max(gb for _, gb in vs)
+            lines.append(f"  {m} on {d}: {lo:.0f}{f'-{hi:.0f}' if hi - lo >= 1 else ''} GB "
+                         f"({len(vs)} variant{'s' if len(vs) > 1 else ''}: {', '.join(v for v, _ in vs)})")
+    before = {c.dataset: c.size_from.split(" size: ", 1)[1] for c in costs if c.size_from}
+    if before:
+        lines.append("Not downloaded yet, priced at the recipe's size: (a range of candidate folders at its upper end; "
+                     "estimate again after the prepare rule to price the real shape):")
+        lines += [f"  {d}: {w}" for d, w in sorted(before.items())]
     if unsized:
         lines.append(f"NOT PRICED, size unknown until downloaded (the recipe gives no spot count): {', '.join(unsized)}; "
                      "run the workflow's download and prepare rules, then estimate again (it reads the prepared files)")
@@ -408,5 +489,4 @@ def report(costs: list[JobCost], device: str, gpus=(1,), slots_per_device: int =
         basis = sorted({c.basis for c in costs if c.method == m})
         train = sum(c.jobs * c.train_s for c in costs if c.method == m and c.hours is not None) / 3600
         lines.append(f"  {m:16s} {h:10.1f} -> {with_both[m]:10.1f}  ({'/'.join(basis)}; training {train:.1f} h of it)")
-    return "\n".join(lines)
     return "\n".join(lines)

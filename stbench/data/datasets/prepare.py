@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from stbench.data.contract import check_counts, validate_dataset
 from stbench.data.datasets.download import manifest_path
-from stbench.data.datasets.recipes import get_recipe, get_source
+from stbench.data.datasets.recipes import get_recipe, get_source, size_range
 from stbench.errors import ConfigError, DatasetError
 from stbench.data.loaders import get_loader
 
@@ -94,7 +94,7 @@ def _check_range(report: dict, what: str, n: int, rng, recipe_id: str, source: s
     lo, hi = int(rng[0]), int(rng[1])
     report[f"expected_{what}"] = [lo, hi]
     if not lo <= n <= hi:
-        msg = f"{recipe_id} ({source}): {n} {what}, expected {lo}-{hi} (paper Table 4 / SpatialBenchmarking folder)"
+        msg = f"{recipe_id} ({source}): {n} {what}, expected {lo}-{hi} (the recipe: paper Table 4, size: or the SpatialBenchmarking folder)"
         report.setdefault("warnings", []).append(msg)
         warnings.warn(msg, stacklevel=3)
 
@@ -102,7 +102,7 @@ def _check_range(report: dict, what: str, n: int, rng, recipe_id: str, source: s
 def _source_record(recipe: dict, src: dict, files: list[dict]) -> dict:
     spatial = [f for f in files if f["role"] == "spatial"]
     return {
-        "accession": str(src.get("accession", recipe["paper"]["table4"]["geo"])),
+        "accession": str(src.get("accession") or ((recipe["paper"].get("table4") or {}).get("geo") or recipe["id"])),
         "url": " ".join(f["url"] for f in spatial),
         "checksum": " ".join(f"sha256:{f['sha256']}" for f in spatial),
         "platform": str(recipe["platform"]),
@@ -169,8 +169,11 @@ def load_recipe(recipe_id: str, source: str, cache_dir, reference_source: str | 
     adata.X = sp.csr_matrix(adata.layers["counts"])
     adata.layers["counts"] = adata.X.copy()
     adata.uns["source"] = _source_record(recipe, src, manifest["files"])
-    expect = src.get("expect") or {}
-    report.update(spots=int(adata.n_obs), genes=int(adata.n_vars), table4_spots=recipe["paper"]["table4"]["spots"])
+    # the source's own expectation, else the recipe's size: (the shape known before download; a miss warns)
+    expect = src.get("expect") or {k: list(size_range(v)) for k, v in (recipe.get("size") or {}).items()
+                                    if k in ("spots", "genes")}
+    report.update(spots=int(adata.n_obs), genes=int(adata.n_vars),
+                  table4_spots=(recipe["paper"].get("table4") or {}).get("spots"))
     _check_range(report, "spots", adata.n_obs, expect.get("spots"), recipe_id, source)
     _check_range(report, "genes", adata.n_vars, expect.get("genes"), recipe_id, source)
     validate_dataset(adata, where)

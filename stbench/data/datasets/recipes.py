@@ -1,6 +1,8 @@
 """The dataset recipes (``recipes/<ID>.yaml``): where each of the paper's six datasets comes from.
 
-A recipe names the dataset, the paper's figures (Table 4), and per source (``authors``: the stMCDI
+A recipe names the dataset, the paper's figures (Table 4), optionally ``size:`` (the spatial matrix's shape
+known before download, a number or a [low, high] range of candidates, with its evidence: what ``stbench
+estimate`` prices an undownloaded dataset at), and per source (``authors``: the stMCDI
 authors' matrices; ``geo``: the original deposits) the files to download (name, role, and either a
 fixed ``url`` or ``resolve:``, a pattern over the source's own file listing; optional sha256/size pins)
 and how to read them (``spatial`` / ``reference`` loader specs, paths relative to the download
@@ -24,6 +26,7 @@ RECIPE_DIR = Path(__file__).with_name("recipes")
 REQUIRED = ("id", "title", "tissue", "species", "platform", "citation", "paper", "default_source", "sources")
 FILE_KEYS = ("name", "role")
 ROLES = ("spatial", "reference")
+SIZE_CONFIDENCE = ("verified", "strong", "inferred", "weak")
 
 
 def list_recipes() -> list[str]:
@@ -77,6 +80,31 @@ def _check_origin(f: dict, where: str) -> None:
         raise ConfigError(f"{where}: resolve: unknown key(s) {', '.join(sorted(unknown))}")
 
 
+def size_range(value) -> tuple[int, int]:
+    """A ``size:`` count as (low, high): a number n is (n, n), a [low, high] pair is itself."""
+    return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _check_size(size, where: str) -> None:
+    """``size: {spots, genes, folder, confidence, evidence}``: counts are positive integers or [low, high]."""
+    if not isinstance(size, dict):
+        raise ConfigError(f"{where}: must be a mapping such as {{spots: 2177, genes: 1000, confidence: verified, evidence: ...}}")
+    for key in ("spots", "genes"):
+        v = size.get(key)
+        ok = (isinstance(v, int) and not isinstance(v, bool) and v > 0) or (
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v)
+            and v[0] <= v[1])
+        if not ok:
+            raise ConfigError(f"{where}: {key} must be a positive integer or a [low, high] pair of them, got {v!r}")
+    if size.get("confidence") not in SIZE_CONFIDENCE:
+        raise ConfigError(f"{where}: confidence must be one of {', '.join(SIZE_CONFIDENCE)}, got {size.get('confidence')!r}")
+    if not str(size.get("evidence") or "").strip():
+        raise ConfigError(f"{where}: evidence: say where the numbers come from")
+    unknown = set(size) - {"spots", "genes", "folder", "confidence", "evidence"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+
+
 def check_recipe(recipe, where) -> None:
     """Structural checks of a recipe dict (so that a typo fails before any download)."""
     if not isinstance(recipe, dict):
@@ -89,6 +117,8 @@ def check_recipe(recipe, where) -> None:
             split_protocol(recipe["preprocess"])
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}: preprocess: {e}") from None
+    if recipe.get("size") is not None:
+        _check_size(recipe["size"], f"{where}: size")
     if recipe["default_source"] not in recipe["sources"]:
         raise ConfigError(f"{where}: default_source '{recipe['default_source']}' is not one of its sources")
     for name, src in recipe["sources"].items():
