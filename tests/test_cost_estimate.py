@@ -136,6 +136,10 @@ def test_spadit_config_is_priced_before_download_from_the_recipes_sizes(tmp_path
     fits = cost_estimate.report(costs, "NVIDIA H100 80GB HBM3")
     assert "DOES NOT FIT the device's 80 GB" in fits and "spadit on MH: " in fits and "spadit on ML" not in fits
     assert "spadit on MH" not in cost_estimate.report(costs, "a 1000GB device")
+    # stDiff and SpatialScope too are priced by their networks' FLOPs, which the report totals with a second reading
+    by = {c.method: c for c in gpu if c.dataset == "MC"}
+    assert by["stdiff"].flops > 0 and by["spatialscope"].flops > 0 and by["tangram"].flops is None
+    assert "Priced by FLOPs (spadit, spatialscope, stdiff)" in out
 
 
 def test_a_dataset_of_unknown_size_is_named_not_priced_at_zero(tmp_path):

@@ -137,3 +137,25 @@ def fit_flops(n_train: int, n_predict: int, n_spots: int, n_cells: int, n_cond_g
     sample = psi + int(n_samples) * chain_steps(hp) * sum(
         forward_flops(b, n_spots, n_cells, hp, backbone=backbone, concat=concat) for b in out)
     return train, sample
+
+
+def job_hp(p: dict, dataset: str) -> dict:
+    """The Table 1 hyperparameters one job of ``dataset`` trains with, from its resolved parameters."""
+    return table1_params(p["table1_row"], dataset, {k: p.get(k) for k in TABLE1_KEYS})
+
+
+def job_flops(fits: int, n_train: int, n_predict: int, n_spots: int, n_cells: int, p: dict, dataset: str,
+              assumed: dict) -> tuple[float, float]:
+    """`stbench estimate`'s entry point: (training, sampling) FLOPs of one job of ``fits`` fits (each trains its own
+    network), from the job's resolved parameters (``assumed``: gpu_job_estimates.yaml's spadit entry, psi's genes)."""
+    tr, sa = fit_flops(n_train, n_predict, n_spots, n_cells, int(assumed["condition_genes"]), job_hp(p, dataset),
+                       backbone=p["backbone"], condition=p["condition"], concat=bool(p["concat"]),
+                       n_samples=int(p["n_samples"]))
+    return fits * tr, fits * sa
+
+
+def job_state_bytes(n_spots: int, n_cells: int, n_genes: int, p: dict, dataset: str) -> int:
+    """`stbench estimate`'s entry point: one job's training state in bytes (what must fit the device)."""
+    n = n_parameters(n_spots, n_cells, job_hp(p, dataset), backbone=p["backbone"], condition=p["condition"],
+                     concat=bool(p["concat"]), pca_dim=int(p["pca_dim"]))
+    return training_bytes(n, ema=bool(p.get("ema_decay")))

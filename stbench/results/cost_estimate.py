@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
 RATES = ROOT / "benchmarks" / "results"
 DIFFUSION_METHODS = ("stmcdi", "csdi")  # methods whose cost follows the diffusion model below (bench_stmcdi.py)
 ESTIMATES = RATES / "gpu_job_estimates.yaml"
-KNOWN_MEMORY_GB = {"H200": 141.0, "H100": 80.0}  # devices whose rate files name them without their memory
+KNOWN_MEMORY_GB = {"H200": 141.0, "H100": 80.0}
+SUSTAINED_TFLOPS = 20.0  # a second, stated reading of the FLOP-priced jobs (report): not a measurement  # devices whose rate files name them without their memory
 # kernels busy 21% of a paper-preset training step on the H200 (benchmarks/README.md): the most that filling
 # the device (slots, ensembles) can give a host-bound step is 1 / 0.21
 PROFILE_BUSY = 0.21
@@ -69,6 +70,7 @@ class JobCost:
     ensemble_on: bool = False  # whether the config's switch (`ensemble: true`) trains that group in one job
     size_from: str = ""  # where n_spots comes from when it is not a prepared file (a recipe's size: before download)
     memory_gb: float | None = None  # training state of one job where the method's cost module counts it
+    flops: float | None = None  # FLOPs of one job where the method is priced by its FLOP count
 
     @property
     def hours(self) -> float | None:
@@ -187,13 +189,10 @@ def scaled_cost(e: dict, n_spots: int, n_genes: int) -> float:
             * (n_genes / float(e["ref_genes"])) ** float(e["genes_exponent"]) / float(e["gpu_factor"]))
 
 
-def flops_memory_gb(e: dict, v, dataset: str, n_spots: int, terms) -> float:
+def flops_memory_gb(e: dict, v, dataset: str, n_spots: int, n_genes: int, terms) -> float:
     """GB of one job's training state (weights, gradients, optimiser, EMA) from the method's parameter count."""
-    p = v.params
-    hp = terms.table1_params(p["table1_row"], dataset, {k: p.get(k) for k in terms.TABLE1_KEYS})
-    n = terms.n_parameters(n_spots, int(p.get("max_cells") or e["reference_cells"]), hp, backbone=p["backbone"],
-                           condition=p["condition"], concat=bool(p["concat"]), pca_dim=int(p["pca_dim"]))
-    return terms.training_bytes(n, ema=bool(p.get("ema_decay"))) / 1e9
+    cells = int(v.params.get("max_cells") or e["reference_cells"])
+    return terms.job_state_bytes(n_spots, cells, n_genes, v.params, dataset) / 1e9
 
 
 def device_memory_gb(device: str) -> float | None:
@@ -204,12 +203,12 @@ def device_memory_gb(device: str) -> float | None:
     return next((gb for name, gb in KNOWN_MEMORY_GB.items() if name in device), None)
 
 
-def flops_cost(e: dict, v, dataset: str, n_spots: int, n_genes: int, masks, terms) -> tuple[float, float, str]:
-    """(train s, sample s, rate) of one job of a method priced by FLOPs (its cost.py's ``fit_flops``, per dataset
-    from its own hyperparameters): the FLOPs of every fit the reference protocol runs (one direct pass for a gene
-    mask, ``n_folds`` for an entry mask), at the measured CPU rate times the assumed GPU factor."""
+def flops_cost(e: dict, v, dataset: str, n_spots: int, n_genes: int, masks,
+               terms) -> tuple[float, float, str, float]:
+    """(train s, sample s, rate, FLOPs) of one job of a method priced by FLOPs (its cost.py's ``job_flops``, from the
+    job's own parameters, given the fits the reference protocol runs: one direct pass for a gene mask, ``n_folds``
+    for an entry mask), at the measured CPU rate times the assumed GPU factor."""
     p = v.params
-    hp = terms.table1_params(p["table1_row"], dataset, {k: p.get(k) for k in terms.TABLE1_KEYS})
     cells = int(p.get("max_cells") or e["reference_cells"])
     train = sample = 0.0
     for m in masks:
@@ -217,15 +216,13 @@ def flops_cost(e: dict, v, dataset: str, n_spots: int, n_genes: int, masks, term
             fits, n_pred = 1, max(1, round(float(m.ratio) * n_genes))
         else:
             fits, n_pred = int(p["n_folds"]), max(1, n_genes // int(p["n_folds"]))
-        tr, sa = terms.fit_flops(n_genes - n_pred, n_pred, n_spots, cells, int(e["condition_genes"]), hp,
-                                 backbone=p["backbone"], condition=p["condition"], concat=bool(p["concat"]),
-                                 n_samples=int(p["n_samples"]))
-        train, sample = train + fits * tr / len(masks), sample + fits * sa / len(masks)
+        tr, sa = terms.job_flops(fits, n_genes - n_pred, n_pred, n_spots, cells, p, dataset, e)
+        train, sample = train + tr / len(masks), sample + sa / len(masks)
     rate = float(e["cpu_gflops"]) * 1e9 * float(e["gpu_factor"])
-    why = (f"FLOPs of its network at each dataset's own hyperparameters ({cells} reference cells"
+    why = (f"FLOPs of its network at each job's own hyperparameters ({cells} reference cells"
            f"{', ASSUMED' if not p.get('max_cells') else ''}) / measured CPU {e['cpu_gflops']} GFLOP/s "
            f"x {e['gpu_factor']} (assumed GPU speed-up), {ESTIMATES.name}")
-    return train / rate, sample / rate, why
+    return train / rate, sample / rate, why, train + sample
 
 
 def estimate(config: dict, device: str, rate_files=None, results_dir=None, estimates=None) -> list[JobCost]:
@@ -263,11 +260,12 @@ def estimate(config: dict, device: str, rate_files=None, results_dir=None, estim
                         jc.rate = f"nearest measured stMCDI shape ({jc.rate}); {v.method} itself not benchmarked"
             elif (table.get(v.method) or {}).get("model") == "flops":
                 try:
-                    jc.train_s, jc.sample_s, jc.rate = flops_cost(
+                    jc.train_s, jc.sample_s, jc.rate, jc.flops = flops_cost(
                         table[v.method], v, ds, n, g, list(cfg.masks(config).values()),
                         cost_terms(v.method, config.get("methods_dir")))
                     jc.basis = "estimate"
-                    jc.memory_gb = flops_memory_gb(table[v.method], v, ds, n, cost_terms(v.method, config.get("methods_dir")))
+                    jc.memory_gb = flops_memory_gb(table[v.method], v, ds, n, g,
+                                                   cost_terms(v.method, config.get("methods_dir")))
                 except ValueError as e:  # e.g. SpaDiT's paper preset on a dataset that is no Table 1 row
                     jc.rate = f"unmeasured: {e}"
             elif v.method in table:
@@ -414,6 +412,14 @@ def report(costs: list[JobCost], device: str, gpus=(1,), slots_per_device: int =
     rates_used = sorted({f"{c.method}: {c.rate}" for c in costs if c.hours is not None and c.basis != "measured"})
     if rates_used:
         lines += ["Estimates used:"] + [f"  {r}" for r in rates_used]
+    fl = [c for c in costs if c.flops is not None]
+    if fl:
+        total = sum(c.jobs * c.flops for c in fl)
+        lines.append(f"Priced by FLOPs ({', '.join(sorted({c.method for c in fl}))}): {total / 1e18:.1f} EFLOP in all. "
+                     f"At a sustained {SUSTAINED_TFLOPS:.0f} TFLOP/s (ASSUMED: ~30% of an H100's fp32 peak, large dense "
+                     f"layers) they would take {total / (SUSTAINED_TFLOPS * 1e12) / 3600:.0f} device-hours, against "
+                     f"{sum(c.hours for c in fl):.0f} above at the CPU rate x the assumed factor: the GPU factor is the "
+                     "estimate's largest unknown")
     cap = device_memory_gb(device)
     too_big = sorted({(c.method, c.variant, c.dataset, c.memory_gb) for c in costs
                       if cap and c.memory_gb is not None and c.memory_gb > cap})
