@@ -104,3 +104,16 @@ def test_the_sandbox_rejects_a_bad_value_before_any_child_starts(tmp_path):
         run_in_sandbox(METHODS["stmcdi"], {"v1": {}, "v2": {"sampler": "euler"}}, missing, entry="ensemble",
                        checkpoint_dir={"v1": tmp_path / "a", "v2": tmp_path / "b"})
     assert not (tmp_path / "a").exists()
+
+
+def test_the_reference_protocol_repeats_no_method_default():
+    """The reference methods' protocol parameters (n_folds, fill, fill_k, calibrate) have their defaults in each
+    method.yaml; the shared function they pass them to keeps none of its own that could drift from them."""
+    import inspect
+
+    from stbench.kit.reference_protocol import reference_impute
+
+    sig = inspect.signature(reference_impute).parameters
+    assert all(sig[k].default is inspect.Parameter.empty for k in ("n_folds", "fill", "fill_k", "calibrate"))
+    users = [m for m in discover().values() if "fill_k" in (m.manifest.get("params") or {})]
+    assert len(users) >= 9 and all("calibrate" in m.manifest["params"] for m in users)

@@ -6,6 +6,13 @@ import pytest
 from stbench.kit.reference_protocol import MapperInput, reference_impute, spatial_knn_fill
 from stbench.data.task import build_task
 
+# the protocol's four parameters as the reference methods' method.yaml give them (the function has no defaults)
+PROTOCOL = dict(n_folds=5, fill="knn", fill_k=5, calibrate="auto")
+
+
+def _impute(task, mapper, **kw):
+    return reference_impute(task, mapper, **{**PROTOCOL, **kw})
+
 
 def _task(small_pre, small_dataset, held, reference=True):
     train = np.ones(held.shape[0], dtype=bool)
@@ -27,7 +34,7 @@ def test_fold_genes_never_reach_the_mapper_that_predicts_them(small_pre, small_d
     held, _ = small_mask
     task = _task(small_pre, small_dataset, held)
     rec = Recorder()
-    out = reference_impute(task, rec, n_folds=5)
+    out = _impute(task, rec, n_folds=5)
     assert len(rec.calls) == 5
     predicted = []
     for inp in rec.calls:
@@ -52,7 +59,7 @@ def test_held_out_entries_of_input_genes_are_filled_truth_free(small_pre, small_
     held, _ = small_mask
     task = _task(small_pre, small_dataset, held)
     rec = Recorder()
-    reference_impute(task, rec, n_folds=3, fill="knn")
+    _impute(task, rec, n_folds=3, fill="knn")
     inp = rec.calls[0]
     expect = spatial_knn_fill(task.observed, task.observed_mask, task.coords, 5)
     cols = [task.genes.index(g) for g in inp.genes]
@@ -66,7 +73,7 @@ def test_gene_mask_direct_pass_and_fallback_for_genes_absent_from_the_reference(
     ref = ref[:, [g for g in ref.var_names if g != small_pre.var_names[2]]].copy()  # gene 2 not in the reference
     task = build_task(small_pre, held, reference=ref, seed=0)
     rec = Recorder()
-    out = reference_impute(task, rec)
+    out = _impute(task, rec)
     assert len(rec.calls) == 1 and rec.calls[0].fold == -1
     assert set(rec.calls[0].predict[:2]) == set(small_pre.var_names[:2])
     assert not set(small_pre.var_names[:3]) & set(rec.calls[0].genes)
@@ -78,7 +85,7 @@ def test_gene_mask_direct_pass_and_fallback_for_genes_absent_from_the_reference(
 def test_no_reference_is_an_error(small_pre, small_dataset, small_mask):
     task = _task(small_pre, small_dataset, small_mask[0], reference=False)
     with pytest.raises(ValueError, match="reference"):
-        reference_impute(task, Recorder())
+        _impute(task, Recorder())
 
 
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
@@ -92,7 +99,7 @@ def test_a_non_finite_prediction_fails_the_row(small_pre, small_dataset, small_m
         return out
 
     with pytest.raises(FloatingPointError, match="non-finite"):
-        reference_impute(task, mapper, n_folds=2)
+        _impute(task, mapper, n_folds=2)
 
 
 def test_log_scale_predictions_are_taken_as_they_are(small_pre, small_dataset, small_mask):
@@ -105,10 +112,10 @@ def test_log_scale_predictions_are_taken_as_they_are(small_pre, small_dataset, s
     def log_mapper(inp):
         return cache.setdefault(inp.fold, rng.uniform(0, 3, (inp.values.shape[0], len(inp.predict))))
 
-    a = reference_impute(task, log_mapper, n_folds=2, prediction_scale="log")
-    b = reference_impute(task, lambda inp: np.expm1(cache[inp.fold]), n_folds=2)
+    a = _impute(task, log_mapper, n_folds=2, prediction_scale="log")
+    b = _impute(task, lambda inp: np.expm1(cache[inp.fold]), n_folds=2)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-    huge = reference_impute(task, lambda inp: 1000.0 + cache[inp.fold] * 100, n_folds=2, prediction_scale="log")
+    huge = _impute(task, lambda inp: 1000.0 + cache[inp.fold] * 100, n_folds=2, prediction_scale="log")
     np.testing.assert_allclose(huge, a, rtol=1e-4, atol=1e-4)  # moments calibration: affine-invariant per gene
 
 
@@ -131,9 +138,9 @@ def test_auto_calibration_is_linear_and_shrinks_a_weak_prediction(small_pre, sma
         return np.stack([weak[:, idx[g]] for g in inp.predict], 1) + 10.0
 
     rmse = lambda out: float(np.sqrt(np.mean((out[held] - truth[held]) ** 2)))  # noqa: E731
-    auto = reference_impute(task, mapper, n_folds=2, prediction_scale="log")
-    lin = reference_impute(task, mapper, n_folds=2, prediction_scale="log", calibrate="linear")
-    mom = reference_impute(task, mapper, n_folds=2, prediction_scale="log", calibrate="moments")
+    auto = _impute(task, mapper, n_folds=2, prediction_scale="log")
+    lin = _impute(task, mapper, n_folds=2, prediction_scale="log", calibrate="linear")
+    mom = _impute(task, mapper, n_folds=2, prediction_scale="log", calibrate="moments")
     np.testing.assert_array_equal(auto, lin)
     mean = rmse(np.broadcast_to(gene_means(task)[None, :], truth.shape))
     assert rmse(lin) < 1.02 * mean < rmse(mom), (rmse(lin), mean, rmse(mom))

@@ -212,10 +212,13 @@ def _fit_global(v_in: np.ndarray, obs_in: np.ndarray, mask_in: np.ndarray):
     return float(b), float(a)
 
 
-def reference_impute(task, mapper, *, n_folds: int = 5, fill: str = "knn", fill_k: int = 5,
-                     calibrate: str = "auto", min_input_genes: int = 2, extra: dict | None = None,
+def reference_impute(task, mapper, *, n_folds: int, fill: str, fill_k: int, calibrate: str,
+                     min_input_genes: int = 2, extra: dict | None = None,
                      prediction_scale: str = "expression") -> np.ndarray:
     """Impute ``task`` with a reference ``mapper`` under the protocol above; returns (n_spots, n_genes) float32.
+
+    ``n_folds``, ``fill``, ``fill_k`` and ``calibrate`` are each reference method's parameters, whose defaults live
+    in its method.yaml only (no default here to drift from them).
 
     Records ``task.info["reference_protocol"]`` (when the task has an ``info`` dict).
     """
